@@ -1,0 +1,248 @@
+//! The kernel/user ABI: map keys and values written by `truce-agent-ebpf` and read by the agent.
+//!
+//! Every type is `#[repr(C)]` with fixed-width fields and explicit padding, and its size is
+//! asserted so a change on one side cannot silently shift the other. No `bool`, `usize`,
+//! enums or `Option` cross this boundary. Counters are cumulative; the agent computes deltas.
+
+/// Buckets of every log2 latency histogram. Bucket `i` counts values in `[2^i, 2^(i+1))` ns
+/// (bucket 0 also holds 0); the last bucket holds everything from `2^31` ns (~2.1 s) up.
+pub const HIST_BUCKETS: usize = 32;
+
+/// Index of the log2 bucket for `ns`, written so the eBPF verifier sees a bounded result.
+#[inline(always)]
+pub fn log2_bucket(ns: u64) -> usize {
+    if ns == 0 {
+        return 0;
+    }
+    let b = 63 - ns.leading_zeros() as usize;
+    if b >= HIST_BUCKETS { HIST_BUCKETS - 1 } else { b }
+}
+
+/// Scheduler counters per cgroup v2 id (per-CPU map value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedStats {
+    /// Time the cgroup's tasks spent on a CPU.
+    pub on_cpu_ns: u64,
+    /// Time the cgroup's tasks spent runnable but waiting for a CPU.
+    pub rq_wait_ns: u64,
+    /// Number of run-queue waits measured (one per switch-in after a wakeup or preemption).
+    pub rq_waits: u64,
+    /// Switches out because the task blocked.
+    pub voluntary_switches: u64,
+    /// Switches out while still runnable (preempted).
+    pub involuntary_switches: u64,
+    pub wakeups: u64,
+    pub migrations: u64,
+    pub _reserved: u64,
+    /// log2 histogram of run-queue wait, in ns (see [`log2_bucket`]).
+    pub rq_wait_hist: [u64; HIST_BUCKETS],
+}
+const _: () = assert!(core::mem::size_of::<SchedStats>() == 320);
+
+/// Key of the who-delayed-whom matrix: `victim` waited in a run queue while `delayer` held the CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DelayKey {
+    pub victim: u64,
+    pub delayer: u64,
+}
+const _: () = assert!(core::mem::size_of::<DelayKey>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DelayStats {
+    pub wait_ns: u64,
+    pub count: u64,
+}
+const _: () = assert!(core::mem::size_of::<DelayStats>() == 16);
+
+/// Per-task bookkeeping of the scheduler probes, keyed by pid.
+///
+/// Run-queue wait is measured when a task switches in, but only the *current* task's cgroup
+/// can be read without CO-RE, so the measurement waits here until the task switches out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskState {
+    /// When the task became runnable (wakeup or preemption); 0 when not waiting.
+    pub enqueued_at_ns: u64,
+    /// When the task last switched in; 0 when not running.
+    pub oncpu_since_ns: u64,
+    /// Wait measured at the last switch-in, charged at the next switch-out.
+    pub pending_wait_ns: u64,
+    /// Cgroup that held the CPU when this task switched in after waiting.
+    pub pending_delayer: u64,
+    pub pending_wakeups: u32,
+    pub pending_migrations: u32,
+}
+const _: () = assert!(core::mem::size_of::<TaskState>() == 40);
+
+/// Block I/O counters per issuing cgroup and device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKey {
+    pub cgroup_id: u64,
+    /// Kernel `dev_t` (major << 20 | minor).
+    pub dev: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<BlockKey>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    pub read_ops: u64,
+    pub read_bytes: u64,
+    pub write_ops: u64,
+    pub write_bytes: u64,
+    /// Flushes, discards and other requests that move no data.
+    pub other_ops: u64,
+    /// Sum of issue-to-completion latency, in ns.
+    pub latency_ns: u64,
+    pub latency_hist: [u64; HIST_BUCKETS],
+}
+const _: () = assert!(core::mem::size_of::<BlockStats>() == 304);
+
+/// A request between issue and completion, keyed by device and start sector.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InflightKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub sector: u64,
+}
+const _: () = assert!(core::mem::size_of::<InflightKey>() == 16);
+
+/// Operation kinds in [`InflightRq::op`].
+pub const BLOCK_OP_READ: u32 = 0;
+pub const BLOCK_OP_WRITE: u32 = 1;
+pub const BLOCK_OP_OTHER: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InflightRq {
+    pub issued_at_ns: u64,
+    pub cgroup_id: u64,
+    pub bytes: u32,
+    pub op: u32,
+}
+const _: () = assert!(core::mem::size_of::<InflightRq>() == 24);
+
+/// Network counters per cgroup, from cgroup_skb programs on the cgroup2 root.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+const _: () = assert!(core::mem::size_of::<NetStats>() == 32);
+
+/// Hardware counter deltas charged to the cgroup that was running (only when a PMU exists).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerfStats {
+    pub cycles: u64,
+    pub instructions: u64,
+    pub llc_misses: u64,
+    pub _reserved: u64,
+}
+const _: () = assert!(core::mem::size_of::<PerfStats>() == 32);
+
+/// Indices into the per-CPU `ERRORS` array. Never renumber; append.
+pub mod probe_error {
+    pub const TASK_STATE_UPDATE: u32 = 0;
+    pub const SCHED_STATS_UPDATE: u32 = 1;
+    pub const DELAY_UPDATE: u32 = 2;
+    pub const TRACEPOINT_READ: u32 = 3;
+    pub const BLOCK_INFLIGHT_UPDATE: u32 = 4;
+    pub const BLOCK_STATS_UPDATE: u32 = 5;
+    pub const BLOCK_UNMATCHED_COMPLETION: u32 = 6;
+    pub const NET_STATS_UPDATE: u32 = 7;
+    pub const PERF_READ: u32 = 8;
+    pub const PERF_STATS_UPDATE: u32 = 9;
+    /// Slots in the `ERRORS` array.
+    pub const SLOTS: u32 = 16;
+    /// Human names, indexed like the constants above.
+    pub const NAMES: [&str; 10] = [
+        "task_state_update",
+        "sched_stats_update",
+        "delay_update",
+        "tracepoint_read",
+        "block_inflight_update",
+        "block_stats_update",
+        "block_unmatched_completion",
+        "net_stats_update",
+        "perf_read",
+        "perf_stats_update",
+    ];
+}
+
+/// Byte offsets of the tracepoint fields the programs read, taken from
+/// `/sys/kernel/tracing/events/<group>/<event>/format` at load time, so no kernel's layout is
+/// hard-coded. Sizes are recorded where they differ between kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    pub sched_switch_prev_pid: u32,
+    pub sched_switch_prev_state: u32,
+    /// 4 or 8: `prev_state` changed from int to long across kernels.
+    pub sched_switch_prev_state_size: u32,
+    pub sched_switch_next_pid: u32,
+    pub sched_wakeup_pid: u32,
+    pub sched_migrate_pid: u32,
+    pub sched_exit_pid: u32,
+    pub block_issue_dev: u32,
+    pub block_issue_sector: u32,
+    pub block_issue_bytes: u32,
+    pub block_issue_rwbs: u32,
+    pub block_complete_dev: u32,
+    pub block_complete_sector: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 56);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: every type below is #[repr(C)], made only of fixed-width integers and arrays of
+    // them, with explicit padding fields, so any bit pattern is valid and there are no holes.
+    unsafe impl aya::Pod for SchedStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DelayKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DelayStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for TaskState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for BlockKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for BlockStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for InflightKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for InflightRq {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for NetStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PerfStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for TracepointOffsets {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log2_bucket_bounds() {
+        assert_eq!(log2_bucket(0), 0);
+        assert_eq!(log2_bucket(1), 0);
+        assert_eq!(log2_bucket(2), 1);
+        assert_eq!(log2_bucket(3), 1);
+        assert_eq!(log2_bucket(1024), 10);
+        assert_eq!(log2_bucket(u64::MAX), HIST_BUCKETS - 1);
+        assert_eq!(log2_bucket(1 << 31), 31);
+    }
+}

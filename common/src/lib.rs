@@ -1,0 +1,16 @@
+//! Types shared by the kernel side (`truce-agent-ebpf`, `no_std`) and user space.
+//!
+//! Without features this crate is `no_std` and holds only the kernel/user ABI
+//! ([`abi`]) and the map/program names ([`names`]). The `user` feature adds the
+//! domain model, per-period signal samples and the versioned wire protocol.
+#![cfg_attr(not(feature = "user"), no_std)]
+
+pub mod abi;
+pub mod names;
+
+#[cfg(feature = "user")]
+pub mod model;
+#[cfg(feature = "user")]
+pub mod signal;
+#[cfg(feature = "user")]
+pub mod wire;

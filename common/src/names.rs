@@ -1,0 +1,75 @@
+//! Map, program and global names, used by both the eBPF programs and the loader.
+//!
+//! A privileged test checks that every name here resolves after load, so a rename
+//! on one side cannot silently detach a probe.
+
+/// Per-CPU hash: cgroup id -> [`crate::abi::SchedStats`].
+pub const SCHED_STATS: &str = "SCHED_STATS";
+/// Per-CPU hash: [`crate::abi::DelayKey`] -> [`crate::abi::DelayStats`] (who delayed whom).
+pub const DELAY_MATRIX: &str = "DELAY_MATRIX";
+/// Hash: pid -> [`crate::abi::TaskState`], the per-task bookkeeping of the scheduler probes.
+pub const TASK_STATE: &str = "TASK_STATE";
+/// Per-CPU hash: [`crate::abi::BlockKey`] -> [`crate::abi::BlockStats`].
+pub const BLOCK_STATS: &str = "BLOCK_STATS";
+/// Hash: [`crate::abi::InflightKey`] -> [`crate::abi::InflightRq`], requests issued but not completed.
+pub const BLOCK_INFLIGHT: &str = "BLOCK_INFLIGHT";
+/// Per-CPU hash: cgroup id -> [`crate::abi::NetStats`].
+pub const NET_STATS: &str = "NET_STATS";
+/// Per-CPU hash: cgroup id -> [`crate::abi::PerfStats`].
+pub const PERF_STATS: &str = "PERF_STATS";
+/// Perf event arrays, one fd per CPU, opened by the agent when the PMU has the event.
+pub const PERF_CYCLES: &str = "PERF_CYCLES";
+pub const PERF_INSTRUCTIONS: &str = "PERF_INSTRUCTIONS";
+pub const PERF_LLC_MISSES: &str = "PERF_LLC_MISSES";
+/// Per-CPU array: last counter readings per CPU, to charge deltas at each switch.
+pub const PERF_LAST: &str = "PERF_LAST";
+/// Per-CPU array indexed by [`crate::abi::ProbeError`]: probe failures, never logged on a hot path.
+pub const ERRORS: &str = "ERRORS";
+
+/// Program names (the function names in agent-ebpf).
+pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
+pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
+pub const PROG_SCHED_MIGRATE: &str = "sched_migrate_task";
+pub const PROG_SCHED_EXIT: &str = "sched_process_exit";
+pub const PROG_BLOCK_ISSUE: &str = "block_rq_issue";
+pub const PROG_BLOCK_COMPLETE: &str = "block_rq_complete";
+pub const PROG_NET_INGRESS: &str = "net_ingress";
+pub const PROG_NET_EGRESS: &str = "net_egress";
+
+/// Every map the loader must find after load.
+pub const ALL_MAPS: &[&str] = &[
+    SCHED_STATS,
+    DELAY_MATRIX,
+    TASK_STATE,
+    BLOCK_STATS,
+    BLOCK_INFLIGHT,
+    NET_STATS,
+    PERF_STATS,
+    PERF_CYCLES,
+    PERF_INSTRUCTIONS,
+    PERF_LLC_MISSES,
+    PERF_LAST,
+    ERRORS,
+];
+
+/// Every program the loader must find after load.
+pub const ALL_PROGRAMS: &[&str] = &[
+    PROG_SCHED_SWITCH,
+    PROG_SCHED_WAKEUP,
+    PROG_SCHED_WAKEUP_NEW,
+    PROG_SCHED_MIGRATE,
+    PROG_SCHED_EXIT,
+    PROG_BLOCK_ISSUE,
+    PROG_BLOCK_COMPLETE,
+    PROG_NET_INGRESS,
+    PROG_NET_EGRESS,
+];
+
+/// Globals set by the loader (`EbpfLoader::set_global`) before load.
+pub mod globals {
+    /// [`crate::abi::TracepointOffsets`] read from tracefs `format` files.
+    pub const OFFSETS: &str = "OFFSETS";
+    /// Non-zero when the perf event arrays hold opened hardware counters.
+    pub const PERF_ENABLED: &str = "PERF_ENABLED";
+}

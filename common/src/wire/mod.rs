@@ -1,0 +1,1 @@
+//! The versioned agent <-> arbiter wire protocol (filled in by the wire-protocol work).

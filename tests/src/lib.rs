@@ -1,0 +1,1 @@
+//! Shared helpers for truce's integration tests: real processes, real cgroups, real QUIC.

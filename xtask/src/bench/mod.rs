@@ -1,0 +1,17 @@
+//! `cargo xtask bench <name>`: side-by-side benchmarks recorded in docs/benchmarks.md.
+use anyhow::{Result, bail};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which benchmark: overhead, ingest, forecast.
+    pub name: String,
+    /// Extra arguments for the benchmark.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    match args.name.as_str() {
+        other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast"),
+    }
+}

@@ -1,0 +1,49 @@
+//! Small helpers shared by the tasks: running commands with a progress line, paths.
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Where downloads and built tools are cached between runs (`~/.cache/truce`).
+pub fn cache_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/truce")
+}
+
+/// Print a step line, run the command, and fail with the step's name if it fails.
+pub fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {step}: {}", describe(cmd));
+    let status = cmd.status().with_context(|| format!("{step}: could not start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{step}: `{}` failed with {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+/// Run and capture stdout; fail with the step's name and stderr on error.
+pub fn output(step: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("{step}: could not start {}", describe(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{step}: `{}` failed with {}: {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
