@@ -1,2 +1,18 @@
 //! truce-agent: one per host. Loads the eBPF probes, collects per-workload signals,
 //! estimates interference, forecasts demand, bids, and enforces decisions as cgroup v2 leases.
+//!
+//! The pure core (`brain`) takes time as an argument and does no I/O; `probes`,
+//! `collect`, `cgroupfs` and `transport` are the thin I/O edges around it.
+
+/// Pure core: estimator, attribution, forecaster, bidder.
+pub mod brain;
+/// cgroup v2 discovery, naming and file readers.
+pub mod cgroupfs;
+/// Turns probe snapshots and cgroup files into per-period samples.
+pub mod collect;
+/// One module per subcommand.
+pub mod cmd;
+/// Loads and owns the eBPF programs.
+pub mod probes;
+/// The QUIC client to the arbiter.
+pub mod transport;

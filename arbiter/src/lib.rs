@@ -1,2 +1,9 @@
 //! truce-arbiter: accepts agents over QUIC with mutual TLS, runs one market round per host,
 //! and keeps the credit ledger.
+
+/// The credit ledger: a deterministic state machine over commands, persisted in redb.
+pub mod ledger;
+/// One market round per host: optimiser, prices, lending pool, reputation, SLO boost.
+pub mod market;
+/// QUIC server, sessions bound to mTLS identities, certificates.
+pub mod server;

@@ -6,6 +6,8 @@
 #![cfg_attr(not(feature = "user"), no_std)]
 
 pub mod abi;
+#[cfg(feature = "user")]
+pub mod estimate;
 pub mod names;
 
 #[cfg(feature = "user")]
