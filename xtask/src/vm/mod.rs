@@ -2,6 +2,7 @@
 use anyhow::{Result, bail};
 
 #[derive(clap::Args)]
+#[derive(Default)]
 pub struct SetupArgs {}
 #[derive(clap::Args)]
 pub struct TestArgs {
