@@ -179,6 +179,15 @@ pub mod probe_error {
     ];
 }
 
+/// Bits of the `PERF_ENABLED` global: which perf event arrays hold an opened counter.
+/// The slot names say which hardware counter the agent puts there; a test may put a
+/// software clock into the cycles slot to exercise the same attribution path.
+pub mod perf_slot {
+    pub const CYCLES: u32 = 1;
+    pub const INSTRUCTIONS: u32 = 2;
+    pub const LLC_MISSES: u32 = 4;
+}
+
 /// Byte offsets of the tracepoint fields the programs read, taken from
 /// `/sys/kernel/tracing/events/<group>/<event>/format` at load time, so no kernel's layout is
 /// hard-coded. Sizes are recorded where they differ between kernels.

@@ -70,6 +70,7 @@ pub const ALL_PROGRAMS: &[&str] = &[
 pub mod globals {
     /// [`crate::abi::TracepointOffsets`] read from tracefs `format` files.
     pub const OFFSETS: &str = "OFFSETS";
-    /// Non-zero when the perf event arrays hold opened hardware counters.
+    /// Bit mask (`crate::abi::perf_slot`) of the perf event arrays that hold opened
+    /// counters; 0 when there is no PMU, so the programs never read an empty array.
     pub const PERF_ENABLED: &str = "PERF_ENABLED";
 }

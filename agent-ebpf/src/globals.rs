@@ -1,0 +1,42 @@
+//! Values the loader writes before load (`EbpfLoader::set_global`, names in
+//! `truce_common::names::globals`). They live in .rodata, so the verifier sees them as
+//! constants and prunes disabled branches.
+
+use truce_common::abi::TracepointOffsets;
+
+/// Tracepoint field offsets read from tracefs `format` files at load time.
+#[unsafe(no_mangle)]
+static OFFSETS: TracepointOffsets = TracepointOffsets {
+    sched_switch_prev_pid: 0,
+    sched_switch_prev_state: 0,
+    sched_switch_prev_state_size: 0,
+    sched_switch_next_pid: 0,
+    sched_wakeup_pid: 0,
+    sched_migrate_pid: 0,
+    sched_exit_pid: 0,
+    block_issue_dev: 0,
+    block_issue_sector: 0,
+    block_issue_bytes: 0,
+    block_issue_rwbs: 0,
+    block_complete_dev: 0,
+    block_complete_sector: 0,
+    _pad: 0,
+};
+
+/// Bit mask of the perf event arrays that hold opened counters
+/// (`truce_common::abi::perf_slot`); 0 when there is no PMU.
+#[unsafe(no_mangle)]
+static PERF_ENABLED: u32 = 0;
+
+#[inline(always)]
+pub fn offsets() -> TracepointOffsets {
+    // SAFETY: OFFSETS is a valid static; the volatile read stops the compiler from folding
+    // the zero initialiser, because the loader rewrites the value before load.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+pub fn perf_enabled() -> u32 {
+    // SAFETY: as for `offsets`.
+    unsafe { core::ptr::read_volatile(&PERF_ENABLED) }
+}

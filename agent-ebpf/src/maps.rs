@@ -1,0 +1,79 @@
+//! Every map of the probes. Names are the statics' names and must match
+//! `truce_common::names` (a privileged test checks that each one resolves after load).
+//! Counters are cumulative and per CPU, so the hot path never takes a lock or an atomic.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
+};
+use truce_common::abi::{
+    BlockKey, BlockStats, DelayKey, DelayStats, InflightKey, InflightRq, NetStats, PerfStats,
+    SchedStats, TaskState, probe_error,
+};
+
+/// Cgroups tracked at once per map; the agent deletes entries of vanished cgroups.
+const MAX_CGROUPS: u32 = 16_384;
+
+/// cgroup id -> scheduler counters of its tasks.
+#[map]
+pub static SCHED_STATS: PerCpuHashMap<u64, SchedStats> =
+    PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+/// (victim cgroup, delayer cgroup) -> run-queue wait the victim spent while the delayer
+/// held the CPU: the raw interference matrix.
+#[map]
+pub static DELAY_MATRIX: PerCpuHashMap<DelayKey, DelayStats> =
+    PerCpuHashMap::with_max_entries(65_536, 0);
+
+/// pid (thread id) -> per-task bookkeeping. LRU, so tasks whose exit we missed (or that
+/// existed before load) are evicted instead of filling the map.
+#[map]
+pub static TASK_STATE: LruHashMap<u32, TaskState> = LruHashMap::with_max_entries(65_536, 0);
+
+/// (issuing cgroup, device) -> block I/O counters.
+#[map]
+pub static BLOCK_STATS: PerCpuHashMap<BlockKey, BlockStats> =
+    PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+/// (device, sector) -> request issued but not yet completed. LRU, so requests whose
+/// completion we never see cannot fill it.
+#[map]
+pub static BLOCK_INFLIGHT: LruHashMap<InflightKey, InflightRq> =
+    LruHashMap::with_max_entries(16_384, 0);
+
+/// cgroup id -> network counters from the cgroup_skb programs.
+#[map]
+pub static NET_STATS: PerCpuHashMap<u64, NetStats> =
+    PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+/// cgroup id -> hardware counter deltas charged while its tasks ran.
+#[map]
+pub static PERF_STATS: PerCpuHashMap<u64, PerfStats> =
+    PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+/// One counter fd per CPU (size set by the loader to the number of CPUs); only read,
+/// never used for output.
+#[map]
+pub static PERF_CYCLES: PerfEventArray<u32> = PerfEventArray::new(0);
+#[map]
+pub static PERF_INSTRUCTIONS: PerfEventArray<u32> = PerfEventArray::new(0);
+#[map]
+pub static PERF_LLC_MISSES: PerfEventArray<u32> = PerfEventArray::new(0);
+
+/// The counter readings at the last switch on this CPU, to charge deltas.
+#[map]
+pub static PERF_LAST: PerCpuArray<PerfStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Probe failures by `truce_common::abi::probe_error` index.
+#[map]
+pub static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(probe_error::SLOTS, 0);
+
+/// Count one probe failure; never logs, so it is safe on every hot path.
+#[inline(always)]
+pub fn count_error(slot: u32) {
+    if let Some(counter) = ERRORS.get_ptr_mut(slot) {
+        // SAFETY: the pointer comes from a per-CPU array lookup, so no other CPU writes it
+        // and programs do not preempt each other on one CPU for these hook types.
+        unsafe { *counter += 1 };
+    }
+}

@@ -1,0 +1,64 @@
+//! tracepoint/block/block_rq_complete: charge a finished request to the cgroup recorded at
+//! issue, per device, with its issue-to-completion latency.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use truce_common::abi::{
+    BLOCK_OP_READ, BLOCK_OP_WRITE, BlockKey, BlockStats, HIST_BUCKETS, InflightKey, log2_bucket,
+    probe_error,
+};
+
+use super::{read_field, sched::now_ns, upsert};
+use crate::{
+    globals::offsets,
+    maps::{BLOCK_INFLIGHT, BLOCK_STATS, count_error},
+};
+
+static ZERO_BLOCK: BlockStats = BlockStats {
+    read_ops: 0,
+    read_bytes: 0,
+    write_ops: 0,
+    write_bytes: 0,
+    other_ops: 0,
+    latency_ns: 0,
+    latency_hist: [0; HIST_BUCKETS],
+};
+
+#[tracepoint]
+pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
+    if let Err(slot) = try_block_rq_complete(&ctx) {
+        count_error(slot);
+    }
+    0
+}
+
+fn try_block_rq_complete(ctx: &TracePointContext) -> Result<(), u32> {
+    let off = offsets();
+    let dev: u32 = read_field(ctx, off.block_complete_dev)?;
+    let sector: u64 = read_field(ctx, off.block_complete_sector)?;
+    let key = InflightKey { dev, _pad: 0, sector };
+    // SAFETY: the value is copied out before the entry is removed below.
+    let Some(rq) = (unsafe { BLOCK_INFLIGHT.get(&key) }).copied() else {
+        // Issued before load, or a partial completion of a request we already charged.
+        return Err(probe_error::BLOCK_UNMATCHED_COMPLETION);
+    };
+    let _ = BLOCK_INFLIGHT.remove(&key);
+    let latency = now_ns().saturating_sub(rq.issued_at_ns);
+    let bkey = BlockKey { cgroup_id: rq.cgroup_id, dev, _pad: 0 };
+    let stats = upsert(&BLOCK_STATS, &bkey, &ZERO_BLOCK, probe_error::BLOCK_STATS_UPDATE)?;
+    match rq.op {
+        BLOCK_OP_READ => {
+            stats.read_ops += 1;
+            stats.read_bytes += u64::from(rq.bytes);
+        }
+        BLOCK_OP_WRITE => {
+            stats.write_ops += 1;
+            stats.write_bytes += u64::from(rq.bytes);
+        }
+        _ => stats.other_ops += 1,
+    }
+    stats.latency_ns += latency;
+    if let Some(bucket) = stats.latency_hist.get_mut(log2_bucket(latency)) {
+        *bucket += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! tracepoint/block/block_rq_issue: remember who issued a request and when, keyed by
+//! (device, start sector), until its completion.
+
+use aya_ebpf::{helpers::bpf_get_current_cgroup_id, macros::tracepoint, programs::TracePointContext};
+use truce_common::abi::{
+    BLOCK_OP_OTHER, BLOCK_OP_READ, BLOCK_OP_WRITE, InflightKey, InflightRq, probe_error,
+};
+
+use super::{read_field, sched::now_ns};
+use crate::{
+    globals::offsets,
+    maps::{BLOCK_INFLIGHT, count_error},
+};
+
+#[tracepoint]
+pub fn block_rq_issue(ctx: TracePointContext) -> u32 {
+    if let Err(slot) = try_block_rq_issue(&ctx) {
+        count_error(slot);
+    }
+    0
+}
+
+fn try_block_rq_issue(ctx: &TracePointContext) -> Result<(), u32> {
+    let off = offsets();
+    let dev: u32 = read_field(ctx, off.block_issue_dev)?;
+    let sector: u64 = read_field(ctx, off.block_issue_sector)?;
+    let bytes: u32 = read_field(ctx, off.block_issue_bytes)?;
+    // rwbs is "R", "W", "D", "N"... optionally after an "F" (preflush); it is 8 bytes on
+    // older kernels and 10 on newer ones, and the first two are all we need.
+    let rwbs: [u8; 2] = read_field(ctx, off.block_issue_rwbs)?;
+    let kind = if rwbs[0] == b'F' { rwbs[1] } else { rwbs[0] };
+    let op = match kind {
+        _ if bytes == 0 => BLOCK_OP_OTHER,
+        b'W' => BLOCK_OP_WRITE,
+        b'R' => BLOCK_OP_READ,
+        _ => BLOCK_OP_OTHER,
+    };
+    // SAFETY: no preconditions.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let key = InflightKey { dev, _pad: 0, sector };
+    let rq = InflightRq { issued_at_ns: now_ns(), cgroup_id, bytes, op };
+    BLOCK_INFLIGHT.insert(&key, &rq, 0).map_err(|_| probe_error::BLOCK_INFLIGHT_UPDATE)
+}
