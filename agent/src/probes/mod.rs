@@ -1,1 +1,23 @@
-//! (module under construction)
+//! Loads and owns the eBPF probes of `truce-agent-ebpf`.
+//!
+//! [`spawn`] starts the one owner of `aya::Ebpf` and returns a [`ProbeHandle`] usable from
+//! tokio: `snapshot()` returns cumulative per-cgroup counters ([`ProbeSnapshot`]),
+//! `forget()` drops vanished cgroups from the maps, `shutdown()` detaches everything.
+//! [`Probes`] is the same owner as a plain synchronous value, for tools and tests.
+//! [`Capabilities`] says which probe groups attached and whether perf counters exist
+//! (never zeros when they do not).
+
+mod error;
+mod load;
+mod perf;
+mod privilege;
+mod snapshot;
+mod task;
+mod tracefs;
+
+pub use error::ProbeError;
+pub use load::{Capabilities, GroupStatus, ProbeConfig, Probes, cgroup2_mount, error_chain};
+pub use perf::{PerfMode, PerfStatus};
+pub use snapshot::ProbeSnapshot;
+pub use task::{ProbeHandle, spawn};
+pub use tracefs::{Field, parse_format};

@@ -1,0 +1,217 @@
+//! Loading and attaching: the synchronous owner of `aya::Ebpf`.
+use std::{fs, fs::File, os::fd::{AsFd, AsRawFd}, path::{Path, PathBuf}};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Map,
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
+};
+use truce_common::{abi::TracepointOffsets, names};
+
+use super::{
+    ProbeError,
+    perf::{self, CounterSet, PerfMode, PerfStatus},
+    privilege, tracefs,
+};
+
+/// The eBPF object built by build.rs, aligned for the ELF parser.
+static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("TRUCE_PROBES_OBJECT"));
+
+/// What the loader should do.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeConfig {
+    pub perf: PerfMode,
+    /// The cgroup2 mount for the network programs; found in /proc/self/mountinfo when None.
+    pub cgroup2_root: Option<PathBuf>,
+}
+
+/// Whether a group of probes is attached, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupStatus {
+    Attached,
+    Unavailable { reason: String },
+}
+
+impl GroupStatus {
+    pub fn is_attached(&self) -> bool {
+        matches!(self, Self::Attached)
+    }
+
+    fn from_result(result: Result<(), ProbeError>) -> Self {
+        match result {
+            Ok(()) => Self::Attached,
+            // `{:#}`-style chain: the kernel's reason is in the sources.
+            Err(err) => Self::Unavailable { reason: error_chain(&err) },
+        }
+    }
+}
+
+/// Which probe groups run on this host. The scheduler group is required; the others
+/// degrade to `Unavailable` with the kernel's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    pub sched: GroupStatus,
+    pub block: GroupStatus,
+    pub net: GroupStatus,
+    pub perf: PerfStatus,
+}
+
+/// The loaded programs, their maps, and the perf counter fds they read. Dropping it
+/// detaches every program (aya closes the links).
+pub struct Probes {
+    pub(super) ebpf: Ebpf,
+    capabilities: Capabilities,
+    _counters: Vec<CounterSet>,
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes").field("capabilities", &self.capabilities).finish_non_exhaustive()
+    }
+}
+
+impl Probes {
+    /// Load the object, attach every probe group the kernel supports, and open perf
+    /// counters when a PMU exists.
+    pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
+        privilege::check()?;
+        let tracefs = tracefs::tracefs_root()?;
+        let mut offsets = TracepointOffsets::default();
+        tracefs::sched_offsets(&tracefs, &mut offsets)?;
+        let block_layout = tracefs::block_offsets(&tracefs, &mut offsets);
+        let (counters, perf_status) = perf::open(config.perf);
+        let mask: u32 = counters.iter().map(|c| c.bit).fold(0, |a, b| a | b);
+
+        let ebpf = EbpfLoader::new()
+            .override_global(names::globals::OFFSETS, &offsets, true)
+            .override_global(names::globals::PERF_ENABLED, &mask, true)
+            .load(PROBES_OBJECT)
+            .map_err(|source| ProbeError::Load { source: Box::new(source) })?;
+        let mut probes = Self {
+            ebpf,
+            capabilities: Capabilities {
+                sched: GroupStatus::Attached,
+                block: GroupStatus::Attached,
+                net: GroupStatus::Attached,
+                perf: perf_status,
+            },
+            _counters: Vec::new(),
+        };
+        for set in &counters {
+            let map = probes.ebpf.map(set.map).ok_or(ProbeError::MissingMap { name: set.map })?;
+            let Map::PerfEventArray(data) = map else {
+                return Err(ProbeError::MissingMap { name: set.map });
+            };
+            perf::install(data.fd().as_fd().as_raw_fd(), set)?;
+        }
+        probes._counters = counters;
+
+        // Counters must be in place before sched_switch reads them.
+        for (program, event) in SCHED_PROGRAMS {
+            probes.attach_tracepoint(program, "sched", event)?;
+        }
+        probes.capabilities.block = GroupStatus::from_result(block_layout.and_then(|()| {
+            probes.attach_tracepoint(names::PROG_BLOCK_ISSUE, "block", "block_rq_issue")?;
+            probes.attach_tracepoint(names::PROG_BLOCK_COMPLETE, "block", "block_rq_complete")
+        }));
+        let net = probes.attach_net(config.cgroup2_root.as_deref());
+        probes.capabilities.net = GroupStatus::from_result(net);
+        Ok(probes)
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// True when the loaded object has a map with this name.
+    pub fn has_map(&self, name: &str) -> bool {
+        self.ebpf.map(name).is_some()
+    }
+
+    /// True when the loaded object has a program with this name.
+    pub fn has_program(&self, name: &str) -> bool {
+        self.ebpf.program(name).is_some()
+    }
+
+    fn attach_tracepoint(&mut self, program: &'static str, group: &str, event: &str) -> Result<(), ProbeError> {
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProbeError::MissingProgram { name: program })?
+            .try_into()
+            .map_err(|_| ProbeError::MissingProgram { name: program })?;
+        prog.load().map_err(ProbeError::program(program, "load"))?;
+        prog.attach(group, event).map_err(ProbeError::program(program, "attach"))?;
+        Ok(())
+    }
+
+    fn attach_net(&mut self, root: Option<&Path>) -> Result<(), ProbeError> {
+        let root = match root {
+            Some(root) => root.to_path_buf(),
+            None => cgroup2_mount()?,
+        };
+        let cgroup = File::open(&root).map_err(|source| ProbeError::CgroupOpen { path: root.clone(), source })?;
+        for (program, kind) in [(names::PROG_NET_INGRESS, CgroupSkbAttachType::Ingress), (names::PROG_NET_EGRESS, CgroupSkbAttachType::Egress)] {
+            let prog: &mut CgroupSkb = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram { name: program })?
+                .try_into()
+                .map_err(|_| ProbeError::MissingProgram { name: program })?;
+            prog.load().map_err(ProbeError::program(program, "load"))?;
+            // AllowMultiple: coexist with programs systemd or others put on the root.
+            prog.attach(&cgroup, kind, CgroupAttachMode::AllowMultiple)
+                .map_err(ProbeError::program(program, "attach"))?;
+        }
+        Ok(())
+    }
+}
+
+const SCHED_PROGRAMS: [(&str, &str); 5] = [
+    (names::PROG_SCHED_SWITCH, "sched_switch"),
+    (names::PROG_SCHED_WAKEUP, "sched_wakeup"),
+    (names::PROG_SCHED_WAKEUP_NEW, "sched_wakeup_new"),
+    (names::PROG_SCHED_MIGRATE, "sched_migrate_task"),
+    (names::PROG_SCHED_EXIT, "sched_process_exit"),
+];
+
+/// The cgroup2 mount point from /proc/self/mountinfo (never assumed to be /sys/fs/cgroup:
+/// on hybrid hosts it is /sys/fs/cgroup/unified).
+pub fn cgroup2_mount() -> Result<PathBuf, ProbeError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(path).map_err(|source| ProbeError::ReadProcFile { path: path.into(), source })?;
+    find_cgroup2(&text).ok_or(ProbeError::NoCgroup2)
+}
+
+fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+    })
+}
+
+/// An error and its sources on one line, like anyhow's `{:#}`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_on_hybrid_and_unified_hosts() {
+        let hybrid = "30 24 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs ro\n41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(find_cgroup2(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let unified = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(find_cgroup2(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(find_cgroup2("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! Reading the maps into a cumulative snapshot, and forgetting vanished cgroups.
+use std::{collections::HashMap, hash::Hash};
+
+use aya::{
+    Pod,
+    maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+};
+use truce_common::{
+    abi::{BlockKey, BlockStats, DelayKey, DelayStats, NetStats, PerfStats, SchedStats, probe_error},
+    names,
+};
+
+use super::{ProbeError, load::Probes};
+
+/// Cumulative counters since load, per-CPU values summed. The collector computes deltas.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeSnapshot {
+    /// cgroup id -> scheduler counters.
+    pub sched: HashMap<u64, SchedStats>,
+    /// (victim, delayer) -> run-queue wait: who delayed whom.
+    pub delay: HashMap<DelayKey, DelayStats>,
+    pub block: HashMap<BlockKey, BlockStats>,
+    pub net: HashMap<u64, NetStats>,
+    /// None when perf counters are unavailable (see `Capabilities::perf`): never zeros.
+    pub perf: Option<HashMap<u64, PerfStats>>,
+    /// (probe error name, count) for every non-zero error slot.
+    pub errors: Vec<(String, u64)>,
+}
+
+/// Summing per-CPU values of a map value type.
+trait Accumulate: Default {
+    fn add(&mut self, other: &Self);
+}
+
+fn add_hist(a: &mut [u64], b: &[u64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.wrapping_add(*y);
+    }
+}
+
+impl Accumulate for SchedStats {
+    fn add(&mut self, o: &Self) {
+        self.on_cpu_ns = self.on_cpu_ns.wrapping_add(o.on_cpu_ns);
+        self.rq_wait_ns = self.rq_wait_ns.wrapping_add(o.rq_wait_ns);
+        self.rq_waits = self.rq_waits.wrapping_add(o.rq_waits);
+        self.voluntary_switches = self.voluntary_switches.wrapping_add(o.voluntary_switches);
+        self.involuntary_switches = self.involuntary_switches.wrapping_add(o.involuntary_switches);
+        self.wakeups = self.wakeups.wrapping_add(o.wakeups);
+        self.migrations = self.migrations.wrapping_add(o.migrations);
+        add_hist(&mut self.rq_wait_hist, &o.rq_wait_hist);
+    }
+}
+
+impl Accumulate for DelayStats {
+    fn add(&mut self, o: &Self) {
+        self.wait_ns = self.wait_ns.wrapping_add(o.wait_ns);
+        self.count = self.count.wrapping_add(o.count);
+    }
+}
+
+impl Accumulate for BlockStats {
+    fn add(&mut self, o: &Self) {
+        self.read_ops = self.read_ops.wrapping_add(o.read_ops);
+        self.read_bytes = self.read_bytes.wrapping_add(o.read_bytes);
+        self.write_ops = self.write_ops.wrapping_add(o.write_ops);
+        self.write_bytes = self.write_bytes.wrapping_add(o.write_bytes);
+        self.other_ops = self.other_ops.wrapping_add(o.other_ops);
+        self.latency_ns = self.latency_ns.wrapping_add(o.latency_ns);
+        add_hist(&mut self.latency_hist, &o.latency_hist);
+    }
+}
+
+impl Accumulate for NetStats {
+    fn add(&mut self, o: &Self) {
+        self.rx_bytes = self.rx_bytes.wrapping_add(o.rx_bytes);
+        self.rx_packets = self.rx_packets.wrapping_add(o.rx_packets);
+        self.tx_bytes = self.tx_bytes.wrapping_add(o.tx_bytes);
+        self.tx_packets = self.tx_packets.wrapping_add(o.tx_packets);
+    }
+}
+
+impl Accumulate for PerfStats {
+    fn add(&mut self, o: &Self) {
+        self.cycles = self.cycles.wrapping_add(o.cycles);
+        self.instructions = self.instructions.wrapping_add(o.instructions);
+        self.llc_misses = self.llc_misses.wrapping_add(o.llc_misses);
+    }
+}
+
+fn sum<V: Pod + Accumulate>(values: &PerCpuValues<V>) -> V {
+    let mut total = V::default();
+    for v in values.iter() {
+        total.add(v);
+    }
+    total
+}
+
+impl Probes {
+    fn per_cpu_hash<K: Pod, V: Pod>(&self, name: &'static str) -> Result<PerCpuHashMap<&MapData, K, V>, ProbeError> {
+        let map = self.ebpf.map(name).ok_or(ProbeError::MissingMap { name })?;
+        PerCpuHashMap::try_from(map).map_err(ProbeError::map(name))
+    }
+
+    fn read_all<K: Pod + Eq + Hash, V: Pod + Accumulate>(&self, name: &'static str) -> Result<HashMap<K, V>, ProbeError> {
+        let map = self.per_cpu_hash::<K, V>(name)?;
+        let mut out = HashMap::new();
+        for entry in map.iter() {
+            // A key deleted between get_next_key and lookup shows up as an error: skip it,
+            // it is exactly what Forget asked for.
+            let Ok((key, values)) = entry else { continue };
+            out.insert(key, sum(&values));
+        }
+        Ok(out)
+    }
+
+    /// Cumulative counters of every probe group.
+    pub fn snapshot(&self) -> Result<ProbeSnapshot, ProbeError> {
+        let perf = if self.capabilities().perf.is_available() { Some(self.read_all(names::PERF_STATS)?) } else { None };
+        Ok(ProbeSnapshot {
+            sched: self.read_all(names::SCHED_STATS)?,
+            delay: self.read_all(names::DELAY_MATRIX)?,
+            block: self.read_all(names::BLOCK_STATS)?,
+            net: self.read_all(names::NET_STATS)?,
+            perf,
+            errors: self.errors()?,
+        })
+    }
+
+    fn errors(&self) -> Result<Vec<(String, u64)>, ProbeError> {
+        let name = names::ERRORS;
+        let map = self.ebpf.map(name).ok_or(ProbeError::MissingMap { name })?;
+        let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(ProbeError::map(name))?;
+        let mut out = Vec::new();
+        for slot in 0..probe_error::SLOTS {
+            let values = array.get(&slot, 0).map_err(ProbeError::map(name))?;
+            let total = values.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+            if total != 0 {
+                let label = probe_error::NAMES.get(slot as usize).map_or_else(|| format!("slot_{slot}"), |n| (*n).to_owned());
+                out.push((label, total));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete every map entry of these cgroups (they vanished), so the maps cannot grow
+    /// without bound. Returns how many entries were removed.
+    pub fn forget(&mut self, cgroups: &[u64]) -> Result<usize, ProbeError> {
+        if cgroups.is_empty() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        removed += self.remove_keys::<u64, SchedStats>(names::SCHED_STATS, |k| cgroups.contains(k))?;
+        removed += self.remove_keys::<u64, NetStats>(names::NET_STATS, |k| cgroups.contains(k))?;
+        removed += self.remove_keys::<u64, PerfStats>(names::PERF_STATS, |k| cgroups.contains(k))?;
+        removed += self.remove_keys::<DelayKey, DelayStats>(names::DELAY_MATRIX, |k| cgroups.contains(&k.victim) || cgroups.contains(&k.delayer))?;
+        removed += self.remove_keys::<BlockKey, BlockStats>(names::BLOCK_STATS, |k| cgroups.contains(&k.cgroup_id))?;
+        Ok(removed)
+    }
+
+    fn remove_keys<K: Pod, V: Pod>(&mut self, name: &'static str, doomed: impl Fn(&K) -> bool) -> Result<usize, ProbeError> {
+        let map = self.ebpf.map_mut(name).ok_or(ProbeError::MissingMap { name })?;
+        let mut map: PerCpuHashMap<&mut MapData, K, V> = PerCpuHashMap::try_from(map).map_err(ProbeError::map(name))?;
+        let keys: Vec<K> = map.keys().filter_map(Result::ok).filter(|k| doomed(k)).collect();
+        let mut removed = 0;
+        for key in &keys {
+            // Already gone (raced with another delete) is fine; anything else is reported.
+            match map.remove(key) {
+                Ok(()) => removed += 1,
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(ProbeError::Map { map: name, source: Box::new(source) }),
+            }
+        }
+        Ok(removed)
+    }
+}
