@@ -1,0 +1,187 @@
+//! Golden bytes: the exact frame of every message is checked in under `fixtures/`, so an
+//! accidental change to a field name, order or type id fails here before it reaches a peer.
+//! After an intended change, regenerate with `TRUCE_BLESS=1 cargo test -p truce-common
+//! --features user wire::golden` and review the diff.
+
+use super::*;
+use crate::estimate::{Antagonist, DemandForecast, InterferenceEstimate, ScoreComponent};
+use crate::model::*;
+
+fn workload() -> WorkloadRef {
+    WorkloadRef { id: WorkloadId(4242), path: "/system.slice/db.service".into() }
+}
+
+fn lease() -> Lease {
+    Lease {
+        id: LeaseId(77),
+        holder: WorkloadId(4242),
+        lender: Lender::Pool,
+        resource: Resource::Cpu,
+        amount: 500,
+        price: 0.25,
+        start: Timestamp(1_700_000_000_000),
+        expiry: Timestamp(1_700_000_030_000),
+    }
+}
+
+pub(super) fn bid() -> Bid {
+    Bid {
+        id: BidId(9),
+        workload: workload(),
+        at: Timestamp(1_700_000_000_000),
+        asks: vec![Ask { resource: Resource::Cpu, amount: 500, max_price: 0.5 }],
+        releases: vec![Release { resource: Resource::Io { dev: DeviceId { major: 8, minor: 0 } }, amount: 1 << 20, min_price: 0.125 }],
+        trades: vec![TradeOffer { give: Resource::Memory, give_amount: 1 << 30, want: Resource::Cpu, want_amount: 250 }],
+        willingness_to_pay: Credits(1_500_000),
+        priority: 3,
+        slo_breach: true,
+        lease_ms: 30_000,
+        reasons: vec![Reason { code: "rq_delay".into(), detail: "run-queue wait 40% of runnable time".into() }],
+    }
+}
+
+fn decision() -> Decision {
+    Decision {
+        id: DecisionId(1),
+        round: 12,
+        workload: workload(),
+        lease: lease(),
+        setting: Setting::CpuMax { millicores: 1500, period_us: 100_000 },
+        caused_by: vec![BidId(9)],
+        reasons: vec![Reason { code: "granted".into(), detail: "pool had 500m".into() }],
+    }
+}
+
+fn estimate() -> InterferenceEstimate {
+    InterferenceEstimate {
+        workload: WorkloadId(4242),
+        at: Timestamp(1_700_000_000_000),
+        score: 0.75,
+        components: vec![ScoreComponent { name: "rq_delay_share".into(), value: 0.5, baseline: 0.125, weight: 1.0, contribution: 0.75 }],
+        unavailable: vec!["cpi_inflation".into()],
+        antagonists: vec![Antagonist { workload: WorkloadId(99), blame: 0.875, kernel_wait_ns: 123_456, correlation: None, explanation: "preempted the victim".into() }],
+    }
+}
+
+fn forecast() -> DemandForecast {
+    DemandForecast {
+        workload: WorkloadId(4242),
+        resource: Resource::Memory,
+        at: Timestamp(1_700_000_000_000),
+        horizon_ms: 60_000,
+        mean: 1024.0,
+        lower: 512.0,
+        upper: 2048.0,
+        level: 0.9,
+        model: "ets".into(),
+        mase: Some(0.5),
+        overload_probability: None,
+        anomaly: false,
+    }
+}
+
+fn signals() -> SignalSummary {
+    SignalSummary { cpu_millicores: Some(750), rq_delay_share: Some(0.25), memory_bytes: Some(1 << 28), ..Default::default() }
+}
+
+fn host() -> HostId {
+    HostId("node-a".into())
+}
+
+pub(super) fn samples() -> Vec<(&'static str, Message)> {
+    let at = Timestamp(1_700_000_000_000);
+    vec![
+        ("hello", Message::Hello(Hello { min: 1, max: 1, host: host(), capabilities: vec!["inspect".into()] })),
+        ("welcome", Message::Welcome(Welcome { version: 1, session: SessionId(5), host: host(), round_ms: 1000 })),
+        ("unsupported_version", Message::UnsupportedVersion(UnsupportedVersion { supported_min: 1, supported_max: 1 })),
+        (
+            "report",
+            Message::Report(Report {
+                seq: 3,
+                host: host(),
+                at,
+                period_ms: 1000,
+                workloads: vec![WorkloadReport {
+                    workload: workload(),
+                    name: "db.service".into(),
+                    signals: signals(),
+                    estimate: Some(estimate()),
+                    forecasts: vec![forecast()],
+                }],
+            }),
+        ),
+        ("bid", Message::Bid(bid())),
+        ("decisions", Message::Decisions(Decisions { round: 12, at, decisions: vec![decision()] })),
+        ("lease_renew", Message::LeaseRenew(LeaseRenew { seq: 4, lease: LeaseId(77), extend_ms: 30_000 })),
+        ("lease_release", Message::LeaseRelease(LeaseRelease { seq: 5, lease: LeaseId(77) })),
+        ("ack", Message::Ack(Ack { seq: 3 })),
+        ("error", Message::Error(ErrorMessage { seq: Some(9), code: ErrorCode::FOREIGN_WORKLOAD, message: "workload cg4242 belongs to host node-b".into() })),
+        ("subscribe", Message::Subscribe(Subscribe { seq: 6, filter: InspectFilter { hosts: vec![host()], kinds: vec![InspectKind::Bids, InspectKind::Leases] } })),
+        ("inspect_hosts", Message::Inspect(InspectEvent::Hosts { at, hosts: vec![HostSnapshot { host: host(), session: SessionId(5), connected_at: at, workloads: 2 }] })),
+        ("inspect_workloads", Message::Inspect(InspectEvent::Workloads { host: host(), at, workloads: vec![WorkloadSummary { workload: workload(), name: "db.service".into(), signals: signals() }] })),
+        ("inspect_estimates", Message::Inspect(InspectEvent::Estimates { host: host(), at, estimates: vec![estimate()] })),
+        ("inspect_bids", Message::Inspect(InspectEvent::Bids { host: host(), bids: vec![bid()] })),
+        ("inspect_prices", Message::Inspect(InspectEvent::Prices { host: host(), at, prices: vec![Price { resource: Resource::Net, price: 0.0625 }] })),
+        ("inspect_leases", Message::Inspect(InspectEvent::Leases { host: host(), at, leases: vec![lease()] })),
+        ("inspect_decisions", Message::Inspect(InspectEvent::Decisions { host: host(), round: 12, decisions: vec![decision()] })),
+    ]
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).expect("fixture is ascii");
+            u8::from_str_radix(s, 16).expect("fixture is hex")
+        })
+        .collect()
+}
+
+#[test]
+fn every_message_matches_its_golden_bytes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/wire/fixtures");
+    let bless = std::env::var_os("TRUCE_BLESS").is_some();
+    let mut failures = Vec::new();
+    for (name, msg) in samples() {
+        let bytes = encode(&msg, MAX_FRAME_BYTES).expect("encode sample");
+        let path = dir.join(format!("{name}.hex"));
+        if bless {
+            std::fs::write(&path, to_hex(&bytes) + "\n").expect("write fixture");
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let golden = from_hex(&text);
+        if golden != bytes {
+            failures.push(format!("{name}: encoded\n  {}\nbut fixture has\n  {}", to_hex(&bytes), text.trim()));
+        }
+        let (decoded, used) = decode_frame(&golden, MAX_FRAME_BYTES).expect("decode fixture").expect("complete fixture");
+        assert_eq!(used, golden.len(), "{name}: fixture has trailing bytes");
+        assert_eq!(decoded, msg, "{name}: fixture decodes to a different message");
+    }
+    assert!(failures.is_empty(), "golden bytes changed:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_type_id_has_a_golden_fixture() {
+    let covered: std::collections::HashSet<u16> = samples().iter().map(|(_, m)| m.type_id()).collect();
+    for (id, name) in MESSAGE_TYPES {
+        assert!(covered.contains(id), "message {name} ({id}) has no golden fixture");
+    }
+}
+
+#[test]
+fn type_ids_are_unique_and_never_reuse_retired_ids() {
+    let mut seen = std::collections::HashSet::new();
+    for (id, name) in MESSAGE_TYPES {
+        assert!(seen.insert(*id), "type id {id} used twice ({name})");
+        assert!(!RETIRED_TYPE_IDS.contains(id), "type id {id} ({name}) was retired");
+    }
+    for (name, msg) in samples() {
+        assert_eq!(type_name(msg.type_id()), Some(msg.name()), "{name}");
+    }
+}

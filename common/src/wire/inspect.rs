@@ -1,0 +1,122 @@
+//! The inspection stream: snapshots of what the arbiter sees, for `truce top`.
+
+use super::message::SessionId;
+use super::report::SignalSummary;
+use crate::estimate::InterferenceEstimate;
+use crate::model::{Bid, Decision, HostId, Lease, Resource, Timestamp, WorkloadRef};
+use serde::{Deserialize, Serialize};
+
+/// Start receiving [`InspectEvent`]s that pass `filter`; answered by `Ack { seq }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribe {
+    pub seq: u64,
+    pub filter: InspectFilter,
+}
+
+/// Empty lists mean "all".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectFilter {
+    pub hosts: Vec<HostId>,
+    pub kinds: Vec<InspectKind>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectKind {
+    Hosts,
+    Workloads,
+    Estimates,
+    Bids,
+    Prices,
+    Leases,
+    Decisions,
+}
+
+impl InspectFilter {
+    pub fn accepts(&self, event: &InspectEvent) -> bool {
+        let kind_ok = self.kinds.is_empty() || self.kinds.contains(&event.kind());
+        let host_ok = match event.host() {
+            Some(h) => self.hosts.is_empty() || self.hosts.contains(h),
+            None => true,
+        };
+        kind_ok && host_ok
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSnapshot {
+    pub host: HostId,
+    pub session: SessionId,
+    pub connected_at: Timestamp,
+    pub workloads: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSummary {
+    pub workload: WorkloadRef,
+    pub name: String,
+    pub signals: SignalSummary,
+}
+
+/// A market price: credits per unit per second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub resource: Resource,
+    pub price: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectEvent {
+    Hosts { at: Timestamp, hosts: Vec<HostSnapshot> },
+    Workloads { host: HostId, at: Timestamp, workloads: Vec<WorkloadSummary> },
+    Estimates { host: HostId, at: Timestamp, estimates: Vec<InterferenceEstimate> },
+    Bids { host: HostId, bids: Vec<Bid> },
+    Prices { host: HostId, at: Timestamp, prices: Vec<Price> },
+    Leases { host: HostId, at: Timestamp, leases: Vec<Lease> },
+    Decisions { host: HostId, round: u64, decisions: Vec<Decision> },
+}
+
+impl InspectEvent {
+    pub fn kind(&self) -> InspectKind {
+        match self {
+            InspectEvent::Hosts { .. } => InspectKind::Hosts,
+            InspectEvent::Workloads { .. } => InspectKind::Workloads,
+            InspectEvent::Estimates { .. } => InspectKind::Estimates,
+            InspectEvent::Bids { .. } => InspectKind::Bids,
+            InspectEvent::Prices { .. } => InspectKind::Prices,
+            InspectEvent::Leases { .. } => InspectKind::Leases,
+            InspectEvent::Decisions { .. } => InspectKind::Decisions,
+        }
+    }
+
+    /// The host the snapshot is about; `None` for the all-hosts list.
+    pub fn host(&self) -> Option<&HostId> {
+        match self {
+            InspectEvent::Hosts { .. } => None,
+            InspectEvent::Workloads { host, .. }
+            | InspectEvent::Estimates { host, .. }
+            | InspectEvent::Bids { host, .. }
+            | InspectEvent::Prices { host, .. }
+            | InspectEvent::Leases { host, .. }
+            | InspectEvent::Decisions { host, .. } => Some(host),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_selects_by_kind_and_host() {
+        let ev = InspectEvent::Bids { host: HostId("a".into()), bids: vec![] };
+        assert!(InspectFilter::default().accepts(&ev));
+        let only_b = InspectFilter { hosts: vec![HostId("b".into())], kinds: vec![] };
+        assert!(!only_b.accepts(&ev));
+        let only_leases = InspectFilter { hosts: vec![], kinds: vec![InspectKind::Leases] };
+        assert!(!only_leases.accepts(&ev));
+        let hosts = InspectEvent::Hosts { at: Timestamp(0), hosts: vec![] };
+        assert!(only_b.accepts(&hosts), "the host list is not about one host");
+    }
+}

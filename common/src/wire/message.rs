@@ -1,0 +1,218 @@
+//! The messages and their type ids.
+
+use super::inspect::{InspectEvent, Subscribe};
+use super::report::Report;
+use crate::model::{Bid, Decision, HostId, LeaseId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Every message type and its id. Ids are never renumbered or reused: a retired message
+/// moves to [`RETIRED_TYPE_IDS`] and its id stays taken forever.
+pub const MESSAGE_TYPES: &[(u16, &str)] = &[
+    (1, "hello"),
+    (2, "welcome"),
+    (3, "unsupported_version"),
+    (4, "report"),
+    (5, "bid"),
+    (6, "decisions"),
+    (7, "lease_renew"),
+    (8, "lease_release"),
+    (9, "ack"),
+    (10, "error"),
+    (11, "subscribe"),
+    (12, "inspect"),
+];
+
+/// Ids that once meant something and must never be given to a new message.
+pub const RETIRED_TYPE_IDS: &[u16] = &[];
+
+/// One frame's content. The variant decides the type id; the payload is the body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// agent -> arbiter, first frame on a connection.
+    Hello(Hello),
+    /// arbiter -> agent: the session is open.
+    Welcome(Welcome),
+    /// arbiter -> agent, then the arbiter closes the connection.
+    UnsupportedVersion(UnsupportedVersion),
+    /// agent -> arbiter: per-workload signal summaries, estimates and forecasts.
+    Report(Report),
+    /// agent -> arbiter: one workload's bid for the next round.
+    Bid(Bid),
+    /// arbiter -> agent: one round's outcome for this host.
+    Decisions(Decisions),
+    /// agent -> arbiter.
+    LeaseRenew(LeaseRenew),
+    /// agent -> arbiter.
+    LeaseRelease(LeaseRelease),
+    /// Either way: the request `seq` was accepted.
+    Ack(Ack),
+    /// Either way: a request was refused, or the connection is about to close.
+    Error(ErrorMessage),
+    /// agent or `truce top` -> arbiter: start the inspection stream.
+    Subscribe(Subscribe),
+    /// arbiter -> subscriber: one inspection snapshot.
+    Inspect(InspectEvent),
+}
+
+impl Message {
+    pub const HELLO: u16 = 1;
+    pub const WELCOME: u16 = 2;
+    pub const UNSUPPORTED_VERSION: u16 = 3;
+    pub const REPORT: u16 = 4;
+    pub const BID: u16 = 5;
+    pub const DECISIONS: u16 = 6;
+    pub const LEASE_RENEW: u16 = 7;
+    pub const LEASE_RELEASE: u16 = 8;
+    pub const ACK: u16 = 9;
+    pub const ERROR: u16 = 10;
+    pub const SUBSCRIBE: u16 = 11;
+    pub const INSPECT: u16 = 12;
+
+    pub fn type_id(&self) -> u16 {
+        match self {
+            Message::Hello(_) => Self::HELLO,
+            Message::Welcome(_) => Self::WELCOME,
+            Message::UnsupportedVersion(_) => Self::UNSUPPORTED_VERSION,
+            Message::Report(_) => Self::REPORT,
+            Message::Bid(_) => Self::BID,
+            Message::Decisions(_) => Self::DECISIONS,
+            Message::LeaseRenew(_) => Self::LEASE_RENEW,
+            Message::LeaseRelease(_) => Self::LEASE_RELEASE,
+            Message::Ack(_) => Self::ACK,
+            Message::Error(_) => Self::ERROR,
+            Message::Subscribe(_) => Self::SUBSCRIBE,
+            Message::Inspect(_) => Self::INSPECT,
+        }
+    }
+
+    /// The name in [`MESSAGE_TYPES`], for logs and errors.
+    pub fn name(&self) -> &'static str {
+        type_name(self.type_id()).unwrap_or("unknown")
+    }
+}
+
+/// The name of a type id, if this build knows it.
+pub fn type_name(type_id: u16) -> Option<&'static str> {
+    MESSAGE_TYPES.iter().find(|(id, _)| *id == type_id).map(|(_, name)| *name)
+}
+
+/// The agent's opening: the versions it speaks and who it says it is. The arbiter
+/// believes the certificate, not this field; a mismatch is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub min: u16,
+    pub max: u16,
+    pub host: HostId,
+    /// Optional features the agent supports (`inspect`, ...); unknown ones are ignored.
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub version: u16,
+    pub session: SessionId,
+    /// The host the arbiter bound this session to (from the client certificate).
+    pub host: HostId,
+    /// How often the arbiter runs this host's market round, in ms.
+    pub round_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsupportedVersion {
+    pub supported_min: u16,
+    pub supported_max: u16,
+}
+
+/// One round's decisions for the session's host. Each decision carries its lease
+/// (id, start, expiry) and the bids that caused it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decisions {
+    pub round: u64,
+    pub at: Timestamp,
+    pub decisions: Vec<Decision>,
+}
+
+/// Ask to keep a lease for `extend_ms` more; answered by `Ack` or `Error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRenew {
+    pub seq: u64,
+    pub lease: LeaseId,
+    pub extend_ms: u64,
+}
+
+/// Give a lease back early; answered by `Ack` or `Error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRelease {
+    pub seq: u64,
+    pub lease: LeaseId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub seq: u64,
+}
+
+/// A stable numeric error code. A number, not an enum, so an old peer can still decode
+/// a code a newer peer invented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// A message named a host other than the certificate's.
+    pub const HOST_MISMATCH: ErrorCode = ErrorCode(1);
+    /// A bid or report named a workload another live host owns.
+    pub const FOREIGN_WORKLOAD: ErrorCode = ErrorCode(2);
+    /// The agent exceeded its message rate; the message was dropped.
+    pub const RATE_LIMITED: ErrorCode = ErrorCode(3);
+    /// Renew or release of a lease this host does not hold.
+    pub const UNKNOWN_LEASE: ErrorCode = ErrorCode(4);
+    /// The frame could not be decoded; the connection closes.
+    pub const MALFORMED_FRAME: ErrorCode = ErrorCode(5);
+    /// A valid message at the wrong time (e.g. a bid before `Hello`).
+    pub const UNEXPECTED_MESSAGE: ErrorCode = ErrorCode(6);
+    /// The arbiter is at its connection limit.
+    pub const OVERLOADED: ErrorCode = ErrorCode(7);
+    /// The arbiter is shutting down.
+    pub const SHUTTING_DOWN: ErrorCode = ErrorCode(8);
+    /// Version negotiation failed (also signalled by `UnsupportedVersion`).
+    pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(9);
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "host_mismatch",
+            2 => "foreign_workload",
+            3 => "rate_limited",
+            4 => "unknown_lease",
+            5 => "malformed_frame",
+            6 => "unexpected_message",
+            7 => "overloaded",
+            8 => "shutting_down",
+            9 => "unsupported_version",
+            _ => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+/// A refusal. `seq` names the request it answers (for a bid: the bid id), if any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    pub seq: Option<u64>,
+    pub code: ErrorCode,
+    pub message: String,
+}
