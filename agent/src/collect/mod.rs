@@ -10,25 +10,15 @@ pub mod host;
 use crate::cgroupfs::{CgroupCounters, CgroupEntry, classify};
 use delta::{counter, map_delta, percentile};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use truce_common::abi::{BlockKey, BlockStats, DelayKey, DelayStats, NetStats, PerfStats, SchedStats};
+use truce_common::abi::{BlockStats, NetStats, PerfStats, SchedStats};
 use truce_common::model::{DeviceId, Timestamp, WorkloadId, WorkloadRef};
 use truce_common::signal::{
     CgroupFileSignals, CpuSignals, DelayCell, DeviceIo, HostSample, HostTotals, NetSignals, PerfSignals, PsiSignals,
     Unavailable, WorkloadSample,
 };
 
-/// Cumulative kernel counters, per-CPU values summed (what the probes task hands over).
-#[derive(Clone, Debug, Default)]
-pub struct ProbeCounters {
-    pub sched: HashMap<u64, SchedStats>,
-    pub delay: HashMap<DelayKey, DelayStats>,
-    pub block: HashMap<BlockKey, BlockStats>,
-    pub net: HashMap<u64, NetStats>,
-    /// `None` where the PMU is absent.
-    pub perf: Option<HashMap<u64, PerfStats>>,
-    /// Cumulative probe failures by name.
-    pub errors: Vec<(String, u64)>,
-}
+/// Cumulative kernel counters, per-CPU values summed: what the probes task hands over.
+pub use crate::probes::ProbeSnapshot as ProbeCounters;
 
 /// Cumulative host-wide readings from procfs.
 #[derive(Clone, Debug, Default)]

@@ -1,4 +1,5 @@
 use super::*;
+use truce_common::abi::{DelayKey, DelayStats};
 use std::path::PathBuf;
 
 fn entry(id: u64, path: &str) -> CgroupEntry {
