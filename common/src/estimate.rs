@@ -65,3 +65,32 @@ pub struct DemandForecast {
     pub overload_probability: Option<f64>,
     pub anomaly: bool,
 }
+
+/// A workload named in an [`InterferenceMatrix`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatrixWorkload {
+    pub workload: WorkloadId,
+    pub name: String,
+}
+
+/// One victim × delayer cell of the interference matrix, over the attribution window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatrixCell {
+    pub victim: WorkloadId,
+    pub delayer: WorkloadId,
+    /// Run-queue wait the kernel credited to `delayer` while `victim` waited.
+    pub wait_ns: u64,
+    /// The delayer's blame share in the victim's ranking (0 when not ranked).
+    pub blame: f64,
+}
+
+/// Who hurts whom on one host: the live view for `observe` and `truce top`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterferenceMatrix {
+    pub at: Timestamp,
+    /// Periods the cells sum over.
+    pub window_periods: u32,
+    pub workloads: Vec<MatrixWorkload>,
+    /// Non-empty cells only, sorted by victim then descending wait.
+    pub cells: Vec<MatrixCell>,
+}

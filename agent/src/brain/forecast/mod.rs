@@ -1,0 +1,190 @@
+//! Demand forecaster: per workload and resource, a forecast over a configurable horizon with
+//! an interval, served by whichever model has the lowest rolling MASE on that series.
+//!
+//! Cost is bounded: the history is a ring of `history` periods, and the augurs models are
+//! refitted only every `refit_every` periods. Between refits they serve the path computed at
+//! the last fit, shifted to the current step (the fit predicts `refit_every + horizon` steps).
+//!
+//! - `mean` is the average point forecast over the horizon, `upper`/`lower` the widest interval
+//!   bound reached in it, so `upper` is the peak the bidder must cover.
+//! - The overload probability is the largest per-step probability (normal errors, σ from the
+//!   interval) that demand exceeds the current allocation: a lower bound on "at any step".
+//! - `anomaly` is set when this period's value fell outside ±3σ of the served model's
+//!   one-step forecast.
+
+pub mod models;
+mod series;
+
+pub use models::{ModelKind, PathForecast};
+use series::Series;
+use std::collections::HashMap;
+use truce_common::estimate::DemandForecast;
+use truce_common::model::{Resource, WorkloadId};
+use truce_common::signal::{HostSample, WorkloadSample};
+
+use super::policy::Allocation;
+
+#[derive(Clone, Debug)]
+pub struct ForecasterParams {
+    /// Steps (periods) ahead.
+    pub horizon: usize,
+    /// Season length in periods, for seasonal naive and MSTL.
+    pub season: usize,
+    /// Ring buffer length per series.
+    pub history: usize,
+    /// Refit the augurs models every this many periods.
+    pub refit_every: usize,
+    /// Interval coverage.
+    pub level: f64,
+    /// Errors kept per model for the rolling MASE.
+    pub mase_window: usize,
+    /// Errors a model needs before it can be served.
+    pub min_evaluations: usize,
+    pub models: Vec<ModelKind>,
+    pub forget_after_ms: u64,
+}
+
+impl Default for ForecasterParams {
+    fn default() -> ForecasterParams {
+        ForecasterParams {
+            horizon: 10,
+            season: 60,
+            history: 360,
+            refit_every: 10,
+            level: 0.9,
+            mase_window: 120,
+            min_evaluations: 20,
+            models: ModelKind::ALL.to_vec(),
+            forget_after_ms: 600_000,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Forecaster {
+    params: ForecasterParams,
+    series: HashMap<(WorkloadId, Resource), Series>,
+}
+
+/// This period's demand per resource, in the resource's unit.
+pub fn demand(w: &WorkloadSample, period_ms: u64) -> Vec<(Resource, f64)> {
+    let per_s = |bytes: u64| bytes as f64 * 1000.0 / period_ms.max(1) as f64;
+    let mut out = vec![(Resource::Cpu, super::attribution::cpu_millicores(w, period_ms))];
+    if let Some(m) = w.files.memory_current {
+        out.push((Resource::Memory, m as f64));
+    }
+    for d in &w.io {
+        out.push((Resource::Io { dev: d.dev }, per_s(d.read_bytes + d.write_bytes)));
+    }
+    out.push((Resource::Net, per_s(w.net.rx_bytes + w.net.tx_bytes)));
+    out
+}
+
+impl Forecaster {
+    pub fn new(params: ForecasterParams) -> Forecaster {
+        Forecaster { params, series: HashMap::new() }
+    }
+
+    pub fn params(&self) -> &ForecasterParams {
+        &self.params
+    }
+
+    /// Feed one period; returns a forecast for every series seen in it.
+    pub fn observe(&mut self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>) -> Vec<DemandForecast> {
+        let now = sample.at;
+        let mut out = Vec::new();
+        for w in &sample.workloads {
+            let alloc = allocations.get(&w.workload.id);
+            for (resource, value) in demand(w, sample.period_ms) {
+                let series = self.series.entry((w.workload.id, resource)).or_insert_with(|| Series::new(&self.params));
+                series.push(value, now, &self.params);
+                let allocated = alloc.and_then(|a| a.get(&resource));
+                if let Some(f) = series.forecast(w.workload.id, resource, now, sample.period_ms, allocated, &self.params)
+                {
+                    out.push(f);
+                }
+            }
+        }
+        let forget = self.params.forget_after_ms;
+        self.series.retain(|_, s| now.ms_since(s.last_seen()) <= forget);
+        out
+    }
+
+    /// The rolling MASE of every model on one series (for `observe` and tests).
+    pub fn scores(&self, workload: WorkloadId, resource: Resource) -> Vec<(ModelKind, Option<f64>)> {
+        self.series.get(&(workload, resource)).map(|s| s.scores(self.params.season)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::brain::testkit::{host, workload};
+
+    fn params() -> ForecasterParams {
+        ForecasterParams { horizon: 4, season: 12, history: 96, refit_every: 4, min_evaluations: 8, ..Default::default() }
+    }
+
+    fn cpu_forecast(out: &[DemandForecast]) -> Option<&DemandForecast> {
+        out.iter().find(|f| f.resource == Resource::Cpu)
+    }
+
+    #[test]
+    fn seasonal_cpu_is_forecast_with_an_interval_and_a_served_model() {
+        let mut fc = Forecaster::new(params());
+        let mut last = Vec::new();
+        for t in 0..80u64 {
+            // A 12-period cycle on a slow trend (a flat seasonal difference has no MASE scale).
+            let on_ms = 200 + 100 * (t % 12) + 3 * t;
+            last = fc.observe(&host(t, vec![workload(1, "a", on_ms, 0)], vec![]), &HashMap::new());
+        }
+        let Some(f) = cpu_forecast(&last) else { panic!("no cpu forecast") };
+        assert!(f.lower <= f.mean && f.mean <= f.upper, "{f:?}");
+        assert_eq!(f.horizon_ms, 4000);
+        // The served model beats seasonal naive's in-sample error, and a seasonal model serves.
+        assert!(f.mase.is_some_and(|m| m < 1.0), "{f:?}");
+        assert!(matches!(f.model.as_str(), "seasonal_naive" | "mstl" | "blend"), "{}", f.model);
+        assert!(!f.anomaly);
+    }
+
+    #[test]
+    fn overload_probability_rises_when_demand_nears_the_allocation() {
+        let mut fc = Forecaster::new(params());
+        let mut tight = HashMap::new();
+        tight.insert(WorkloadId(1), Allocation { entries: vec![(Resource::Cpu, 480)] });
+        let mut roomy = HashMap::new();
+        roomy.insert(WorkloadId(1), Allocation { entries: vec![(Resource::Cpu, 5000)] });
+        let (mut p_tight, mut p_roomy) = (None, None);
+        for t in 0..40u64 {
+            // Irregular demand between 400 and 499 millicores.
+            let s = host(t, vec![workload(1, "a", 400 + (t * 37) % 100, 0)], vec![]);
+            p_tight = cpu_forecast(&fc.observe(&s, &tight)).and_then(|f| f.overload_probability);
+            let mut fc2 = Forecaster::new(params());
+            fc2.series = fc.series.clone();
+            p_roomy = cpu_forecast(&fc2.observe(&s, &roomy)).and_then(|f| f.overload_probability);
+        }
+        let (Some(tight), Some(roomy)) = (p_tight, p_roomy) else { panic!("no probabilities") };
+        assert!(tight > 0.1, "tight {tight}");
+        assert!(roomy < 0.01, "roomy {roomy}");
+    }
+
+    #[test]
+    fn a_sudden_spike_is_an_anomaly() {
+        let mut fc = Forecaster::new(params());
+        for t in 0..40u64 {
+            fc.observe(&host(t, vec![workload(1, "a", 300 + (t % 2) * 10, 0)], vec![]), &HashMap::new());
+        }
+        let out = fc.observe(&host(40, vec![workload(1, "a", 1900, 0)], vec![]), &HashMap::new());
+        assert!(cpu_forecast(&out).is_some_and(|f| f.anomaly));
+    }
+
+    #[test]
+    fn no_allocation_means_no_overload_probability() {
+        let mut fc = Forecaster::new(params());
+        let mut out = Vec::new();
+        for t in 0..5 {
+            out = fc.observe(&host(t, vec![workload(1, "a", 300 + t * 10, 0)], vec![]), &HashMap::new());
+        }
+        assert!(cpu_forecast(&out).is_some_and(|f| f.overload_probability.is_none()), "{out:?}");
+    }
+}

@@ -1,0 +1,178 @@
+//! One forecast series: bounded history, each model's issued forecasts and rolling errors.
+
+use super::models::{ModelKind, PathForecast};
+use super::ForecasterParams;
+use crate::brain::stats::{Ring, normal_cdf, two_sided_z};
+use std::collections::VecDeque;
+use truce_common::estimate::DemandForecast;
+use truce_common::model::{Resource, Timestamp, WorkloadId};
+
+#[derive(Clone, Debug)]
+struct Slot {
+    kind: ModelKind,
+    /// The last fit: the step it was made at and its path (longer than the horizon for
+    /// costly models so it can be served until the next refit).
+    fit: Option<(u64, PathForecast)>,
+    /// Forecasts issued at recent origins, to score once the actuals arrive.
+    issued: VecDeque<(u64, PathForecast)>,
+    abs_errors: Ring,
+}
+
+impl Slot {
+    fn mae(&self) -> Option<f64> {
+        (!self.abs_errors.is_empty()).then(|| self.abs_errors.iter().sum::<f64>() / self.abs_errors.len() as f64)
+    }
+
+    /// The forecast this model issues at `step` (after the observation at `step`).
+    fn current(&self, step: u64, horizon: usize) -> Option<PathForecast> {
+        let (at, path) = self.fit.as_ref()?;
+        let off = usize::try_from(step.checked_sub(*at)?).ok()?;
+        let end = off.checked_add(horizon)?;
+        (end <= path.point.len()).then(|| PathForecast {
+            point: path.point[off..end].to_vec(),
+            half_width: path.half_width[off..end].to_vec(),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Series {
+    history: Ring,
+    /// Number of observations so far; the step of the newest one is `steps - 1`.
+    steps: u64,
+    slots: Vec<Slot>,
+    last_seen: Timestamp,
+    anomaly: bool,
+}
+
+impl Series {
+    pub(super) fn new(p: &ForecasterParams) -> Series {
+        let slots = p
+            .models
+            .iter()
+            .map(|&kind| Slot { kind, fit: None, issued: VecDeque::new(), abs_errors: Ring::new(p.mase_window) })
+            .collect();
+        Series { history: Ring::new(p.history), steps: 0, slots, last_seen: Timestamp(0), anomaly: false }
+    }
+
+    pub(super) fn last_seen(&self) -> Timestamp {
+        self.last_seen
+    }
+
+    pub(super) fn push(&mut self, y: f64, now: Timestamp, p: &ForecasterParams) {
+        let step = self.steps;
+        self.last_seen = now;
+        // Score what each model said about this step, then check the served model's one-step call.
+        let served = self.served_index(p);
+        self.anomaly = false;
+        let z = two_sided_z(p.level);
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            for (origin, path) in &slot.issued {
+                let k = step.saturating_sub(*origin) as usize;
+                if (1..=path.point.len()).contains(&k) {
+                    slot.abs_errors.push((y - path.point[k - 1]).abs());
+                    if k == 1 && Some(i) == served {
+                        let sigma = path.half_width[0] / z;
+                        let err = (y - path.point[0]).abs();
+                        self.anomaly = if sigma > 0.0 { err > 3.0 * sigma } else { err > 1e-6 * path.point[0].abs().max(1.0) };
+                    }
+                }
+            }
+            slot.issued.retain(|(origin, _)| step.saturating_sub(*origin) < p.horizon as u64);
+        }
+        self.history.push(y);
+        self.steps += 1;
+
+        let history = self.history.to_vec();
+        for slot in &mut self.slots {
+            let stale = match &slot.fit {
+                None => true,
+                Some((at, _)) => !slot.kind.is_costly() || step - at >= p.refit_every.max(1) as u64,
+            };
+            if stale {
+                let len = if slot.kind.is_costly() { p.horizon + p.refit_every.max(1) } else { p.horizon };
+                slot.fit = slot.kind.forecast(&history, p.season, len, p.level).map(|f| (step, f));
+            }
+            if let Some(f) = slot.current(step, p.horizon) {
+                slot.issued.push_back((step, f));
+            }
+        }
+    }
+
+    /// Mean absolute seasonal difference of the history: the MASE denominator.
+    fn scale(&self, season: usize) -> Option<f64> {
+        let h = self.history.to_vec();
+        let m = if season >= 1 && h.len() > season { season } else { 1 };
+        if h.len() <= m {
+            return None;
+        }
+        let s = (m..h.len()).map(|i| (h[i] - h[i - m]).abs()).sum::<f64>() / (h.len() - m) as f64;
+        (s > 0.0).then_some(s)
+    }
+
+    /// Lowest rolling error among models with enough evaluations; EWMA (or whatever has a
+    /// forecast) until then. Models share the series' scale, so MAE ranks as MASE does.
+    fn served_index(&self, p: &ForecasterParams) -> Option<usize> {
+        let ready = self.slots.iter().enumerate().filter(|(_, s)| s.abs_errors.len() >= p.min_evaluations && s.fit.is_some());
+        let best = ready
+            .filter_map(|(i, s)| s.mae().map(|m| (i, m)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i);
+        best.or_else(|| self.slots.iter().position(|s| s.kind == ModelKind::Ewma && s.fit.is_some()))
+            .or_else(|| self.slots.iter().position(|s| s.fit.is_some()))
+    }
+
+    /// Rolling MASE per model (`None` before any error or on a flat series).
+    pub(super) fn scores(&self, season: usize) -> Vec<(ModelKind, Option<f64>)> {
+        let scale = self.scale(season);
+        self.slots.iter().map(|s| (s.kind, s.mae().zip(scale).map(|(m, d)| m / d))).collect()
+    }
+
+    pub(super) fn forecast(
+        &self,
+        workload: WorkloadId,
+        resource: Resource,
+        at: Timestamp,
+        period_ms: u64,
+        allocated: Option<u64>,
+        p: &ForecasterParams,
+    ) -> Option<DemandForecast> {
+        let slot = &self.slots[self.served_index(p)?];
+        let step = self.steps.checked_sub(1)?;
+        let f = slot.current(step, p.horizon)?;
+        let z = two_sided_z(p.level);
+        let n = f.point.len().max(1) as f64;
+        let mean = f.point.iter().sum::<f64>() / n;
+        let upper = f.point.iter().zip(&f.half_width).map(|(x, w)| x + w).fold(f64::MIN, f64::max);
+        let lower = f.point.iter().zip(&f.half_width).map(|(x, w)| x - w).fold(f64::MAX, f64::min).max(0.0);
+        let overload_probability = allocated.map(|cap| {
+            let cap = cap as f64;
+            f.point
+                .iter()
+                .zip(&f.half_width)
+                .map(|(x, w)| {
+                    let sigma = w / z;
+                    if sigma > 0.0 { 1.0 - normal_cdf((cap - x) / sigma) } else if *x > cap { 1.0 } else { 0.0 }
+                })
+                .fold(0.0, f64::max)
+        });
+        let mase = match (slot.mae(), self.scale(p.season)) {
+            (Some(mae), Some(scale)) if slot.abs_errors.len() >= p.min_evaluations => Some(mae / scale),
+            _ => None,
+        };
+        Some(DemandForecast {
+            workload,
+            resource,
+            at,
+            horizon_ms: p.horizon as u64 * period_ms,
+            mean,
+            lower,
+            upper,
+            level: p.level,
+            model: slot.kind.name().to_string(),
+            mase,
+            overload_probability,
+            anomaly: self.anomaly,
+        })
+    }
+}
