@@ -16,3 +16,5 @@ pub mod cmd;
 pub mod probes;
 /// The QUIC client to the arbiter.
 pub mod transport;
+/// Workload policies from TOML: priority, SLO, floors and ceilings, budget.
+pub mod workload_config;
