@@ -1,1 +1,58 @@
-fn main() {}
+//! truce-agent: per-host probes, interference estimates, bids and cgroup v2 leases.
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use truce_agent::cmd::{self, LogFormat, observe, record};
+
+#[derive(Parser)]
+#[command(
+    name = "truce-agent",
+    version,
+    about = "truce's per-host agent: sees who slows whom, bids for resources, enforces leases",
+    long_about = "truce's per-host agent. It attaches eBPF probes (scheduler, block I/O, network, and perf \
+counters where a PMU exists), reads PSI and cgroup v2 files, and estimates how much each workload (a \
+cgroup) is slowed by which neighbour.\n\nNeeds root (or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN). \
+`observe` needs no arbiter."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TRUCE_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `truce_agent=debug`.
+    #[arg(long, global = true, default_value = "info", env = "TRUCE_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Live table of per-workload signals, sorted by interference (no arbiter needed).
+    Observe(observe::ObserveArgs),
+    /// Save real samples as JSON lines for `replay` and test fixtures.
+    Record(record::RecordArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("truce-agent: error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Observe(a) => observe::run(a).await,
+            Command::Record(a) => record::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("truce-agent: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use super::CgroupError;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The controllers truce enforces with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

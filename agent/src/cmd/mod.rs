@@ -1,1 +1,25 @@
-//! (module under construction)
+//! One module per `truce-agent` subcommand, plus the sampling pipeline they share.
+
+pub mod observe;
+pub mod record;
+pub mod sampler;
+mod table;
+
+use clap::ValueEnum;
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Logs go to stderr so `--json` output on stdout stays machine-readable.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -9,7 +9,7 @@ pub mod host;
 
 use crate::cgroupfs::{CgroupCounters, CgroupEntry, classify};
 use delta::{counter, map_delta, percentile};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use truce_common::abi::{BlockStats, NetStats, PerfStats, SchedStats};
 use truce_common::model::{DeviceId, Timestamp, WorkloadId, WorkloadRef};
 use truce_common::signal::{
@@ -93,16 +93,14 @@ fn build_sample(before: &Reading, now: &Reading) -> HostSample {
         (Some(n), None) => Some(map_delta(n, &HashMap::new()).into_iter().collect()),
         _ => None,
     };
-    let mut active: BTreeMap<u64, ()> = BTreeMap::new();
-    sched.iter().for_each(|(k, _)| drop(active.insert(*k, ())));
-    net.iter().for_each(|(k, _)| drop(active.insert(*k, ())));
-    block.iter().for_each(|(k, _)| drop(active.insert(k.cgroup_id, ())));
+    let active: BTreeSet<u64> =
+        sched.iter().map(|(k, _)| *k).chain(net.iter().map(|(k, _)| *k)).chain(block.iter().map(|(k, _)| k.cgroup_id)).collect();
 
     let paths: HashMap<u64, &CgroupEntry> = now.cgroups.iter().map(|c| (c.id, c)).collect();
     let sched: HashMap<u64, SchedStats> = sched.into_iter().collect();
     let net: HashMap<u64, NetStats> = net.into_iter().collect();
     let workloads = active
-        .keys()
+        .iter()
         .map(|&id| {
             let path = paths.get(&id).map(|c| c.path.clone()).unwrap_or_else(|| format!("?/cgroup-{id}"));
             let name = classify(&path).label(&path);

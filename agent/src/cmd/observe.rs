@@ -1,0 +1,106 @@
+//! `truce-agent observe`: a live per-workload table of what the probes see, without an arbiter.
+
+use super::sampler::Sampler;
+use super::table;
+use crate::brain::{Brain, BrainParams, RoundInputs};
+use crate::probes::PerfMode;
+use anyhow::Result;
+use clap::ValueEnum;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum PerfArg {
+    /// Hardware cycles, instructions and LLC misses where the PMU exists; n/a otherwise.
+    #[default]
+    Auto,
+    /// Do not open perf counters.
+    Off,
+}
+
+impl From<PerfArg> for PerfMode {
+    fn from(p: PerfArg) -> PerfMode {
+        match p {
+            PerfArg::Auto => PerfMode::Hardware,
+            PerfArg::Off => PerfMode::Off,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ObserveArgs {
+    /// Collection period, e.g. `1s` or `500ms`.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub period: Duration,
+    /// Print one period (after a baseline period) and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// One JSON object per period on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Rows shown in the table.
+    #[arg(long, default_value_t = 25)]
+    pub rows: usize,
+    #[arg(long, value_enum, default_value_t = PerfArg::Auto)]
+    pub perf: PerfArg,
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    at_ms: u64,
+    period_ms: u64,
+    cpus: u32,
+    rows: &'a [table::ObserveRow],
+    unavailable: &'a [truce_common::signal::Unavailable],
+    probe_errors: &'a [(String, u64)],
+}
+
+pub async fn run(args: &ObserveArgs) -> Result<()> {
+    let mut sampler = tokio::task::block_in_place(|| Sampler::start(args.perf.into()))?;
+    if !args.json {
+        eprintln!("{}", sampler.cgroups().summary());
+    }
+    let mut brain = Brain::new(BrainParams::default(), 1);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut ticker = tokio::time::interval(args.period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tty = std::io::stdout().is_terminal() && !args.json && !args.once;
+    let result = loop {
+        tokio::select! {
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            _ = ticker.tick() => {}
+        }
+        let sample = match sampler.tick().await {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(e) => break Err(e),
+        };
+        let round = brain.observe(&sample, &RoundInputs::default());
+        let rows = table::rows(&sample, &round.estimates);
+        let mut out = std::io::stdout().lock();
+        let written = if args.json {
+            let line = JsonLine {
+                at_ms: sample.at.0,
+                period_ms: sample.period_ms,
+                cpus: sample.totals.cpus,
+                rows: &rows,
+                unavailable: &sample.unavailable,
+                probe_errors: &sample.probe_errors,
+            };
+            serde_json::to_writer(&mut out, &line).map_err(std::io::Error::from).and_then(|_| writeln!(out))
+        } else {
+            let clear = if tty { "\x1b[2J\x1b[H" } else { "" };
+            write!(out, "{clear}{}\n", table::render(&sample, &rows, args.rows))
+        };
+        // A closed pipe (`| head`) ends the command cleanly.
+        if written.and_then(|_| out.flush()).is_err() || args.once {
+            break Ok(());
+        }
+    };
+    sampler.shutdown().await;
+    result
+}

@@ -1,0 +1,88 @@
+//! The sampling pipeline shared by `observe`, `record` and the daemon: probes snapshot,
+//! cgroup walk, cgroup files, procfs, then the pure collector.
+
+use crate::cgroupfs::{self, CgroupHost, walk};
+use crate::collect::{Collector, Reading, host};
+use crate::probes::{self, GroupStatus, PerfMode, PerfStatus, ProbeConfig, ProbeHandle};
+use anyhow::{Context, Result};
+use std::time::{SystemTime, UNIX_EPOCH};
+use truce_common::model::Timestamp;
+use truce_common::signal::{HostSample, Unavailable};
+
+/// Cgroups deeper or more numerous than this are not listed in one period.
+const MAX_DEPTH: usize = 16;
+const MAX_CGROUPS: usize = 10_000;
+
+pub struct Sampler {
+    probes: ProbeHandle,
+    cgroups: CgroupHost,
+    collector: Collector,
+    unavailable: Vec<Unavailable>,
+}
+
+pub fn now() -> Timestamp {
+    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+}
+
+impl Sampler {
+    /// Discover cgroup v2 and load the probes (blocking; call before the hot loop).
+    pub fn start(perf: PerfMode) -> Result<Sampler> {
+        let cgroups = cgroupfs::discover().context("cgroup v2 discovery failed")?;
+        let probes = probes::spawn(ProbeConfig { perf, cgroup2_root: Some(cgroups.mount.clone()) })
+            .map_err(|e| anyhow::anyhow!("{}", probes::error_chain(&e)))
+            .context("loading the eBPF probes failed")?;
+        let caps = probes.capabilities().clone();
+        let mut unavailable = Vec::new();
+        for (signal, status) in [("block", &caps.block), ("net", &caps.net)] {
+            if let GroupStatus::Unavailable { reason } = status {
+                unavailable.push(Unavailable { signal: signal.into(), reason: reason.clone() });
+            }
+        }
+        if let PerfStatus::Unavailable { reason } = &caps.perf {
+            unavailable.push(Unavailable { signal: "perf (CPI, LLC misses)".into(), reason: reason.clone() });
+        }
+        if !std::path::Path::new("/proc/pressure/cpu").exists() {
+            unavailable.push(Unavailable { signal: "psi".into(), reason: "kernel has no /proc/pressure (boot with psi=1)".into() });
+        }
+        tracing::info!(cgroup = %cgroups.summary(), sched = ?caps.sched, block = ?caps.block, net = ?caps.net, perf = ?caps.perf, "probes ready");
+        Ok(Sampler { probes, cgroups, collector: Collector::new(), unavailable })
+    }
+
+    pub fn cgroups(&self) -> &CgroupHost {
+        &self.cgroups
+    }
+
+    pub fn unavailable(&self) -> &[Unavailable] {
+        &self.unavailable
+    }
+
+    /// Take one reading. The first call only sets the baseline and returns `None`.
+    pub async fn tick(&mut self) -> Result<Option<HostSample>> {
+        let probes = self.probes.snapshot().await.map_err(|e| anyhow::anyhow!("{}", probes::error_chain(&e)))?;
+        let mount = self.cgroups.mount.clone();
+        let (cgroups, files, host) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let cgroups = walk(&mount, MAX_DEPTH, MAX_CGROUPS).context("listing cgroups")?;
+            let files = host::read_cgroup_files(&cgroups);
+            let host = host::read_host().context("reading /proc")?;
+            Ok((cgroups, files, host))
+        })
+        .await
+        .context("reader task panicked")??;
+        let reading = Reading { at: now(), probes, cgroups, files, host, unavailable: self.unavailable.clone() };
+        let out = self.collector.observe(reading);
+        if !out.vanished.is_empty() {
+            match self.probes.forget(out.vanished.clone()).await {
+                Ok(n) => tracing::debug!(cgroups = out.vanished.len(), entries = n, "forgot vanished cgroups"),
+                Err(e) => tracing::warn!(cause = %probes::error_chain(&e), "could not forget vanished cgroups"),
+            }
+        }
+        Ok(out.sample)
+    }
+
+    /// Detach every probe.
+    pub async fn shutdown(self) {
+        if let Err(e) = self.probes.shutdown().await {
+            tracing::warn!(cause = %probes::error_chain(&e), "probe shutdown failed");
+        }
+    }
+}
