@@ -186,6 +186,12 @@ impl ErrorCode {
     pub const SHUTTING_DOWN: ErrorCode = ErrorCode(8);
     /// Version negotiation failed (also signalled by `UnsupportedVersion`).
     pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(9);
+    /// A newer session for the same host replaced this one.
+    pub const SUPERSEDED: ErrorCode = ErrorCode(10);
+    /// The peer sent nothing usable in time (e.g. no `Hello`).
+    pub const TIMEOUT: ErrorCode = ErrorCode(11);
+    /// The peer does not read what it is sent; its queue overflowed.
+    pub const SLOW_CONSUMER: ErrorCode = ErrorCode(12);
 
     pub fn name(self) -> &'static str {
         match self.0 {
@@ -198,6 +204,9 @@ impl ErrorCode {
             7 => "overloaded",
             8 => "shutting_down",
             9 => "unsupported_version",
+            10 => "superseded",
+            11 => "timeout",
+            12 => "slow_consumer",
             _ => "unknown",
         }
     }

@@ -1,0 +1,203 @@
+//! A session's state between frames: the host's pending bids, its leases, its workloads,
+//! and its market round. Everything here runs on the session's own task.
+
+use super::resolver::RoundInput;
+use super::session::End;
+use super::state::{Claim, Shared, bump};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, warn};
+use truce_common::model::{Bid, DecisionId, HostId, Lease, LeaseId, Timestamp, WorkloadRef};
+use truce_common::wire::{
+    Ack, Decisions, ErrorCode, ErrorMessage, InspectEvent, InspectFilter, Message, Report, SessionId, WorkloadSummary,
+};
+
+/// Renewals extend a lease by at most this much at a time.
+const MAX_RENEW_MS: u64 = 300_000;
+
+pub(crate) struct SessionState {
+    pub host: HostId,
+    pub session: SessionId,
+    pub shared: Arc<Shared>,
+    pub out: Option<mpsc::Sender<Message>>,
+    owned: HashSet<u64>,
+    pending: Vec<Bid>,
+    leases: HashMap<LeaseId, Lease>,
+    round: u64,
+    subscription: Option<(InspectFilter, broadcast::Receiver<Arc<InspectEvent>>)>,
+}
+
+impl SessionState {
+    pub fn new(host: HostId, session: SessionId, shared: Arc<Shared>) -> Self {
+        SessionState {
+            host,
+            session,
+            shared,
+            out: None,
+            owned: HashSet::new(),
+            pending: Vec::new(),
+            leases: HashMap::new(),
+            round: 0,
+            subscription: None,
+        }
+    }
+
+    fn send(&self, msg: Message) -> Result<(), End> {
+        let Some(out) = &self.out else { return Ok(()) };
+        out.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => End::SlowConsumer,
+            mpsc::error::TrySendError::Closed(_) => End::Frame(super::io::FrameError::Finished),
+        })
+    }
+
+    fn refuse(&self, seq: Option<u64>, code: ErrorCode, message: String) -> Result<(), End> {
+        bump(&self.shared.stats.refusals);
+        warn!(session = %self.session, %code, seq, reason = %message, "refused");
+        self.send(Message::Error(ErrorMessage { seq, code, message }))
+    }
+
+    /// May this session speak for `workload`? Refusal text names the owner for the log.
+    fn claim(&mut self, workload: &WorkloadRef) -> Result<(), String> {
+        if self.owned.contains(&workload.id.0) {
+            return Ok(());
+        }
+        match self.shared.claim(&self.host, self.session, workload.id) {
+            Claim::Ok => {
+                self.owned.insert(workload.id.0);
+                Ok(())
+            }
+            Claim::Foreign { owner } => Err(format!("workload {} ({}) belongs to host {owner}", workload.id, workload.path)),
+        }
+    }
+
+    pub fn handle(&mut self, msg: Message, now: Timestamp) -> Result<(), End> {
+        match msg {
+            Message::Bid(bid) => self.on_bid(bid),
+            Message::Report(report) => self.on_report(report),
+            Message::LeaseRenew(r) => match self.leases.get_mut(&r.lease) {
+                Some(lease) => {
+                    lease.expiry = lease.expiry.max(now.plus_ms(r.extend_ms.min(MAX_RENEW_MS)));
+                    self.send(Message::Ack(Ack { seq: r.seq }))
+                }
+                None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
+            },
+            Message::LeaseRelease(r) => match self.leases.remove(&r.lease) {
+                Some(_) => self.send(Message::Ack(Ack { seq: r.seq })),
+                None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
+            },
+            Message::Subscribe(s) => {
+                self.subscription = Some((s.filter, self.shared.inspect.subscribe()));
+                self.send(Message::Ack(Ack { seq: s.seq }))
+            }
+            Message::Ack(_) => Ok(()),
+            Message::Error(e) => {
+                debug!(code = %e.code, message = %e.message, "agent reported an error");
+                Ok(())
+            }
+            other @ (Message::Hello(_)
+            | Message::Welcome(_)
+            | Message::UnsupportedVersion(_)
+            | Message::Decisions(_)
+            | Message::Inspect(_)) => self.refuse(None, ErrorCode::UNEXPECTED_MESSAGE, format!("{} is not valid in an open session", other.name())),
+        }
+    }
+
+    fn on_bid(&mut self, bid: Bid) -> Result<(), End> {
+        bump(&self.shared.stats.bids);
+        if let Err(reason) = self.claim(&bid.workload) {
+            return self.refuse(Some(bid.id.0), ErrorCode::FOREIGN_WORKLOAD, reason);
+        }
+        if self.pending.len() >= self.shared.config.max_pending_bids {
+            let reason = format!("{} bids already wait for this round", self.pending.len());
+            return self.refuse(Some(bid.id.0), ErrorCode::RATE_LIMITED, reason);
+        }
+        self.pending.push(bid);
+        Ok(())
+    }
+
+    fn on_report(&mut self, report: Report) -> Result<(), End> {
+        bump(&self.shared.stats.reports);
+        if report.host != self.host {
+            let reason = format!("report names host {} but this session is {}", report.host, self.host);
+            return self.refuse(Some(report.seq), ErrorCode::HOST_MISMATCH, reason);
+        }
+        // All or nothing: a report with one foreign workload is refused whole.
+        for w in &report.workloads {
+            if let Err(reason) = self.claim(&w.workload) {
+                return self.refuse(Some(report.seq), ErrorCode::FOREIGN_WORKLOAD, reason);
+            }
+        }
+        let (host, at) = (self.host.clone(), report.at);
+        self.shared.publish(|| InspectEvent::Workloads {
+            host: host.clone(),
+            at,
+            workloads: report.workloads.iter().map(|w| WorkloadSummary { workload: w.workload.clone(), name: w.name.clone(), signals: w.signals.clone() }).collect(),
+        });
+        self.shared.publish(|| InspectEvent::Estimates { host, at, estimates: report.workloads.iter().filter_map(|w| w.estimate.clone()).collect() });
+        self.send(Message::Ack(Ack { seq: report.seq }))
+    }
+
+    /// Run the host's round if bids are waiting: resolve, number, remember the leases and
+    /// send the decisions (an empty list too, so every bid gets an answer).
+    pub fn run_round(&mut self, now: Timestamp) -> Result<(), End> {
+        self.leases.retain(|_, l| l.expiry > now);
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.round += 1;
+        let bids = std::mem::take(&mut self.pending);
+        let host = self.host.clone();
+        self.shared.publish(|| InspectEvent::Bids { host: host.clone(), bids: bids.clone() });
+        let mut decisions = self.shared.resolver.resolve(&RoundInput { host: &host, round: self.round, now, bids: &bids });
+        let base = self.shared.reserve_ids(decisions.len() as u64);
+        for (i, d) in decisions.iter_mut().enumerate() {
+            let id = base + i as u64;
+            d.id = DecisionId(id);
+            d.lease.id = LeaseId(id);
+            d.round = self.round;
+            self.leases.insert(d.lease.id, d.lease.clone());
+        }
+        bump(&self.shared.stats.rounds);
+        self.shared.stats.decisions.fetch_add(decisions.len() as u64, Ordering::Relaxed);
+        self.shared.publish(|| InspectEvent::Leases { host: host.clone(), at: now, leases: self.leases.values().cloned().collect() });
+        self.shared.publish(|| InspectEvent::Decisions { host: host.clone(), round: self.round, decisions: decisions.clone() });
+        let per_frame = self.shared.config.decisions_per_frame.max(1);
+        if decisions.is_empty() {
+            return self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions }));
+        }
+        for chunk in decisions.chunks(per_frame) {
+            self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions: chunk.to_vec() }))?;
+        }
+        Ok(())
+    }
+
+    pub fn subscribed(&self) -> bool {
+        self.subscription.is_some()
+    }
+
+    pub async fn next_inspect_event(&mut self) -> Result<Arc<InspectEvent>, broadcast::error::RecvError> {
+        match &mut self.subscription {
+            Some((_, rx)) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn forward_inspect(&mut self, ev: Result<Arc<InspectEvent>, broadcast::error::RecvError>) -> Result<(), End> {
+        match ev {
+            Ok(ev) => {
+                let pass = self.subscription.as_ref().is_some_and(|(f, _)| f.accepts(&ev));
+                if pass { self.send(Message::Inspect((*ev).clone())) } else { Ok(()) }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(session = %self.session, skipped = n, "inspection subscriber lagged; events skipped");
+                Ok(())
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                self.subscription = None;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! One agent connection: TLS identity -> `Hello` -> a session loop that reads messages,
+//! runs the host's market round every period and writes decisions back.
+
+use super::io::{FrameError, read_frame, write_frame};
+use super::round::SessionState;
+use super::state::{Shared, bump, now};
+use super::tls::peer_host;
+use super::rate::TokenBucket;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+use truce_common::model::HostId;
+use truce_common::wire::{self, ErrorCode, ErrorMessage, Message, UnsupportedVersion, Welcome};
+
+/// Why a session ended; decides the close code and the log line.
+pub(crate) enum End {
+    Shutdown,
+    Superseded,
+    Frame(FrameError),
+    SlowConsumer,
+}
+
+/// How long a closing side waits for its last frames to be acknowledged.
+const LINGER: Duration = Duration::from_millis(500);
+
+pub(crate) async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>, cancel: CancellationToken) {
+    let peer = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(cause) => {
+            bump(&shared.stats.handshakes_failed);
+            warn!(%peer, %cause, "handshake failed");
+            return;
+        }
+    };
+    let host = match peer_host(&conn) {
+        Ok(host) => host,
+        Err(cause) => {
+            bump(&shared.stats.handshakes_failed);
+            warn!(%peer, %cause, "refused: no host identity in the client certificate");
+            close(&conn, ErrorCode::HOST_MISMATCH, &cause.to_string());
+            return;
+        }
+    };
+    let span = info_span!("session", host = %host, %peer);
+    run(conn, host, shared, cancel).instrument(span).await;
+}
+
+fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
+    conn.close(quinn::VarInt::from_u32(u32::from(code.0)), reason.as_bytes());
+}
+
+async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, max: u32, msg: Message, code: ErrorCode, reason: &str) {
+    if let Err(cause) = write_frame(send, &msg, max).await {
+        debug!(%cause, "could not send the refusal");
+    }
+    let _ = send.finish();
+    let _ = tokio::time::timeout(LINGER, send.stopped()).await;
+    close(conn, code, reason);
+}
+
+async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel: CancellationToken) {
+    let cfg = &shared.config;
+    let max = cfg.max_frame_bytes;
+    let (mut send, mut recv) = match tokio::time::timeout(cfg.handshake_timeout, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(cause)) => {
+            info!(%cause, "connection ended before the agent opened its stream");
+            return;
+        }
+        Err(_) => {
+            warn!("refused: no stream within the handshake timeout");
+            close(&conn, ErrorCode::TIMEOUT, "no stream within the handshake timeout");
+            return;
+        }
+    };
+    let hello = match tokio::time::timeout(cfg.handshake_timeout, read_frame(&mut recv, max)).await {
+        Ok(Ok(Message::Hello(hello))) => hello,
+        Ok(Ok(other)) => {
+            let reason = format!("expected hello, got {}", other.name());
+            warn!(%reason, "refused");
+            let msg = Message::Error(ErrorMessage { seq: None, code: ErrorCode::UNEXPECTED_MESSAGE, message: reason.clone() });
+            refuse(&conn, &mut send, max, msg, ErrorCode::UNEXPECTED_MESSAGE, &reason).await;
+            return;
+        }
+        Ok(Err(cause)) => {
+            bump(&shared.stats.frames_rejected);
+            let reason = format!("{:#}", Chain(&cause));
+            warn!(%reason, "refused: bad first frame");
+            let msg = Message::Error(ErrorMessage { seq: None, code: ErrorCode::MALFORMED_FRAME, message: reason.clone() });
+            refuse(&conn, &mut send, max, msg, ErrorCode::MALFORMED_FRAME, &reason).await;
+            return;
+        }
+        Err(_) => {
+            warn!("refused: no hello within the handshake timeout");
+            close(&conn, ErrorCode::TIMEOUT, "no hello within the handshake timeout");
+            return;
+        }
+    };
+    if hello.host != host {
+        let reason = format!("hello names host {} but the certificate is for {host}", hello.host);
+        warn!(%reason, "refused");
+        bump(&shared.stats.refusals);
+        let msg = Message::Error(ErrorMessage { seq: None, code: ErrorCode::HOST_MISMATCH, message: reason.clone() });
+        refuse(&conn, &mut send, max, msg, ErrorCode::HOST_MISMATCH, &reason).await;
+        return;
+    }
+    let Some(version) = wire::negotiate(hello.min, hello.max) else {
+        let reason = format!("agent speaks versions {}..={}, arbiter {}..={}", hello.min, hello.max, wire::VERSION_MIN, wire::VERSION_MAX);
+        warn!(%reason, "refused: unsupported version");
+        let msg = Message::UnsupportedVersion(UnsupportedVersion { supported_min: wire::VERSION_MIN, supported_max: wire::VERSION_MAX });
+        refuse(&conn, &mut send, max, msg, ErrorCode::UNSUPPORTED_VERSION, &reason).await;
+        return;
+    };
+
+    let session_cancel = cancel.child_token();
+    let session = shared.open_session(&host, now(), session_cancel.clone());
+    bump(&shared.stats.sessions_opened);
+    shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
+    info!(%session, version, capabilities = ?hello.capabilities, "session open");
+    let welcome = Message::Welcome(Welcome { version, session, host: host.clone(), round_ms: cfg.round_period.as_millis() as u64 });
+    let end = match write_frame(&mut send, &welcome, max).await {
+        Ok(()) => {
+            shared.publish_hosts(now());
+            session_loop(&conn, send, recv, SessionState::new(host.clone(), session, shared.clone()), &session_cancel, &cancel).await
+        }
+        Err(e) => End::Frame(e),
+    };
+    shared.close_session(&host, session);
+    shared.stats.sessions_active.fetch_sub(1, Ordering::Relaxed);
+    shared.publish_hosts(now());
+    let (code, reason) = match end {
+        End::Shutdown => (ErrorCode::SHUTTING_DOWN, "arbiter shutting down".to_string()),
+        End::Superseded => (ErrorCode::SUPERSEDED, "superseded by a newer session for this host".to_string()),
+        End::SlowConsumer => (ErrorCode::SLOW_CONSUMER, "agent does not read its decisions".to_string()),
+        End::Frame(FrameError::Finished) => {
+            info!(%session, "agent finished its stream; session closed");
+            (ErrorCode(0), "bye".to_string())
+        }
+        End::Frame(FrameError::Read { source: quinn::ReadError::ConnectionLost(cause) }) => {
+            match &cause {
+                quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == 0 => info!(%session, "agent disconnected"),
+                _ => warn!(%session, %cause, "connection lost"),
+            }
+            return;
+        }
+        End::Frame(e) => {
+            bump(&shared.stats.frames_rejected);
+            (ErrorCode::MALFORMED_FRAME, format!("{:#}", Chain(&e)))
+        }
+    };
+    if code.0 != 0 {
+        warn!(%session, %code, %reason, "closing session");
+    }
+    close(&conn, code, &reason);
+}
+
+async fn session_loop(
+    conn: &quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    mut state: SessionState,
+    session_cancel: &CancellationToken,
+    server_cancel: &CancellationToken,
+) -> End {
+    let shared = state.shared.clone();
+    let cfg = &shared.config;
+    let (out_tx, out_rx) = mpsc::channel::<Message>(cfg.outbound_queue);
+    let (in_tx, mut in_rx) = mpsc::channel::<Result<Message, FrameError>>(64);
+    let writer = tokio::spawn(write_loop(send, out_rx, cfg.max_frame_bytes).in_current_span());
+    let reader = tokio::spawn(read_loop(recv, in_tx, shared.clone()).in_current_span());
+    state.out = Some(out_tx);
+    let mut tick = tokio::time::interval(cfg.round_period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = session_cancel.cancelled() => {
+                break if server_cancel.is_cancelled() { End::Shutdown } else { End::Superseded };
+            }
+            _ = tick.tick() => {
+                if let Err(end) = state.run_round(now()) { break end; }
+            }
+            msg = in_rx.recv() => match msg {
+                Some(Ok(msg)) => if let Err(end) = state.handle(msg, now()) { break end; },
+                Some(Err(e)) => break End::Frame(e),
+                None => break End::Frame(FrameError::Finished),
+            },
+            ev = state.next_inspect_event(), if state.subscribed() => {
+                if let Err(end) = state.forward_inspect(ev) { break end; }
+            }
+        }
+    };
+    reader.abort();
+    // Tell the agent why, through the writer so the frame follows everything already queued.
+    let parting = match &end {
+        End::Shutdown => Some((ErrorCode::SHUTTING_DOWN, "arbiter shutting down".to_string())),
+        End::Frame(FrameError::Decode { source }) => Some((ErrorCode::MALFORMED_FRAME, source.to_string())),
+        _ => None,
+    };
+    if let (Some((code, message)), Some(out)) = (parting, state.out.as_ref()) {
+        let _ = out.try_send(Message::Error(ErrorMessage { seq: None, code, message }));
+    }
+    state.out = None;
+    if !matches!(end, End::Frame(FrameError::Read { .. })) {
+        let _ = tokio::time::timeout(LINGER * 2, writer).await;
+    } else {
+        writer.abort();
+    }
+    let _ = conn;
+    end
+}
+
+async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>, max: u32) {
+    while let Some(msg) = rx.recv().await {
+        if let Err(cause) = write_frame(&mut send, &msg, max).await {
+            debug!(cause = %Chain(&cause), "writer stopped");
+            return;
+        }
+    }
+    let _ = send.finish();
+    let _ = tokio::time::timeout(LINGER, send.stopped()).await;
+}
+
+async fn read_loop(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Message, FrameError>>, shared: Arc<Shared>) {
+    let cfg = &shared.config;
+    let mut bucket = TokenBucket::new(cfg.agent_rate_per_s, cfg.agent_burst, Instant::now());
+    loop {
+        // Out of tokens: stop reading. QUIC flow control then slows this agent, and only it.
+        while let Err(wait) = bucket.take(Instant::now()) {
+            bump(&shared.stats.throttled);
+            tokio::time::sleep(wait).await;
+        }
+        let frame = read_frame(&mut recv, cfg.max_frame_bytes).await;
+        let last = frame.is_err();
+        if tx.send(frame).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// `{:#}`-style display of an error and its sources, for log fields and close reasons.
+pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! State shared by all sessions: who is connected, which host owns which workload,
+//! id counters, statistics and the inspection broadcast.
+
+use super::config::ServerConfig;
+use super::resolver::RoundResolver;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use truce_common::model::{HostId, Timestamp, WorkloadId};
+use truce_common::wire::{HostSnapshot, InspectEvent, SessionId};
+
+/// Counters for tests, benchmarks and (later) metrics. Monotonic except `sessions_active`.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub connections_accepted: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub handshakes_failed: AtomicU64,
+    pub sessions_opened: AtomicU64,
+    pub sessions_active: AtomicUsize,
+    pub frames_rejected: AtomicU64,
+    pub reports: AtomicU64,
+    pub bids: AtomicU64,
+    pub refusals: AtomicU64,
+    pub rounds: AtomicU64,
+    pub decisions: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+impl ServerStats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+struct LiveSession {
+    session: SessionId,
+    connected_at: Timestamp,
+    workloads: u32,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub resolver: Arc<dyn RoundResolver>,
+    pub stats: Arc<ServerStats>,
+    pub inspect: broadcast::Sender<Arc<InspectEvent>>,
+    next_session: AtomicU64,
+    next_id: AtomicU64,
+    sessions: Mutex<HashMap<HostId, LiveSession>>,
+    owners: Mutex<HashMap<WorkloadId, (HostId, SessionId)>>,
+}
+
+/// Result of asking to speak for a workload.
+pub(crate) enum Claim {
+    Ok,
+    Foreign { owner: HostId },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain maps that are still consistent.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig, resolver: Arc<dyn RoundResolver>) -> Shared {
+        Shared {
+            config,
+            resolver,
+            stats: Arc::default(),
+            inspect: broadcast::channel(1024).0,
+            next_session: AtomicU64::new(1),
+            next_id: AtomicU64::new(1),
+            sessions: Mutex::default(),
+            owners: Mutex::default(),
+        }
+    }
+
+    /// Reserve `n` consecutive decision/lease ids.
+    pub fn reserve_ids(&self, n: u64) -> u64 {
+        self.next_id.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Open a session for `host`, cancelling an older session of the same host (the agent
+    /// reconnected before the old connection timed out).
+    pub fn open_session(&self, host: &HostId, now: Timestamp, cancel: CancellationToken) -> SessionId {
+        let session = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
+        let old = lock(&self.sessions).insert(host.clone(), LiveSession { session, connected_at: now, workloads: 0, cancel });
+        if let Some(old) = old {
+            old.cancel.cancel();
+        }
+        session
+    }
+
+    pub fn close_session(&self, host: &HostId, session: SessionId) {
+        {
+            let mut sessions = lock(&self.sessions);
+            if sessions.get(host).is_some_and(|s| s.session == session) {
+                sessions.remove(host);
+            }
+        }
+        lock(&self.owners).retain(|_, (_, s)| *s != session);
+    }
+
+    /// The ownership rule (docs/protocol.md): a workload id belongs to the first live
+    /// session's host that names it; another host naming it while that session lives is refused.
+    pub fn claim(&self, host: &HostId, session: SessionId, workload: WorkloadId) -> Claim {
+        let mut owners = lock(&self.owners);
+        match owners.get(&workload) {
+            Some((owner, _)) if owner != host => Claim::Foreign { owner: owner.clone() },
+            _ => {
+                let fresh = owners.insert(workload, (host.clone(), session)).is_none_or(|(_, s)| s != session);
+                drop(owners);
+                if !fresh {
+                    return Claim::Ok;
+                }
+                if let Some(s) = lock(&self.sessions).get_mut(host).filter(|s| s.session == session) {
+                    s.workloads = s.workloads.saturating_add(1);
+                }
+                Claim::Ok
+            }
+        }
+    }
+
+    pub fn publish(&self, make: impl FnOnce() -> InspectEvent) {
+        if self.inspect.receiver_count() > 0 {
+            // No receivers between the check and the send is harmless: the event is dropped.
+            let _ = self.inspect.send(Arc::new(make()));
+        }
+    }
+
+    pub fn publish_hosts(&self, now: Timestamp) {
+        self.publish(|| {
+            let hosts = lock(&self.sessions)
+                .iter()
+                .map(|(host, s)| HostSnapshot { host: host.clone(), session: s.session, connected_at: s.connected_at, workloads: s.workloads })
+                .collect();
+            InspectEvent::Hosts { at: now, hosts }
+        });
+    }
+}
+
+pub(crate) fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
