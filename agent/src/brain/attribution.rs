@@ -27,11 +27,14 @@ pub struct AttributionParams {
     pub min_correlation: f64,
     /// Antagonists kept per victim.
     pub top: usize,
+    /// A victim whose mean interference score over the window is below this is not slowed:
+    /// nobody is blamed.
+    pub min_slowdown: f64,
 }
 
 impl Default for AttributionParams {
     fn default() -> AttributionParams {
-        AttributionParams { window: 30, max_lag: 3, kernel_weight: 0.7, min_correlation: 0.3, top: 5 }
+        AttributionParams { window: 30, max_lag: 3, kernel_weight: 0.7, min_correlation: 0.5, top: 5, min_slowdown: 0.05 }
     }
 }
 
@@ -104,7 +107,10 @@ impl Attribution {
             }
         }
         for est in estimates.iter_mut() {
-            est.antagonists = self.rank(est.workload);
+            let id = est.workload;
+            let mean_slowdown = self.series(|p| p.slowdown.get(&id).copied()).iter().sum::<f64>()
+                / self.periods.len().max(1) as f64;
+            est.antagonists = if mean_slowdown >= self.params.min_slowdown { self.rank(id) } else { Vec::new() };
             for a in &est.antagonists {
                 let cell = cells.entry((est.workload, a.workload)).or_insert(MatrixCell {
                     victim: est.workload,
@@ -200,7 +206,9 @@ impl Attribution {
 
     fn explain(&self, e: &Evidence, blame: f64, total_wait: u64) -> String {
         let n = self.periods.len();
-        let mut s = format!("{} ({}) gets {:.0}% of the blame: ", self.name(e.delayer), e.delayer, blame * 100.0);
+        let name = self.name(e.delayer);
+        let who = if name == e.delayer.to_string() { name } else { format!("{name} ({})", e.delayer) };
+        let mut s = format!("{who} gets {:.0}% of the blame: ", blame * 100.0);
         if e.kernel_wait_ns > 0 {
             s.push_str(&format!(
                 "it held the CPU while this workload waited {:.0} ms in the run queue over the last {n} periods \

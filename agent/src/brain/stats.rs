@@ -31,12 +31,6 @@ impl Ring {
         self.values.is_empty()
     }
 
-    /// The `i`-th newest value (0 = newest).
-    pub fn back(&self, i: usize) -> Option<f64> {
-        let n = self.values.len();
-        (i < n).then(|| self.values[n - 1 - i])
-    }
-
     pub fn to_vec(&self) -> Vec<f64> {
         self.values.iter().copied().collect()
     }
@@ -141,9 +135,6 @@ mod tests {
             r.push(v);
         }
         assert_eq!(r.to_vec(), vec![2.0, 3.0, 4.0]);
-        assert_eq!(r.back(0), Some(4.0));
-        assert_eq!(r.back(2), Some(2.0));
-        assert_eq!(r.back(3), None);
     }
 
     #[test]
