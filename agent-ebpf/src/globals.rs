@@ -20,6 +20,8 @@ static OFFSETS: TracepointOffsets = TracepointOffsets {
     block_issue_rwbs: 0,
     block_complete_dev: 0,
     block_complete_sector: 0,
+    block_bio_dev: 0,
+    block_bio_sector: 0,
     _pad: 0,
 };
 

@@ -162,10 +162,11 @@ pub mod probe_error {
     pub const NET_STATS_UPDATE: u32 = 7;
     pub const PERF_READ: u32 = 8;
     pub const PERF_STATS_UPDATE: u32 = 9;
+    pub const BLOCK_BIO_ORIGIN_UPDATE: u32 = 10;
     /// Slots in the `ERRORS` array.
     pub const SLOTS: u32 = 16;
     /// Human names, indexed like the constants above.
-    pub const NAMES: [&str; 10] = [
+    pub const NAMES: [&str; 11] = [
         "task_state_update",
         "sched_stats_update",
         "delay_update",
@@ -176,6 +177,7 @@ pub mod probe_error {
         "net_stats_update",
         "perf_read",
         "perf_stats_update",
+        "block_bio_origin_update",
     ];
 }
 
@@ -208,9 +210,11 @@ pub struct TracepointOffsets {
     pub block_issue_rwbs: u32,
     pub block_complete_dev: u32,
     pub block_complete_sector: u32,
+    pub block_bio_dev: u32,
+    pub block_bio_sector: u32,
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 56);
+const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 64);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -13,6 +13,10 @@ pub const TASK_STATE: &str = "TASK_STATE";
 pub const BLOCK_STATS: &str = "BLOCK_STATS";
 /// Hash: [`crate::abi::InflightKey`] -> [`crate::abi::InflightRq`], requests issued but not completed.
 pub const BLOCK_INFLIGHT: &str = "BLOCK_INFLIGHT";
+/// LRU hash: [`crate::abi::InflightKey`] -> cgroup id of the task that queued the bio.
+/// block_rq_issue may run in a kworker (e.g. under mq-deadline), so the submitter's cgroup
+/// is captured at block_bio_queue, which runs in the submitter's context.
+pub const BLOCK_BIO_ORIGIN: &str = "BLOCK_BIO_ORIGIN";
 /// Per-CPU hash: cgroup id -> [`crate::abi::NetStats`].
 pub const NET_STATS: &str = "NET_STATS";
 /// Per-CPU hash: cgroup id -> [`crate::abi::PerfStats`].
@@ -32,6 +36,7 @@ pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_MIGRATE: &str = "sched_migrate_task";
 pub const PROG_SCHED_EXIT: &str = "sched_process_exit";
+pub const PROG_BLOCK_BIO_QUEUE: &str = "block_bio_queue";
 pub const PROG_BLOCK_ISSUE: &str = "block_rq_issue";
 pub const PROG_BLOCK_COMPLETE: &str = "block_rq_complete";
 pub const PROG_NET_INGRESS: &str = "net_ingress";
@@ -44,6 +49,7 @@ pub const ALL_MAPS: &[&str] = &[
     TASK_STATE,
     BLOCK_STATS,
     BLOCK_INFLIGHT,
+    BLOCK_BIO_ORIGIN,
     NET_STATS,
     PERF_STATS,
     PERF_CYCLES,
@@ -60,6 +66,7 @@ pub const ALL_PROGRAMS: &[&str] = &[
     PROG_SCHED_WAKEUP_NEW,
     PROG_SCHED_MIGRATE,
     PROG_SCHED_EXIT,
+    PROG_BLOCK_BIO_QUEUE,
     PROG_BLOCK_ISSUE,
     PROG_BLOCK_COMPLETE,
     PROG_NET_INGRESS,

@@ -1,1 +1,4 @@
 //! Shared helpers for truce's integration tests: real processes, real cgroups, real QUIC.
+
+pub mod cgroups;
+pub mod workloads;

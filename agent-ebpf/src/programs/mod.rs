@@ -1,6 +1,7 @@
 //! One file per attach point; shared bookkeeping in `sched` (scheduler accounting),
 //! `perf` (counter deltas) and `net` (skb counting).
 
+mod block_bio_queue;
 mod block_rq_complete;
 mod block_rq_issue;
 mod net;

@@ -111,6 +111,7 @@ impl Probes {
             probes.attach_tracepoint(program, "sched", event)?;
         }
         probes.capabilities.block = GroupStatus::from_result(block_layout.and_then(|()| {
+            probes.attach_tracepoint(names::PROG_BLOCK_BIO_QUEUE, "block", "block_bio_queue")?;
             probes.attach_tracepoint(names::PROG_BLOCK_ISSUE, "block", "block_rq_issue")?;
             probes.attach_tracepoint(names::PROG_BLOCK_COMPLETE, "block", "block_rq_complete")
         }));
@@ -159,8 +160,9 @@ impl Probes {
                 .try_into()
                 .map_err(|_| ProbeError::MissingProgram { name: program })?;
             prog.load().map_err(ProbeError::program(program, "load"))?;
-            // AllowMultiple: coexist with programs systemd or others put on the root.
-            prog.attach(&cgroup, kind, CgroupAttachMode::AllowMultiple)
+            // On 5.7+ aya attaches through a bpf_link, which always coexists with other
+            // programs on the root; link_create rejects BPF_F_ALLOW_MULTI, so no flags.
+            prog.attach(&cgroup, kind, CgroupAttachMode::Single)
                 .map_err(ProbeError::program(program, "attach"))?;
         }
         Ok(())

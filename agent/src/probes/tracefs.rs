@@ -135,6 +135,10 @@ pub fn block_offsets(root: &Path, off: &mut TracepointOffsets) -> Result<(), Pro
     let ev = "block/block_rq_complete";
     off.block_complete_dev = require(ev, &complete, "dev", &[4])?.offset;
     off.block_complete_sector = require(ev, &complete, "sector", &[8])?.offset;
+    let bio = read_event(root, "block", "block_bio_queue")?;
+    let ev = "block/block_bio_queue";
+    off.block_bio_dev = require(ev, &bio, "dev", &[4])?.offset;
+    off.block_bio_sector = require(ev, &bio, "sector", &[8])?.offset;
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! `cargo xtask bench <name>`: side-by-side benchmarks recorded in docs/benchmarks.md.
 use anyhow::{Result, bail};
 
+mod overhead;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Which benchmark: overhead, ingest, forecast.
@@ -12,6 +14,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     match args.name.as_str() {
+        "overhead" => overhead::run(&args.rest),
         other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast"),
     }
 }

@@ -1,0 +1,116 @@
+//! Processes the tests start inside test cgroups: a CPU burner and an O_DIRECT writer.
+//! Each one moves itself into its cgroup before it does any work, and is killed and
+//! reaped on drop, so a failing test leaves nothing running.
+use std::{
+    fs,
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+use nix::{
+    sched::{CpuSet, sched_setaffinity},
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use crate::cgroups::TestCgroup;
+
+/// A child process, killed (by its pid) and reaped on drop.
+#[derive(Debug)]
+pub struct Workload {
+    child: Child,
+}
+
+impl Workload {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// (on-CPU ns, run-queue wait ns) of the process's main thread from
+    /// /proc/<pid>/schedstat, the kernel's own per-task accounting.
+    pub fn schedstat(&self) -> Result<(u64, u64)> {
+        let text = fs::read_to_string(format!("/proc/{}/schedstat", self.pid())).context("reading schedstat")?;
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        match (fields.next(), fields.next()) {
+            (Some(Ok(run)), Some(Ok(wait))) => Ok((run, wait)),
+            _ => bail!("unexpected schedstat {text:?}"),
+        }
+    }
+
+    /// Pin the process to one CPU.
+    pub fn pin(&self, cpu: usize) -> Result<()> {
+        let mut set = CpuSet::new();
+        set.set(cpu)?;
+        sched_setaffinity(Pid::from_raw(self.pid() as i32), &set).context("sched_setaffinity")?;
+        Ok(())
+    }
+
+    /// Wait for a workload that ends by itself; fails if it exits non-zero.
+    pub fn wait_success(mut self) -> Result<()> {
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("workload exited with {status}");
+        }
+        Ok(())
+    }
+
+    /// Kill and reap now (instead of at drop), so its last CPU time is accounted.
+    pub fn stop(mut self) {
+        self.kill_and_reap();
+    }
+
+    fn kill_and_reap(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// `sh` that writes its own pid into the cgroup, then runs `script`.
+fn spawn_in(cgroup: &TestCgroup, script: &str, args: &[&str]) -> Result<Workload> {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > \"$0\" && {script}"))
+        .arg(cgroup.procs_file())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawning sh")?;
+    let mut workload = Workload { child };
+    // Wait until the move is visible, so no work is charged to the test's own cgroup.
+    // A short workload may already have finished (after moving itself): that is fine too.
+    for _ in 0..200 {
+        if cgroup.procs()?.contains(&workload.pid()) || matches!(workload.child.try_wait(), Ok(Some(_))) {
+            return Ok(workload);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    bail!("workload {} never appeared in {}", workload.pid(), cgroup.path.display())
+}
+
+/// A shell busy loop: one full CPU, in one thread, until dropped.
+pub fn cpu_burner(cgroup: &TestCgroup) -> Result<Workload> {
+    spawn_in(cgroup, "while :; do :; done", &[])
+}
+
+/// dd writing `mib` MiB of zeros to `file` with O_DIRECT (so the writer's own context
+/// submits the I/O; no page-cache writeback by kernel threads).
+pub fn direct_writer(cgroup: &TestCgroup, file: &Path, mib: u32) -> Result<Workload> {
+    let of = format!("of={}", file.display());
+    let count = format!("count={mib}");
+    spawn_in(cgroup, "exec dd if=/dev/zero \"$1\" bs=1M \"$2\" oflag=direct conv=fsync status=none", &[&of, &count])
+}
+
+/// bash sending `bytes` zero bytes to 127.0.0.1:`port` over TCP.
+pub fn tcp_sender(cgroup: &TestCgroup, port: u16, bytes: u64) -> Result<Workload> {
+    let script = "exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1 && head -c $2 /dev/zero >&3' bash \"$1\" \"$2\"";
+    spawn_in(cgroup, script, &[&port.to_string(), &bytes.to_string()])
+}
