@@ -1,29 +1,130 @@
-//! The qemu VM harness (see shared/VM-HARNESS.md).
+//! The qemu VM harness (see shared/VM-HARNESS.md): real Debian kernels booted with full
+//! cgroup v2 (`cgroup_no_v1=all`), so enforcement and eBPF tests run against a real kernel
+//! without touching the host's (hybrid) cgroups.
+//!
+//! Cache layout, under `~/.cache/truce/vm/`, everything keyed by package version:
+//! `busybox-<v>/`, `kernel-<pkg>_<v>/` (extracted deb + module index), `qemu-<v>/` (only when
+//! apt cannot install qemu), `initramfs-<pkg>-<v>-<hash>.cpio.gz` (base archive per kernel).
+//! Per-run files (initrd, disk, console log) go to `target/vm/`.
 use anyhow::{Result, bail};
+use std::path::PathBuf;
 
-#[derive(clap::Args)]
-#[derive(Default)]
-pub struct SetupArgs {}
-#[derive(clap::Args)]
+mod apt;
+mod boot;
+mod cpio;
+mod initramfs;
+mod kernel;
+mod payload;
+mod qemu_setup;
+mod run;
+
+pub use qemu_setup::QemuSource;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SetupArgs {
+    /// Which kernels to fetch: 6.12, 6.1 or all.
+    #[arg(long, default_value = "all")]
+    pub kernel: String,
+    /// Where qemu comes from.
+    #[arg(long, value_enum, default_value_t = QemuSource::Auto)]
+    pub qemu: QemuSource,
+}
+
+impl Default for SetupArgs {
+    fn default() -> Self {
+        Self { kernel: "all".into(), qemu: QemuSource::Auto }
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
 pub struct TestArgs {
     /// Which kernel: 6.12, 6.1 or all.
     #[arg(long, default_value = "all")]
     pub kernel: String,
-    /// Only tests whose name contains this.
+    /// Only tests whose name contains this (passed to each suite's test harness).
     pub filter: Option<String>,
-}
-#[derive(clap::Args)]
-pub struct ShellArgs {
-    #[arg(long, default_value = "6.12")]
-    pub kernel: String,
+    /// Only these suites (test binaries of the tests package); default: all VM suites.
+    #[arg(long = "suite")]
+    pub suites: Vec<String>,
+    /// Seconds the guest gives one suite before killing it (the host adds a boot margin).
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// Where qemu comes from (as for vm-setup).
+    #[arg(long, value_enum, default_value_t = QemuSource::Auto)]
+    pub qemu: QemuSource,
 }
 
-pub fn setup(_: &SetupArgs) -> Result<()> {
-    bail!("vm-setup is not built yet")
+impl Default for TestArgs {
+    fn default() -> Self {
+        Self { kernel: "all".into(), filter: None, suites: Vec::new(), timeout: 900, qemu: QemuSource::Auto }
+    }
 }
-pub fn test(_: &TestArgs) -> Result<()> {
-    bail!("vm-test is not built yet")
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ShellArgs {
+    /// Which kernel: 6.12 or 6.1.
+    #[arg(long, default_value = "6.12")]
+    pub kernel: String,
+    /// Also build the VM test suites and put them in /payload/ for running by hand.
+    #[arg(long)]
+    pub with_tests: bool,
+    #[arg(long, value_enum, default_value_t = QemuSource::Auto)]
+    pub qemu: QemuSource,
 }
-pub fn shell(_: &ShellArgs) -> Result<()> {
-    bail!("vm-shell is not built yet")
+
+/// The cached tools and kernels a boot needs.
+pub struct Assets {
+    pub qemu: qemu_setup::Qemu,
+    pub kernels: Vec<(kernel::Kernel, PathBuf)>,
+}
+
+fn labels(kernel: &str) -> Result<Vec<&'static str>> {
+    match kernel {
+        "all" => Ok(kernel::LABELS.to_vec()),
+        k => match kernel::LABELS.iter().find(|l| **l == k) {
+            Some(l) => Ok(vec![*l]),
+            None => bail!("unknown kernel {k:?}: use {} or all", kernel::LABELS.join(", ")),
+        },
+    }
+}
+
+pub fn vm_cache_dir() -> PathBuf {
+    crate::util::cache_dir().join("vm")
+}
+
+/// Fetch (or find cached) qemu, busybox and the kernels, and build the base initramfs.
+/// Idempotent and safe to call from `cargo xtask setup`; a warm run only asks apt-cache.
+pub fn setup(args: &SetupArgs) -> Result<()> {
+    ensure_assets(&args.kernel, args.qemu).map(|_| ())
+}
+
+fn ensure_assets(kernel: &str, qemu: QemuSource) -> Result<Assets> {
+    let started = std::time::Instant::now();
+    let labels = labels(kernel)?;
+    let cache = vm_cache_dir();
+    std::fs::create_dir_all(&cache)?;
+    let apt = apt::Apt::new(&cache.join("apt"));
+    let qemu = qemu_setup::ensure(&apt, &cache, qemu)?;
+    let busybox = initramfs::ensure_busybox(&apt, &cache)?;
+    let mut kernels = Vec::new();
+    for label in labels {
+        let k = kernel::ensure(&apt, &cache, &busybox, label)?;
+        let base = initramfs::ensure_base(&cache, &busybox, &k)?;
+        kernels.push((k, base));
+    }
+    eprintln!("xtask: vm-setup: ready in {:.1}s ({})", started.elapsed().as_secs_f64(), cache.display());
+    Ok(Assets { qemu, kernels })
+}
+
+/// Build the VM suites and the agent, boot each kernel once per suite, and fail unless every
+/// suite passed on every kernel.
+pub fn test(args: &TestArgs) -> Result<()> {
+    let assets = ensure_assets(&args.kernel, args.qemu)?;
+    run::run_suites(&assets, args)
+}
+
+/// Boot one kernel with the agent (and optionally the suites) and a shell on the console.
+pub fn shell(args: &ShellArgs) -> Result<()> {
+    let assets = ensure_assets(&args.kernel, args.qemu)?;
+    run::shell(&assets, args)
 }

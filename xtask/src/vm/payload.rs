@@ -1,0 +1,191 @@
+//! What a run puts into the guest: the test binaries and the agent built by cargo, their
+//! shared libraries (as `ldd` resolves them on the host), and the command to run.
+use super::cpio::Cpio;
+use crate::util::{describe, workspace_root};
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The test binaries (in the `truce-tests` package) that run inside the VM, one boot each.
+/// A missing one is skipped with a note, so suites can land independently.
+pub const VM_SUITES: [&str; 2] = ["vm_cgroup", "host_probes"];
+
+/// Where the agent lives in the guest; tests find it through `TRUCE_AGENT_BIN`.
+pub const GUEST_AGENT: &str = "/bin/truce-agent";
+
+pub struct Built {
+    pub suites: Vec<(String, PathBuf)>,
+    pub agent: PathBuf,
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// The suites of [`VM_SUITES`] that exist in the source tree (and pass `only`, if given).
+pub fn present_suites(only: &[String]) -> Vec<&'static str> {
+    let dir = workspace_root().join("tests/tests");
+    VM_SUITES
+        .iter()
+        .copied()
+        .filter(|s| only.is_empty() || only.iter().any(|o| o == s))
+        .filter(|s| {
+            let present = dir.join(format!("{s}.rs")).is_file() || dir.join(s).join("main.rs").is_file();
+            if !present {
+                eprintln!("xtask: vm-test: note: suite {s} does not exist yet (tests/tests/{s}.rs); skipping it");
+            }
+            present
+        })
+        .collect()
+}
+
+/// Build the suites' test executables and the agent; returns their paths from cargo's JSON.
+pub fn build(suites: &[&str]) -> Result<Built> {
+    let mut built = Built { suites: Vec::new(), agent: PathBuf::new() };
+    if !suites.is_empty() {
+        let mut cmd = cargo();
+        cmd.args(["test", "-p", "truce-tests", "--no-run", "--message-format=json-render-diagnostics"]);
+        for s in suites {
+            cmd.args(["--test", s]);
+        }
+        for (name, exe) in artifacts(&mut cmd, "test")? {
+            if suites.contains(&name.as_str()) {
+                built.suites.push((name, exe));
+            }
+        }
+        for s in suites {
+            if !built.suites.iter().any(|(n, _)| n == s) {
+                bail!("cargo built no test executable for suite {s}");
+            }
+        }
+    }
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "truce-agent", "--bin", "truce-agent", "--message-format=json-render-diagnostics"]);
+    built.agent = artifacts(&mut cmd, "bin")?
+        .into_iter()
+        .find(|(n, _)| n == "truce-agent")
+        .map(|(_, p)| p)
+        .context("cargo built no truce-agent executable")?;
+    Ok(built)
+}
+
+/// Run cargo and collect `(target name, executable)` of compiler artifacts of one kind.
+fn artifacts(cmd: &mut Command, kind: &str) -> Result<Vec<(String, PathBuf)>> {
+    eprintln!("xtask: vm-test: {}", describe(cmd));
+    let out = cmd.current_dir(workspace_root()).stderr(Stdio::inherit()).output().context("could not start cargo")?;
+    if !out.status.success() {
+        bail!("`{}` failed with {}", describe(cmd), out.status);
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_kind = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|x| x == kind));
+        if let (true, Some(name), Some(exe)) = (is_kind, msg["target"]["name"].as_str(), msg["executable"].as_str()) {
+            found.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    Ok(found)
+}
+
+/// Shared libraries of `binary` as the host's loader resolves them, including the loader.
+fn libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(binary).output().context("could not run ldd")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // A static binary: nothing to add.
+        if text.contains("not a dynamic executable") || String::from_utf8_lossy(&out.stderr).contains("not a dynamic") {
+            return Ok(Vec::new());
+        }
+        bail!("ldd {} failed: {}", binary.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.trim().split(' ').next().unwrap_or(""),
+            None => line.split(' ').next().unwrap_or(""),
+        };
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
+        } else if line.contains("not found") {
+            bail!("{}: library not found on the host: {line}", binary.display());
+        }
+    }
+    Ok(libs)
+}
+
+/// Binary bytes without debug info (test binaries are hundreds of MB with it, and the guest
+/// unpacks the initramfs into RAM). Symbols stay, so backtraces still name functions.
+fn stripped(binary: &Path, scratch: &Path) -> Result<Vec<u8>> {
+    let status = Command::new("objcopy").arg("--strip-debug").arg(binary).arg(scratch).status();
+    let path = if matches!(status, Ok(s) if s.success()) { scratch } else { binary };
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let _ = std::fs::remove_file(scratch);
+    Ok(data)
+}
+
+/// What the guest should do once booted.
+pub enum Job<'a> {
+    /// Run one suite: `binary --include-ignored --test-threads=1 [filter]`.
+    Suite { name: &'a str, binary: &'a Path, filter: Option<&'a str>, timeout_secs: u64, kernel_label: &'a str },
+    /// An interactive shell with the given binaries available.
+    Shell { extra: Vec<(String, PathBuf)> },
+}
+
+/// The per-run archive: binaries, libraries, and `/payload.sh` or `/payload.interactive`.
+pub fn archive(job: &Job, agent: &Path, scratch_dir: &Path) -> Result<Vec<u8>> {
+    let mut c = Cpio::new();
+    let mut binaries: Vec<(String, PathBuf)> = vec![(GUEST_AGENT.to_string(), agent.to_path_buf())];
+    match job {
+        Job::Suite { name, binary, .. } => binaries.push((format!("/payload/{name}"), binary.to_path_buf())),
+        Job::Shell { extra } => binaries.extend(extra.iter().map(|(n, p)| (format!("/payload/{n}"), p.clone()))),
+    }
+    let mut libs: Vec<PathBuf> = Vec::new();
+    for (guest, host) in &binaries {
+        let data = stripped(host, &scratch_dir.join("stripped.tmp"))?;
+        c.file(guest, 0o755, &data);
+        for l in libraries(host)? {
+            if !libs.contains(&l) {
+                libs.push(l);
+            }
+        }
+    }
+    for lib in &libs {
+        // Copy the target of symlinks (/lib64/ld-linux-x86-64.so.2 points into /lib) under the
+        // name the binary asks for.
+        let data = std::fs::read(lib).with_context(|| format!("reading {}", lib.display()))?;
+        c.file(&lib.to_string_lossy(), 0o755, &data);
+    }
+    let env = format!(
+        "export TRUCE_VM_GUEST=1 TRUCE_AGENT_BIN={GUEST_AGENT} RUST_BACKTRACE=1 LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu\n"
+    );
+    match job {
+        Job::Suite { name, filter, timeout_secs, kernel_label, .. } => {
+            let filter = filter.map(|f| format!(" '{}'", f.replace('\'', ""))).unwrap_or_default();
+            let script = format!(
+                "{env}export TRUCE_VM_KERNEL={kernel_label}\ncd /tmp\n/payload/{name} --include-ignored --test-threads=1{filter}\n"
+            );
+            c.file("payload.sh", 0o755, script.as_bytes());
+            c.file("payload.timeout", 0o644, format!("{timeout_secs}\n").as_bytes());
+        }
+        Job::Shell { .. } => {
+            c.file("payload.interactive", 0o644, b"");
+            c.file("etc/profile", 0o644, format!("{env}export PS1='truce-vm# '\n").as_bytes());
+        }
+    }
+    Ok(c.finish())
+}
+
+/// Base archive (gzip) + padding to 4 bytes + the per-run archive: the kernel unpacks
+/// concatenated archives in order, and an uncompressed one must start 4-byte aligned.
+pub fn write_initrd(base: &Path, extra: &[u8], dest: &Path) -> Result<()> {
+    let mut data = std::fs::read(base).with_context(|| format!("reading {}", base.display()))?;
+    while data.len() % 4 != 0 {
+        data.push(0);
+    }
+    data.extend_from_slice(extra);
+    std::fs::write(dest, data).with_context(|| format!("writing {}", dest.display()))
+}
