@@ -10,6 +10,13 @@ use super::state::LedgerState;
 use serde::{Deserialize, Serialize};
 use truce_common::model::{Credits, Lease, LeaseId, Lender, Timestamp};
 
+/// Where a lease's escrow goes when it closes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub to_lenders: Vec<(Lender, i64)>,
+    pub refund: i64,
+}
+
 /// An open lease with the escrow held for each of its loan shares.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRecord {
@@ -28,6 +35,28 @@ impl LeaseRecord {
         !self.terms.shares.is_empty()
     }
 
+    /// How closing at `at` splits the escrow (the ledger applies exactly this).
+    pub fn settle(&self, at: Timestamp, end: LeaseEnd) -> Settlement {
+        let t = &self.terms;
+        let term = t.expiry.ms_since(t.start).max(1) as i128;
+        let used = at.clamp(t.start, t.expiry).ms_since(t.start) as i128;
+        let to_lenders: Vec<(Lender, i64)> = t
+            .shares
+            .iter()
+            .zip(&self.escrow)
+            .map(|(share, escrow)| {
+                let paid = match end {
+                    // used <= term, so the quotient is at most the escrow and fits an i64.
+                    LeaseEnd::Repaid => (*escrow as i128 * used / term) as i64,
+                    LeaseEnd::Defaulted => *escrow,
+                };
+                (share.lender.clone(), paid)
+            })
+            .collect();
+        let paid: i64 = to_lenders.iter().map(|(_, p)| p).sum();
+        Settlement { to_lenders, refund: self.escrow_total() - paid }
+    }
+
     pub fn borrowed(&self) -> u64 {
         self.terms.shares.iter().map(|s| s.units).sum()
     }
@@ -42,7 +71,7 @@ impl LeaseRecord {
         };
         let units: u128 = t.shares.iter().map(|s| s.units as u128).sum();
         let weighted: u128 = t.shares.iter().map(|s| s.units as u128 * s.price.0.max(0) as u128).sum();
-        let price = if units == 0 { Price(0) } else { Price((weighted / units) as i64) };
+        let price = Price(weighted.checked_div(units).map_or(0, |p| p.min(i64::MAX as u128) as i64));
         Lease {
             id: t.id,
             holder: t.holder,
@@ -125,20 +154,15 @@ impl LedgerState {
     pub(crate) fn close_lease(&mut self, id: LeaseId, at: Timestamp, end: LeaseEnd) -> Result<Outcome, LedgerError> {
         let rec = self.leases.remove(&id).ok_or(LedgerError::UnknownLease { id })?;
         let t = &rec.terms;
-        let term = t.expiry.ms_since(t.start).max(1) as i128;
-        let used = at.clamp(t.start, t.expiry).ms_since(t.start) as i128;
+        let settlement = rec.settle(at, end);
         let mut paid: i64 = 0;
-        for (share, escrow) in t.shares.iter().zip(&rec.escrow) {
-            let to_lender = match end {
-                LeaseEnd::Repaid => (*escrow as i128 * used / term) as i64,
-                LeaseEnd::Defaulted => *escrow,
-            };
-            if to_lender > 0 {
-                self.credit(&AccountId::of_lender(&t.host, &share.lender), to_lender);
+        for (lender, to_lender) in &settlement.to_lenders {
+            if *to_lender > 0 {
+                self.credit(&AccountId::of_lender(&t.host, lender), *to_lender);
             }
             paid += to_lender;
         }
-        let refunded = rec.escrow_total() - paid;
+        let refunded = settlement.refund;
         if refunded > 0 {
             self.credit(&AccountId::Workload(super::command::WorkloadKey::new(&t.host, t.holder)), refunded);
         }

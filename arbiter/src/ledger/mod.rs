@@ -13,7 +13,7 @@ pub mod store;
 
 pub use command::{AccountId, Command, LeaseEnd, LeaseTerms, LoanShare, Outcome, Price, StreakUpdate, WorkloadKey};
 pub use error::{LedgerError, StoreError};
-pub use lease::LeaseRecord;
+pub use lease::{LeaseRecord, Settlement};
 pub use state::{ConservationError, IncomeSchedule, LedgerState, REPUTATION_MAX, REPUTATION_START, Reputation};
 pub use store::{Ledger, LedgerOptions, decode_snapshot, encode_snapshot};
 

@@ -111,6 +111,14 @@ impl LedgerState {
         self.income.get(who).copied()
     }
 
+    /// Micro-credits `Accrue { now }` would mint for `who` (0 without a schedule or if `now` is earlier).
+    pub fn accrual_due(&self, who: &WorkloadKey, now: Timestamp) -> i64 {
+        match self.income.get(who) {
+            Some(s) if now >= s.last => accrual(s, now).map(|(m, _)| m).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     pub fn total_escrow(&self) -> i64 {
         self.leases.values().map(LeaseRecord::escrow_total).sum()
     }

@@ -1,0 +1,60 @@
+//! From an allocation to the cgroup v2 setting the agent enforces.
+//!
+//! A workload above its entitlement is *raised*; one below is *limited*:
+//!
+//! | resource | raised (x > e)                             | limited (x < e)                        |
+//! |----------|--------------------------------------------|----------------------------------------|
+//! | cpu      | `cpu.weight` = 100 * x / e (1..=10000)     | `cpu.max` = x millicores per period    |
+//! | memory   | `memory.high` = x bytes                    | `memory.high` = x bytes                |
+//! | io[dev]  | `io.weight` = 100 * x / e on dev (1..=10000)| `io.max` rbps = wbps = x on dev       |
+//!
+//! Raising uses weights because a workload with no cpu.max/io.max has nothing to raise; the
+//! weight gives it that share of contention instead (100 is the kernel's default weight and
+//! stands for the entitlement). Network has no cgroup v2 knob and is not traded.
+
+use truce_common::model::{Resource, Setting};
+
+pub const DEFAULT_WEIGHT: u64 = 100;
+
+/// The setting for holding `x` units of `r` against an entitlement of `e`, or None for a
+/// resource truce cannot enforce.
+pub fn setting_for(r: Resource, x: u64, e: u64, cpu_period_us: u64) -> Option<Setting> {
+    let weight = || ((DEFAULT_WEIGHT as u128 * x as u128) / e.max(1) as u128).clamp(1, 10_000) as u32;
+    match r {
+        Resource::Cpu if x > e => Some(Setting::CpuWeight { weight: weight() }),
+        Resource::Cpu => Some(Setting::CpuMax { millicores: x, period_us: cpu_period_us }),
+        Resource::Memory => Some(Setting::MemoryHigh { bytes: x }),
+        Resource::Io { dev } if x > e => Some(Setting::IoWeight { dev, weight: weight() }),
+        Resource::Io { dev } => Some(Setting::IoMax { dev, rbps: Some(x), wbps: Some(x) }),
+        Resource::Net => None,
+    }
+}
+
+/// Whether truce can enforce `r` at all.
+pub fn enforceable(r: Resource) -> bool {
+    !matches!(r, Resource::Net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use truce_common::model::DeviceId;
+
+    #[test]
+    fn raised_uses_weights_and_limited_uses_max() {
+        assert_eq!(setting_for(Resource::Cpu, 1500, 1000, 100_000), Some(Setting::CpuWeight { weight: 150 }));
+        assert_eq!(
+            setting_for(Resource::Cpu, 400, 1000, 100_000),
+            Some(Setting::CpuMax { millicores: 400, period_us: 100_000 })
+        );
+        let dev = DeviceId { major: 8, minor: 0 };
+        assert_eq!(setting_for(Resource::Io { dev }, 10, 0, 100_000), Some(Setting::IoWeight { dev, weight: 1000 }));
+        assert_eq!(
+            setting_for(Resource::Io { dev }, 5, 10, 100_000),
+            Some(Setting::IoMax { dev, rbps: Some(5), wbps: Some(5) })
+        );
+        assert_eq!(setting_for(Resource::Memory, 7, 9, 100_000), Some(Setting::MemoryHigh { bytes: 7 }));
+        assert_eq!(setting_for(Resource::Net, 7, 9, 100_000), None);
+        assert_eq!(setting_for(Resource::Cpu, 10_000_000, 1, 100_000), Some(Setting::CpuWeight { weight: 10_000 }));
+    }
+}
