@@ -10,6 +10,8 @@ pub mod brain;
 pub mod cgroupfs;
 /// Turns probe snapshots and cgroup files into per-period samples.
 pub mod collect;
+/// cgroup v2 writes held by leases, journaled and confined.
+pub mod enforce;
 /// One module per subcommand.
 pub mod cmd;
 /// Loads and owns the eBPF programs.
