@@ -1,0 +1,218 @@
+//! The long-lived client: keeps a session to one of the arbiters, fails over, backs off,
+//! and never blocks the daemon. While disconnected the daemon keeps observing; leases it
+//! holds simply lapse at their expiry (the enforcer reverts them), nothing waits on us.
+
+use super::backoff::{Backoff, seed};
+use super::config::ClientConfig;
+use super::dial::{Dialer, RawSession, TransportError};
+use super::io::{read_frame, write_frame};
+use super::outbox::Outbox;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+use truce_common::model::Bid;
+use truce_common::wire::{Ack, Decisions, ErrorMessage, InspectEvent, LeaseRelease, LeaseRenew, Message, Report, SessionId, Subscribe};
+
+/// What the daemon sends to the arbiter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Report(Report),
+    Bid(Bid),
+    LeaseRenew(LeaseRenew),
+    LeaseRelease(LeaseRelease),
+    Subscribe(Subscribe),
+}
+
+impl Outbound {
+    fn into_message(self) -> Message {
+        match self {
+            Outbound::Report(m) => Message::Report(m),
+            Outbound::Bid(m) => Message::Bid(m),
+            Outbound::LeaseRenew(m) => Message::LeaseRenew(m),
+            Outbound::LeaseRelease(m) => Message::LeaseRelease(m),
+            Outbound::Subscribe(m) => Message::Subscribe(m),
+        }
+    }
+}
+
+/// What the arbiter (or the connection) tells the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    Decisions(Decisions),
+    Ack(Ack),
+    /// The arbiter refused a request (`seq` names it) or is about to close.
+    Refused(ErrorMessage),
+    Inspect(InspectEvent),
+    State(ConnectionState),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionState {
+    Connected { endpoint: SocketAddr, session: SessionId, version: u16 },
+    /// The session ended or never started; `reason` is the error chain.
+    Disconnected { endpoint: SocketAddr, reason: String },
+    /// Waiting before the next attempt, which goes to `next`.
+    Backoff { delay: Duration, next: SocketAddr },
+}
+
+pub struct ArbiterClient {
+    outbox: Arc<Outbox<Outbound>>,
+    task: JoinHandle<()>,
+}
+
+impl ArbiterClient {
+    /// Start the connection task. It runs until `cancel`, then finishes its stream, lets the
+    /// arbiter close the session cleanly and exits (await [`ArbiterClient::join`]).
+    pub fn spawn(config: ClientConfig, cancel: CancellationToken) -> Result<(ArbiterClient, mpsc::Receiver<Inbound>), TransportError> {
+        if config.endpoints.is_empty() {
+            return Err(TransportError::NoEndpoints);
+        }
+        let dialer = Dialer::new(&config)?;
+        let outbox = Outbox::new(config.outbox_capacity);
+        let (tx, rx) = mpsc::channel(config.inbound_capacity.max(1));
+        let span = info_span!("arbiter_client", host = %config.host);
+        let task = tokio::spawn(drive(dialer, config, outbox.clone(), tx, cancel).instrument(span));
+        Ok((ArbiterClient { outbox, task }, rx))
+    }
+
+    /// Queue a message; never blocks. Returns true when the oldest queued message was
+    /// dropped to make room (counted in [`ArbiterClient::dropped`]).
+    pub fn send(&self, msg: Outbound) -> bool {
+        self.outbox.push(msg)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.outbox.dropped()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.outbox.len()
+    }
+
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+enum SessionEnd {
+    Cancelled,
+    Lost(String),
+}
+
+async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>, inbound: mpsc::Sender<Inbound>, cancel: CancellationToken) {
+    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max, seed());
+    let mut idx = 0usize;
+    loop {
+        let ep = &cfg.endpoints[idx % cfg.endpoints.len()];
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = tokio::time::timeout(cfg.connect_timeout, dialer.handshake(ep)) => r,
+        };
+        let reason = match attempt {
+            Ok(Ok((raw, welcome))) => {
+                info!(endpoint = %ep.addr, session = %welcome.session, version = welcome.version, "connected to arbiter");
+                let state = ConnectionState::Connected { endpoint: ep.addr, session: welcome.session, version: welcome.version };
+                let _ = inbound.send(Inbound::State(state)).await;
+                backoff.reset();
+                match pump(raw, &outbox, &inbound, &cancel, cfg.max_frame_bytes).await {
+                    SessionEnd::Cancelled => break,
+                    // A healthy session that dropped: retry the same arbiter first.
+                    SessionEnd::Lost(reason) => reason,
+                }
+            }
+            Ok(Err(e)) => {
+                idx += 1;
+                format!("{:#}", Chain(&e))
+            }
+            Err(_) => {
+                idx += 1;
+                "no welcome within the connect timeout".to_string()
+            }
+        };
+        warn!(endpoint = %ep.addr, %reason, queued = outbox.len(), dropped = outbox.dropped(), "arbiter session down");
+        let _ = inbound.send(Inbound::State(ConnectionState::Disconnected { endpoint: ep.addr, reason })).await;
+        let delay = backoff.next_delay();
+        let next = cfg.endpoints[idx % cfg.endpoints.len()].addr;
+        let _ = inbound.send(Inbound::State(ConnectionState::Backoff { delay, next })).await;
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    dialer.wait_idle(Duration::from_secs(1)).await;
+}
+
+/// Move messages both ways until the connection ends or we are cancelled.
+async fn pump(raw: RawSession, outbox: &Outbox<Outbound>, inbound: &mpsc::Sender<Inbound>, cancel: &CancellationToken, max: u32) -> SessionEnd {
+    let RawSession { conn, mut send, mut recv, .. } = raw;
+    let reader = async {
+        loop {
+            let msg = match read_frame(&mut recv, max).await {
+                Ok(m) => m,
+                Err(e) => return e,
+            };
+            let item = match msg {
+                Message::Decisions(d) => Inbound::Decisions(d),
+                Message::Ack(a) => Inbound::Ack(a),
+                Message::Error(e) => Inbound::Refused(e),
+                Message::Inspect(i) => Inbound::Inspect(i),
+                other => {
+                    warn!(got = other.name(), "ignoring an unexpected message from the arbiter");
+                    continue;
+                }
+            };
+            // The daemon not reading stalls this reader, which QUIC turns into backpressure.
+            let _ = inbound.send(item).await;
+        }
+    };
+    let writer = async {
+        loop {
+            let msg = outbox.pop().await.into_message();
+            if let Err(e) = write_frame(&mut send, &msg, max).await {
+                return e;
+            }
+        }
+    };
+    let end = tokio::select! {
+        _ = cancel.cancelled() => None,
+        e = reader => Some(format!("{:#}", Chain(&e))),
+        e = writer => Some(format!("{:#}", Chain(&e))),
+    };
+    match end {
+        Some(reason) => {
+            conn.close(0u32.into(), b"session lost");
+            SessionEnd::Lost(match conn.close_reason() {
+                Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+                    format!("{reason} (arbiter closed with code {}: {})", c.error_code, String::from_utf8_lossy(&c.reason))
+                }
+                _ => reason,
+            })
+        }
+        None => {
+            // Clean goodbye: finish our stream; the arbiter closes the session when it reads the end.
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+            conn.close(0u32.into(), b"bye");
+            info!("disconnected from arbiter");
+            SessionEnd::Cancelled
+        }
+    }
+}
+
+pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
