@@ -1,7 +1,7 @@
 //! truce-agent: per-host probes, interference estimates, bids and cgroup v2 leases.
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use truce_agent::cmd::{self, LogFormat, observe, record};
+use truce_agent::cmd::{self, LogFormat, observe, record, replay};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,8 @@ enum Command {
     Observe(observe::ObserveArgs),
     /// Save real samples as JSON lines for `replay` and test fixtures.
     Record(record::RecordArgs),
+    /// Run the estimator, forecaster and bidder on a recording and print the bids.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Observe(a) => observe::run(a).await,
             Command::Record(a) => record::run(a).await,
+            Command::Replay(a) => replay::run(a),
         }
     });
     match result {
