@@ -10,6 +10,8 @@ pub mod brain;
 pub mod cgroupfs;
 /// Turns probe snapshots and cgroup files into per-period samples.
 pub mod collect;
+/// The daemon configuration file.
+pub mod config;
 /// cgroup v2 writes held by leases, journaled and confined.
 pub mod enforce;
 /// One module per subcommand.

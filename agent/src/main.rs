@@ -1,7 +1,7 @@
 //! truce-agent: per-host probes, interference estimates, bids and cgroup v2 leases.
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use truce_agent::cmd::{self, LogFormat, observe, record, replay};
+use truce_agent::cmd::{self, LogFormat, observe, record, replay, run};
 
 #[derive(Parser)]
 #[command(
@@ -26,12 +26,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: sample, bid to the arbiter, enforce its decisions as leases.
+    Run(run::RunArgs),
     /// Live table of per-workload signals, sorted by interference (no arbiter needed).
     Observe(observe::ObserveArgs),
     /// Save real samples as JSON lines for `replay` and test fixtures.
     Record(record::RecordArgs),
     /// Run the estimator, forecaster and bidder on a recording and print the bids.
     Replay(replay::ReplayArgs),
+    /// Print the default configuration file, commented.
+    Config {
+        #[arg(long, required = true)]
+        print_default: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +56,11 @@ fn main() -> ExitCode {
             Command::Observe(a) => observe::run(a).await,
             Command::Record(a) => record::run(a).await,
             Command::Replay(a) => replay::run(a),
+            Command::Run(a) => run::run(a).await,
+            Command::Config { .. } => {
+                print!("{}", truce_agent::config::DEFAULT_TOML);
+                Ok(())
+            }
         }
     });
     match result {

@@ -2,6 +2,8 @@
 
 pub mod observe;
 pub mod record;
+pub mod replay;
+pub mod run;
 pub mod sampler;
 mod table;
 
