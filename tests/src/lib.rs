@@ -2,3 +2,4 @@
 
 pub mod cgroups;
 pub mod workloads;
+pub mod loopback;

@@ -137,12 +137,16 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
         End::Superseded => (ErrorCode::SUPERSEDED, "superseded by a newer session for this host".to_string()),
         End::SlowConsumer => (ErrorCode::SLOW_CONSUMER, "agent does not read its decisions".to_string()),
         End::Frame(FrameError::Finished) => {
+            bump(&shared.stats.sessions_closed_cleanly);
             info!(%session, "agent finished its stream; session closed");
             (ErrorCode(0), "bye".to_string())
         }
         End::Frame(FrameError::Read { source: quinn::ReadError::ConnectionLost(cause) }) => {
             match &cause {
-                quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == 0 => info!(%session, "agent disconnected"),
+                quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == 0 => {
+                    bump(&shared.stats.sessions_closed_cleanly);
+                    info!(%session, "agent disconnected");
+                }
                 _ => warn!(%session, %cause, "connection lost"),
             }
             return;

@@ -19,6 +19,8 @@ pub struct ServerStats {
     pub handshakes_failed: AtomicU64,
     pub sessions_opened: AtomicU64,
     pub sessions_active: AtomicUsize,
+    /// Sessions the agent ended itself (stream finished or connection closed with code 0).
+    pub sessions_closed_cleanly: AtomicU64,
     pub frames_rejected: AtomicU64,
     pub reports: AtomicU64,
     pub bids: AtomicU64,

@@ -166,7 +166,7 @@ pub fn archive(job: &Job, agent: &Path, scratch_dir: &Path) -> Result<Vec<u8>> {
         Job::Suite { name, filter, timeout_secs, kernel_label, .. } => {
             let filter = filter.map(|f| format!(" '{}'", f.replace('\'', ""))).unwrap_or_default();
             let script = format!(
-                "{env}export TRUCE_VM_KERNEL={kernel_label}\ncd /tmp\n/payload/{name} --include-ignored --test-threads=1{filter}\n"
+                "{env}export TRUCE_VM_KERNEL={kernel_label}\ncd /tmp\n/payload/{name} --include-ignored --test-threads=1 --nocapture{filter}\n"
             );
             c.file("payload.sh", 0o755, script.as_bytes());
             c.file("payload.timeout", 0o644, format!("{timeout_secs}\n").as_bytes());

@@ -1,0 +1,152 @@
+//! Loopback fixtures: a throwaway PKI minted with the real `certs` code, a real arbiter
+//! server on 127.0.0.1:0, and agent client configurations that point at it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use truce_agent::transport::{ArbiterEndpoint, ClientConfig};
+use truce_arbiter::server::tls::TlsFiles;
+use truce_arbiter::server::{CancellationToken, HostCapacity, ProportionalResolver, Server, ServerConfig, ServerStats, certs};
+use truce_common::model::{Ask, Bid, BidId, Credits, HostId, Resource, Timestamp, WorkloadId, WorkloadRef};
+use truce_common::wire::{Report, SignalSummary, WorkloadReport};
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// A CA, an arbiter certificate and host certificates on demand, in a temp dir removed on drop.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(tag: &str) -> anyhow::Result<Pki> {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("truce-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        certs::init(&dir, &[], false)?;
+        Ok(Pki { dir })
+    }
+
+    pub fn issue(&self, host: &str) -> anyhow::Result<()> {
+        certs::issue(&self.dir, host)?;
+        Ok(())
+    }
+
+    /// A client config for `host` (certificate issued here) talking to `addr`.
+    pub fn client(&self, host: &str, addrs: &[SocketAddr]) -> ClientConfig {
+        let endpoints = addrs.iter().map(|&addr| ArbiterEndpoint { addr, server_name: "localhost".into() }).collect();
+        let mut cfg = ClientConfig::new(HostId(host.into()), &self.dir, endpoints);
+        cfg.backoff_min = Duration::from_millis(50);
+        cfg.backoff_max = Duration::from_millis(500);
+        cfg
+    }
+
+    pub fn cert_paths(&self, host: &str) -> (PathBuf, PathBuf) {
+        let hosts = self.dir.join(certs::HOSTS_DIR);
+        (hosts.join(format!("{host}.pem")), hosts.join(format!("{host}.key")))
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join(certs::CA_CERT)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running arbiter server task.
+pub struct Arbiter {
+    pub addr: SocketAddr,
+    pub stats: Arc<ServerStats>,
+    pub cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Arbiter {
+    /// Start on 127.0.0.1:0 with a short round period; `tweak` adjusts the config.
+    pub fn start(pki: &Pki, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Arbiter> {
+        let listen: SocketAddr = "127.0.0.1:0".parse()?;
+        let mut cfg = ServerConfig::new(listen, TlsFiles::in_dir(&pki.dir));
+        cfg.round_period = Duration::from_millis(50);
+        tweak(&mut cfg);
+        let resolver = Arc::new(ProportionalResolver::new(HostCapacity::default()));
+        let server = Server::bind(cfg, resolver)?;
+        let addr = server.local_addr();
+        let stats = server.stats();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(server.run(cancel.clone()));
+        Ok(Arbiter { addr, stats, cancel, task })
+    }
+
+    /// Graceful shutdown; returns once every session task and the endpoint are done.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.task.await?;
+        Ok(())
+    }
+}
+
+pub fn count(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// Poll `cond` every 10 ms for up to `limit`; the limit guards against hangs, it is not an assertion on time.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+pub fn workload(id: u64) -> WorkloadRef {
+    WorkloadRef { id: WorkloadId(id), path: format!("/truce-test/w{id}") }
+}
+
+pub fn bid(id: u64, workload_id: u64, millicores: u64) -> Bid {
+    Bid {
+        id: BidId(id),
+        workload: workload(workload_id),
+        at: Timestamp(0),
+        asks: vec![Ask { resource: Resource::Cpu, amount: millicores, max_price: 1.0 }],
+        releases: vec![],
+        trades: vec![],
+        willingness_to_pay: Credits(1_000_000),
+        priority: 1,
+        slo_breach: false,
+        lease_ms: 10_000,
+        reasons: vec![],
+    }
+}
+
+pub fn report(host: &str, seq: u64, workload_ids: &[u64]) -> Report {
+    Report {
+        seq,
+        host: HostId(host.into()),
+        at: Timestamp(0),
+        period_ms: 1000,
+        workloads: workload_ids
+            .iter()
+            .map(|&id| WorkloadReport {
+                workload: workload(id),
+                name: format!("w{id}"),
+                signals: SignalSummary { cpu_millicores: Some(100), ..Default::default() },
+                estimate: None,
+                forecasts: vec![],
+            })
+            .collect(),
+    }
+}
