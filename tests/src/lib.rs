@@ -2,4 +2,6 @@
 
 pub mod cgroups;
 pub mod workloads;
+pub mod enforce;
+pub mod vm_guest;
 pub mod loopback;
