@@ -31,3 +31,5 @@ pub use dial::{Dialer, RawSession, TransportError};
 pub use io::{FrameError, read_frame, write_frame};
 pub use tls::TlsError;
 pub use tokio_util::sync::CancellationToken;
+/// For tools that speak the protocol by hand over [`RawSession`] (tests, benchmarks).
+pub use quinn;

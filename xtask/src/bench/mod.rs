@@ -1,6 +1,7 @@
 //! `cargo xtask bench <name>`: side-by-side benchmarks recorded in docs/benchmarks.md.
 use anyhow::{Result, bail};
 
+mod ingest;
 mod overhead;
 
 #[derive(clap::Args)]
@@ -15,6 +16,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     match args.name.as_str() {
         "overhead" => overhead::run(&args.rest),
+        "ingest" => ingest::run(&args.rest),
         other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast"),
     }
 }

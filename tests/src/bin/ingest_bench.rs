@@ -1,0 +1,266 @@
+//! The `cargo xtask bench ingest` driver: N simulated agents, each its own QUIC connection
+//! with its own certificate, send bids to a real arbiter on loopback; we measure bids/s
+//! answered and the time from a bid to the decision that names it. Side by side:
+//! - `codec`: encode + decode of a bid and its decision, no network (upper bound);
+//! - `echo`: the same QUIC + mTLS + framing path, but a bare server that acks each bid at
+//!   once (no sessions, rounds or market);
+//! - `arbiter`: the real server with `ProportionalResolver`, one round per host every `round_ms`.
+//!
+//! Usage: ingest_bench [--agents 100,1000,2000] [--total-rate 120000] [--seconds 5] [--round-ms 10]
+
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use truce_agent::transport::{ArbiterEndpoint, Dialer, RawSession, quinn};
+use truce_arbiter::server::tls::{TlsFiles, server_crypto};
+use truce_arbiter::server::{CancellationToken, HostCapacity, ProportionalResolver, Server, ServerConfig, read_frame, write_frame};
+use truce_common::model::{Decision, DecisionId, Lease, LeaseId, Lender, Resource, Setting, Timestamp};
+use truce_common::wire::{self, Ack, Decisions, Message, SessionId, Welcome};
+use truce_tests::loopback::{Pki, bid};
+
+struct Opts {
+    agents: Vec<usize>,
+    total_rate: u64,
+    seconds: u64,
+    round_ms: u64,
+}
+
+fn parse() -> Result<Opts> {
+    let mut o = Opts { agents: vec![100, 1000, 2000], total_rate: 120_000, seconds: 5, round_ms: 10 };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--agents" => o.agents = value.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
+            "--total-rate" => o.total_rate = value.parse()?,
+            "--seconds" => o.seconds = value.parse()?,
+            "--round-ms" => o.round_ms = value.parse()?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(o)
+}
+
+/// 2,000 connections need more descriptors than some defaults allow.
+fn raise_nofile(need: u64) -> Result<()> {
+    use nix::sys::resource::{Resource as R, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(R::RLIMIT_NOFILE)?;
+    if soft < need {
+        setrlimit(R::RLIMIT_NOFILE, need.min(hard), hard).context("raise RLIMIT_NOFILE")?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn decision_for(b: &truce_common::model::Bid) -> Decision {
+    Decision {
+        id: DecisionId(b.id.0),
+        round: 1,
+        workload: b.workload.clone(),
+        lease: Lease { id: LeaseId(b.id.0), holder: b.workload.id, lender: Lender::Pool, resource: Resource::Cpu, amount: 1, price: 0.0, start: Timestamp(1), expiry: Timestamp(2) },
+        setting: Setting::CpuMax { millicores: 1, period_us: 100_000 },
+        caused_by: vec![b.id],
+        reasons: vec![],
+    }
+}
+
+/// Frame codec alone, one core: encode a bid, decode it, encode its decision, decode that.
+fn codec_baseline(seconds: u64) -> Result<f64> {
+    let b = bid(1, 1, 1);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        for _ in 0..1000 {
+            let f = wire::encode(&Message::Bid(b.clone()), wire::MAX_FRAME_BYTES)?;
+            let Some((Message::Bid(back), _)) = wire::decode_frame(&f, wire::MAX_FRAME_BYTES)? else { bail!("codec lost the bid") };
+            let d = Message::Decisions(Decisions { round: 1, at: Timestamp(1), decisions: vec![decision_for(&back)] });
+            let f = wire::encode(&d, wire::MAX_FRAME_BYTES)?;
+            wire::decode_frame(&f, wire::MAX_FRAME_BYTES)?;
+            n += 1;
+        }
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The baseline server: same TLS, QUIC and framing; acks each bid at once.
+async fn echo_server(pki: &Pki, cancel: CancellationToken) -> Result<SocketAddr> {
+    let crypto = server_crypto(&TlsFiles::in_dir(&pki.dir))?;
+    let endpoint = quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), "127.0.0.1:0".parse()?)?;
+    let addr = endpoint.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let incoming = tokio::select! { _ = cancel.cancelled() => break, i = endpoint.accept() => match i { Some(i) => i, None => break } };
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
+                let max = wire::MAX_FRAME_BYTES;
+                let Ok(Message::Hello(h)) = read_frame(&mut recv, max).await else { return };
+                let welcome = Welcome { version: wire::VERSION_MAX, session: SessionId(0), host: h.host, round_ms: 0 };
+                if write_frame(&mut send, &Message::Welcome(welcome), max).await.is_err() {
+                    return;
+                }
+                while let Ok(msg) = read_frame(&mut recv, max).await {
+                    if let Message::Bid(b) = msg {
+                        if write_frame(&mut send, &Message::Ack(Ack { seq: b.id.0 }), max).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        endpoint.close(0u32.into(), b"done");
+    });
+    Ok(addr)
+}
+
+struct Outcome {
+    answered: u64,
+    window: f64,
+    latencies_us: Vec<u32>,
+}
+
+/// One agent: send `rate` bids/s in 50 ms batches for `warmup + seconds`, and time answers.
+async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, window: Duration) -> Outcome {
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let stop = measure_from + window;
+    let per_tick = (rate as f64 * 0.05).max(1.0);
+    let sent_w = sent.clone();
+    let mut send = raw.send;
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let (mut seq, mut owed) = (0u64, 0.0f64);
+        while Instant::now() < stop {
+            tick.tick().await;
+            owed += per_tick;
+            let mut batch = Vec::new();
+            while owed >= 1.0 {
+                owed -= 1.0;
+                seq += 1;
+                let id = (index << 32) | seq;
+                let workload = index * 4 + seq % 4;
+                if wire::encode_into(&Message::Bid(bid(id, workload, 1)), &mut batch, wire::MAX_FRAME_BYTES).is_err() {
+                    return send;
+                }
+                sent_w.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+            }
+            if send.write_all(&batch).await.is_err() {
+                return send;
+            }
+        }
+        send
+    });
+    let mut out = Outcome { answered: 0, window: window.as_secs_f64(), latencies_us: Vec::new() };
+    let reader = async {
+        loop {
+            let ids: Vec<u64> = match read_frame_raw(&mut raw.recv).await {
+                Some(Message::Decisions(d)) => d.decisions.iter().flat_map(|x| x.caused_by.iter().map(|b| b.0)).collect(),
+                Some(Message::Ack(a)) => vec![a.seq],
+                Some(_) => continue,
+                None => return,
+            };
+            let now = Instant::now();
+            let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                if let Some(t) = sent.remove(&id) {
+                    if t >= measure_from && t < stop {
+                        out.answered += 1;
+                        out.latencies_us.push(now.duration_since(t).as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                }
+            }
+        }
+    };
+    // Answers to the last bids may take a round; give them a second past the window.
+    let _ = tokio::time::timeout_at((stop + Duration::from_secs(1)).into(), reader).await;
+    if let Ok(mut send) = writer.await {
+        let _ = send.finish();
+    }
+    raw.conn.close(0u32.into(), b"bye");
+    out
+}
+
+async fn read_frame_raw(recv: &mut quinn::RecvStream) -> Option<Message> {
+    truce_agent::transport::read_frame(recv, wire::MAX_FRAME_BYTES).await.ok()
+}
+
+async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, seconds: u64) -> Result<(f64, f64, f64, f64)> {
+    let mut sessions = Vec::with_capacity(agents);
+    let mut dialers = Vec::with_capacity(agents);
+    let ep = ArbiterEndpoint { addr, server_name: "localhost".into() };
+    // Connect in waves so 2,000 handshakes do not all time out together.
+    for chunk in (0..agents).collect::<Vec<_>>().chunks(100) {
+        let mut wave = Vec::new();
+        for &i in chunk {
+            let dialer = Dialer::new(&pki.client(&format!("bench-{i}"), &[addr]))?;
+            let ep = ep.clone();
+            wave.push(tokio::spawn(async move {
+                let r = dialer.handshake(&ep).await.map(|(raw, _)| raw);
+                (dialer, r)
+            }));
+        }
+        for w in wave {
+            let (dialer, raw) = w.await?;
+            sessions.push(raw?);
+            dialers.push(dialer);
+        }
+    }
+    let rate = (total_rate / agents as u64).max(1);
+    let (warmup, window) = (Duration::from_secs(1), Duration::from_secs(seconds));
+    let tasks: Vec<_> = sessions.into_iter().enumerate().map(|(i, raw)| tokio::spawn(agent(raw, i as u64, rate, warmup, window))).collect();
+    let (mut answered, mut lat, mut win) = (0u64, Vec::new(), 1.0);
+    for t in tasks {
+        let o = t.await?;
+        answered += o.answered;
+        lat.extend(o.latencies_us);
+        win = o.window;
+    }
+    lat.sort_unstable();
+    drop(dialers);
+    Ok(((rate * agents as u64) as f64, answered as f64 / win, percentile(&lat, 0.5), percentile(&lat, 0.99)))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let o = parse()?;
+    let max_agents = o.agents.iter().copied().max().unwrap_or(0);
+    raise_nofile(max_agents as u64 * 2 + 256)?;
+    let pki = Pki::new("bench-ingest")?;
+    for i in 0..max_agents {
+        pki.issue(&format!("bench-{i}"))?;
+    }
+    println!("codec only (1 core, bid + decision encode/decode): {:.0} bids/s", codec_baseline(2)?);
+    println!();
+    println!("| agents | path | offered bids/s | answered bids/s | p50 ms | p99 ms |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for &n in &o.agents {
+        let cancel = CancellationToken::new();
+        let addr = echo_server(&pki, cancel.clone()).await?;
+        let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds).await?;
+        println!("| {n} | echo (QUIC+mTLS+frames, ack at once) | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |");
+        cancel.cancel();
+
+        let mut cfg = ServerConfig::new("127.0.0.1:0".parse()?, TlsFiles::in_dir(&pki.dir));
+        cfg.round_period = Duration::from_millis(o.round_ms);
+        cfg.max_connections = n + 16;
+        let server = Server::bind(cfg, Arc::new(ProportionalResolver::new(HostCapacity { cpu_millicores: u64::MAX / 4, ..Default::default() })))?;
+        let addr = server.local_addr();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(server.run(cancel.clone()));
+        let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds).await?;
+        println!("| {n} | arbiter (sessions + {} ms rounds + resolver) | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |", o.round_ms);
+        cancel.cancel();
+        task.await?;
+    }
+    Ok(())
+}

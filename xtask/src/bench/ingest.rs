@@ -1,0 +1,15 @@
+//! `cargo xtask bench ingest [--agents 100,1000,2000] [--total-rate N] [--seconds S] [--round-ms R]`:
+//! builds and runs the ingest driver (tests/src/bin/ingest_bench.rs) in release mode. It
+//! prints the codec-only figure and, per agent count, the echo baseline next to the real
+//! arbiter; paste the table into docs/benchmarks.md ("ingest") with this command.
+use crate::util::{run_step, workspace_root};
+use anyhow::Result;
+use std::process::Command;
+
+pub fn run(rest: &[String]) -> Result<()> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root())
+        .args(["run", "--release", "--quiet", "-p", "truce-tests", "--bin", "ingest_bench", "--"])
+        .args(rest);
+    run_step("bench ingest", &mut cmd)
+}
