@@ -7,3 +7,5 @@ pub mod ledger;
 pub mod market;
 /// QUIC server, sessions bound to mTLS identities, certificates.
 pub mod server;
+/// The configuration file and its validation into server settings.
+pub mod config;

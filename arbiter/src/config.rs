@@ -1,0 +1,202 @@
+//! The arbiter's configuration file (TOML) and its validation into a [`ServerConfig`].
+
+use crate::server::tls::TlsFiles;
+use crate::server::{HostCapacity, ServerConfig};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Printed by `truce-arbiter config --print-default`; parsing it gives [`FileConfig::default`].
+pub const DEFAULT_TOML: &str = r#"# truce-arbiter configuration. Every key is optional; these are the defaults.
+
+# UDP address the QUIC server binds.
+listen = "0.0.0.0:7447"
+# Written by `truce-arbiter certs init --dir DIR`: ca.pem, arbiter.pem, arbiter.key.
+certs_dir = "/etc/truce/certs"
+# Connections beyond this are refused before any TLS work.
+max_connections = 10000
+# A connection silent this long is closed; keep-alives count as traffic.
+idle_timeout_ms = 30000
+keep_alive_ms = 10000
+# Time an agent has to open its stream and say hello.
+handshake_timeout_ms = 10000
+# How often each host's market round runs.
+round_period_ms = 1000
+# Hard limit on one frame; checked before the body is read.
+max_frame_bytes = 1048576
+# Per-agent token bucket on inbound messages (an empty bucket stops reading that agent only).
+agent_rate_per_s = 2000
+agent_burst = 4000
+# Bids held for one host's next round; more are refused with rate_limited.
+max_pending_bids = 4096
+# Frames queued to one agent; an agent that lets it overflow is disconnected.
+outbound_queue = 1024
+
+# What each host may be granted per round until the market replaces the proportional resolver.
+[capacity]
+cpu_millicores = 4000
+memory_bytes = 8589934592
+# Per device, bytes/s.
+io_bps = 209715200
+# Flat price on every lease, credits per unit per second.
+price = 0.0
+min_lease_ms = 1000
+max_lease_ms = 300000
+"#;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub listen: String,
+    pub certs_dir: PathBuf,
+    pub max_connections: usize,
+    pub idle_timeout_ms: u64,
+    pub keep_alive_ms: u64,
+    pub handshake_timeout_ms: u64,
+    pub round_period_ms: u64,
+    pub max_frame_bytes: u32,
+    pub agent_rate_per_s: u32,
+    pub agent_burst: u32,
+    pub max_pending_bids: usize,
+    pub outbound_queue: usize,
+    pub capacity: CapacityConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityConfig {
+    pub cpu_millicores: u64,
+    pub memory_bytes: u64,
+    pub io_bps: u64,
+    pub price: f64,
+    pub min_lease_ms: u64,
+    pub max_lease_ms: u64,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            listen: "0.0.0.0:7447".into(),
+            certs_dir: PathBuf::from("/etc/truce/certs"),
+            max_connections: 10_000,
+            idle_timeout_ms: 30_000,
+            keep_alive_ms: 10_000,
+            handshake_timeout_ms: 10_000,
+            round_period_ms: 1_000,
+            max_frame_bytes: 1 << 20,
+            agent_rate_per_s: 2_000,
+            agent_burst: 4_000,
+            max_pending_bids: 4_096,
+            outbound_queue: 1_024,
+            capacity: CapacityConfig::default(),
+        }
+    }
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        let c = HostCapacity::default();
+        CapacityConfig {
+            cpu_millicores: c.cpu_millicores,
+            memory_bytes: c.memory_bytes,
+            io_bps: c.io_bps,
+            price: c.price,
+            min_lease_ms: c.min_lease_ms,
+            max_lease_ms: c.max_lease_ms,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid arbiter configuration")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("`{key}` is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+    }
+
+    /// Check every field and produce the typed server settings and resolver capacity.
+    pub fn validate(&self) -> Result<(ServerConfig, HostCapacity), ConfigError> {
+        let invalid = |key, reason: &str| ConfigError::Invalid { key, reason: reason.to_string() };
+        let listen: SocketAddr = self.listen.parse().map_err(|e: std::net::AddrParseError| invalid("listen", &e.to_string()))?;
+        let positive = |key, v: u64| if v == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(v) };
+        positive("max_connections", self.max_connections as u64)?;
+        positive("round_period_ms", self.round_period_ms)?;
+        positive("agent_rate_per_s", u64::from(self.agent_rate_per_s))?;
+        positive("agent_burst", u64::from(self.agent_burst))?;
+        positive("max_pending_bids", self.max_pending_bids as u64)?;
+        positive("outbound_queue", self.outbound_queue as u64)?;
+        if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
+            return Err(invalid("keep_alive_ms", "must be above 0 and below idle_timeout_ms, or idle connections are dropped"));
+        }
+        if self.max_frame_bytes < 1024 {
+            return Err(invalid("max_frame_bytes", "must be at least 1024"));
+        }
+        let c = &self.capacity;
+        if c.min_lease_ms == 0 || c.min_lease_ms > c.max_lease_ms {
+            return Err(invalid("capacity.min_lease_ms", "must be above 0 and at most capacity.max_lease_ms"));
+        }
+        if !c.price.is_finite() || c.price < 0.0 {
+            return Err(invalid("capacity.price", "must be a finite number >= 0"));
+        }
+        let mut s = ServerConfig::new(listen, TlsFiles::in_dir(&self.certs_dir));
+        s.max_connections = self.max_connections;
+        s.idle_timeout = Duration::from_millis(positive("idle_timeout_ms", self.idle_timeout_ms)?);
+        s.keep_alive = Duration::from_millis(self.keep_alive_ms);
+        s.handshake_timeout = Duration::from_millis(positive("handshake_timeout_ms", self.handshake_timeout_ms)?);
+        s.round_period = Duration::from_millis(self.round_period_ms);
+        s.max_frame_bytes = self.max_frame_bytes;
+        s.agent_rate_per_s = self.agent_rate_per_s;
+        s.agent_burst = self.agent_burst;
+        s.max_pending_bids = self.max_pending_bids;
+        s.outbound_queue = self.outbound_queue;
+        let cap = HostCapacity {
+            cpu_millicores: c.cpu_millicores,
+            memory_bytes: c.memory_bytes,
+            io_bps: c.io_bps,
+            price: c.price,
+            min_lease_ms: c.min_lease_ms,
+            max_lease_ms: c.max_lease_ms,
+        };
+        Ok((s, cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_default_parses_to_the_default() {
+        let parsed: FileConfig = toml::from_str(DEFAULT_TOML).expect("default parses");
+        assert_eq!(parsed, FileConfig::default());
+        assert!(parsed.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
+        let bad = FileConfig { keep_alive_ms: 40_000, ..FileConfig::default() };
+        let err = bad.validate().expect_err("keep-alive beyond idle timeout");
+        assert!(err.to_string().contains("keep_alive_ms"), "{err}");
+        let bad = FileConfig { listen: "nowhere".into(), ..FileConfig::default() };
+        assert!(bad.validate().expect_err("bad listen").to_string().contains("listen"));
+    }
+}
