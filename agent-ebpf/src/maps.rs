@@ -25,10 +25,10 @@ pub static SCHED_STATS: PerCpuHashMap<u64, SchedStats> =
 pub static DELAY_MATRIX: PerCpuHashMap<DelayKey, DelayStats> =
     PerCpuHashMap::with_max_entries(65_536, 0);
 
-/// pid (thread id) -> per-task bookkeeping. LRU, so tasks whose exit we missed (or that
-/// existed before load) are evicted instead of filling the map.
+/// task_struct address -> per-task bookkeeping. LRU, so tasks whose exit we missed (or
+/// that existed before load) are evicted instead of filling the map.
 #[map]
-pub static TASK_STATE: LruHashMap<u32, TaskState> = LruHashMap::with_max_entries(65_536, 0);
+pub static TASK_STATE: LruHashMap<u64, TaskState> = LruHashMap::with_max_entries(65_536, 0);
 
 /// (issuing cgroup, device) -> block I/O counters.
 #[map]
@@ -68,6 +68,11 @@ pub static PERF_LLC_MISSES: PerfEventArray<u32> = PerfEventArray::new(0);
 /// The counter readings at the last switch on this CPU, to charge deltas.
 #[map]
 pub static PERF_LAST: PerCpuArray<PerfStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's idle task address (0 until it first switches out). The idle task never
+/// waits and holds the CPU for nobody, so switching to it needs no per-task state.
+#[map]
+pub static IDLE_TASK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Probe failures by `truce_common::abi::probe_error` index.
 #[map]

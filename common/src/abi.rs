@@ -57,7 +57,8 @@ pub struct DelayStats {
 }
 const _: () = assert!(core::mem::size_of::<DelayStats>() == 16);
 
-/// Per-task bookkeeping of the scheduler probes, keyed by pid.
+/// Per-task bookkeeping of the scheduler probes, keyed by the task_struct address (unique
+/// while the task lives; the entry is removed at exit).
 ///
 /// Run-queue wait is measured when a task switches in, but only the *current* task's cgroup
 /// can be read without CO-RE, so the measurement waits here until the task switches out.
@@ -193,6 +194,10 @@ pub mod perf_slot {
 /// Byte offsets of the tracepoint fields the programs read, taken from
 /// `/sys/kernel/tracing/events/<group>/<event>/format` at load time, so no kernel's layout is
 /// hard-coded. Sizes are recorded where they differ between kernels.
+///
+/// The `sched_*` fields are not read by the programs any more: the scheduler probes became
+/// raw tracepoints (their arguments are the TP_PROTO, not the record). They stay so the
+/// layout does not shift.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TracepointOffsets {

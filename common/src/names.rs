@@ -7,7 +7,8 @@
 pub const SCHED_STATS: &str = "SCHED_STATS";
 /// Per-CPU hash: [`crate::abi::DelayKey`] -> [`crate::abi::DelayStats`] (who delayed whom).
 pub const DELAY_MATRIX: &str = "DELAY_MATRIX";
-/// Hash: pid -> [`crate::abi::TaskState`], the per-task bookkeeping of the scheduler probes.
+/// LRU hash: task_struct address -> [`crate::abi::TaskState`], the per-task bookkeeping of
+/// the scheduler probes.
 pub const TASK_STATE: &str = "TASK_STATE";
 /// Per-CPU hash: [`crate::abi::BlockKey`] -> [`crate::abi::BlockStats`].
 pub const BLOCK_STATS: &str = "BLOCK_STATS";
@@ -27,6 +28,9 @@ pub const PERF_INSTRUCTIONS: &str = "PERF_INSTRUCTIONS";
 pub const PERF_LLC_MISSES: &str = "PERF_LLC_MISSES";
 /// Per-CPU array: last counter readings per CPU, to charge deltas at each switch.
 pub const PERF_LAST: &str = "PERF_LAST";
+/// Per-CPU array: the address of this CPU's idle task, learnt when it switches out, so
+/// switches *to* idle skip the per-task bookkeeping.
+pub const IDLE_TASK: &str = "IDLE_TASK";
 /// Per-CPU array indexed by [`crate::abi::ProbeError`]: probe failures, never logged on a hot path.
 pub const ERRORS: &str = "ERRORS";
 
@@ -56,6 +60,7 @@ pub const ALL_MAPS: &[&str] = &[
     PERF_INSTRUCTIONS,
     PERF_LLC_MISSES,
     PERF_LAST,
+    IDLE_TASK,
     ERRORS,
 ];
 

@@ -127,9 +127,11 @@ fn pinned_burners_wait_for_and_delay_each_other() -> Result<()> {
         let mut delayers: Vec<_> = snap.delay.iter().filter(|(k, _)| k.victim == cg.id).map(|(k, v)| (v.wait_ns, k.delayer)).collect();
         delayers.sort_unstable_by(|x, y| y.cmp(x));
         println!("{name}: delayed by neighbour {} ns of {} ns total wait; top delayers (ns, cgroup) {:?}", cell.wait_ns, stats.rq_wait_ns, &delayers[..delayers.len().min(4)]);
-        // Alone on the CPU the neighbour would hold it for ~all of the wait; other work on
-        // a busy host (builds) takes its share, so only a clear fraction is required.
-        assert!(cell.wait_ns as f64 >= 0.2 * stats.rq_wait_ns as f64, "the neighbour should be a main delayer: {cell:?} vs {stats:?}");
+        // Alone on the CPU the neighbour would hold it for ~all of the wait; on a busy host
+        // other work takes its share, so require a real cell, not a majority.
+        assert!(cell.count >= 3 && cell.wait_ns >= 10_000_000, "the neighbour barely delayed {name}: {cell:?}");
+        let matrix_total: u64 = delayers.iter().map(|(ns, _)| ns).sum();
+        assert!(matrix_total <= stats.rq_wait_ns, "the matrix row ({matrix_total}) exceeds the total wait ({})", stats.rq_wait_ns);
     }
     Ok(())
 }
@@ -259,7 +261,15 @@ async fn handle_snapshots_then_shutdown_detaches_everything() -> Result<()> {
     assert!(!snap.sched.is_empty(), "a live system switches tasks all the time");
     handle.shutdown().await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     assert!(matches!(handle.snapshot().await, Err(ProbeError::TaskGone)));
-    let left: Vec<u32> = loaded_program_ids().intersection(&ours).copied().collect();
+    // The kernel frees detached programs after an RCU grace period, so poll briefly.
+    let mut left: Vec<u32> = Vec::new();
+    for _ in 0..50 {
+        left = loaded_program_ids().intersection(&ours).copied().collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(left.is_empty(), "programs still loaded after shutdown: {left:?}");
     Ok(())
 }

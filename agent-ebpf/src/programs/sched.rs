@@ -3,7 +3,7 @@
 //! Without CO-RE a program can read only the *current* task's cgroup
 //! (bpf_get_current_cgroup_id). A task's run-queue wait ends when it switches in, when the
 //! current task is still the one switching out. So the wait is measured at switch-in, kept
-//! in the task's `TaskState` (keyed by pid), and charged to the task's own cgroup at its
+//! in the task's `TaskState` (keyed by task_struct address), and charged to the task's own cgroup at its
 //! next switch-out, when it is current. On-CPU time is charged at the same moment.
 //!
 //! Who delayed whom: the wait is credited to (victim = the waiting task's cgroup,
@@ -84,16 +84,16 @@ pub fn charge(cgroup: u64, task: &TaskState, oncpu_ns: u64, leave: Leave) -> Res
     Ok(())
 }
 
-/// The task's state, created empty when absent.
+/// The task's state (keyed by task_struct address), created empty when absent.
 #[inline(always)]
-pub fn task_state(pid: u32) -> Result<&'static mut TaskState, u32> {
-    if let Some(state) = TASK_STATE.get_ptr_mut(&pid) {
+pub fn task_state(task_key: u64) -> Result<&'static mut TaskState, u32> {
+    if let Some(state) = TASK_STATE.get_ptr_mut(&task_key) {
         // SAFETY: the pointer is a live map value for this program run (hash values are
         // freed only after an RCU grace period).
         return Ok(unsafe { &mut *state });
     }
-    let _ = TASK_STATE.insert(&pid, &ZERO_TASK, 1);
-    match TASK_STATE.get_ptr_mut(&pid) {
+    let _ = TASK_STATE.insert(&task_key, &ZERO_TASK, 1);
+    match TASK_STATE.get_ptr_mut(&task_key) {
         // SAFETY: as above.
         Some(state) => Ok(unsafe { &mut *state }),
         None => Err(probe_error::TASK_STATE_UPDATE),

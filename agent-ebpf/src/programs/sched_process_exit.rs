@@ -1,27 +1,27 @@
-//! tracepoint/sched/sched_process_exit: the exiting task is current, so charge what it
-//! still owes and drop its state now; its final switch-out then finds no state and does
-//! not create one.
+//! raw_tp/sched_process_exit: the exiting task is current, so charge what it still owes
+//! and drop its state now; its final switch-out then finds no state and creates none.
 
-use aya_ebpf::{helpers::bpf_get_current_cgroup_id, macros::tracepoint, programs::TracePointContext};
-
-use super::{read_field, sched};
-use crate::{
-    globals::offsets,
-    maps::{TASK_STATE, count_error},
+use aya_ebpf::{
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_task},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 
-#[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    if let Err(slot) = try_sched_process_exit(&ctx) {
+use super::sched;
+use crate::maps::{TASK_STATE, count_error};
+
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
+    if let Err(slot) = try_sched_process_exit() {
         count_error(slot);
     }
     0
 }
 
-fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), u32> {
-    let pid: i32 = read_field(ctx, offsets().sched_exit_pid)?;
-    let pid = pid as u32;
-    let Some(task) = TASK_STATE.get_ptr_mut(&pid) else {
+fn try_sched_process_exit() -> Result<(), u32> {
+    // SAFETY: no preconditions; the exiting task is current.
+    let task_key = unsafe { bpf_get_current_task() };
+    let Some(task) = TASK_STATE.get_ptr_mut(&task_key) else {
         return Ok(());
     };
     // SAFETY: a live map value for this program run.
@@ -31,6 +31,6 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), u32> {
     // SAFETY: no preconditions; the exiting task is current.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
     let charged = sched::charge(cgroup, task, oncpu, sched::Leave::Exit);
-    let _ = TASK_STATE.remove(&pid);
+    let _ = TASK_STATE.remove(&task_key);
     charged
 }

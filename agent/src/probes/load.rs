@@ -4,7 +4,7 @@ use std::{fs, fs::File, os::fd::{AsFd, AsRawFd}, path::{Path, PathBuf}};
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, RawTracePoint, TracePoint},
 };
 use truce_common::{abi::TracepointOffsets, names};
 
@@ -75,10 +75,10 @@ impl Probes {
     /// counters when a PMU exists.
     pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
         privilege::check()?;
-        let tracefs = tracefs::tracefs_root()?;
+        // Only the block probes read tracepoint records; the scheduler ones are raw
+        // tracepoints and need no tracefs.
         let mut offsets = TracepointOffsets::default();
-        tracefs::sched_offsets(&tracefs, &mut offsets)?;
-        let block_layout = tracefs::block_offsets(&tracefs, &mut offsets);
+        let block_layout = tracefs::tracefs_root().and_then(|root| tracefs::block_offsets(&root, &mut offsets));
         let (counters, perf_status) = perf::open(config.perf);
         let mask: u32 = counters.iter().map(|c| c.bit).fold(0, |a, b| a | b);
 
@@ -107,8 +107,8 @@ impl Probes {
         probes._counters = counters;
 
         // Counters must be in place before sched_switch reads them.
-        for (program, event) in SCHED_PROGRAMS {
-            probes.attach_tracepoint(program, "sched", event)?;
+        for program in SCHED_PROGRAMS {
+            probes.attach_raw_tracepoint(program)?;
         }
         probes.capabilities.block = GroupStatus::from_result(block_layout.and_then(|()| {
             probes.attach_tracepoint(names::PROG_BLOCK_BIO_QUEUE, "block", "block_bio_queue")?;
@@ -146,6 +146,19 @@ impl Probes {
         Ok(())
     }
 
+    fn attach_raw_tracepoint(&mut self, program: &'static str) -> Result<(), ProbeError> {
+        let prog: &mut RawTracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProbeError::MissingProgram { name: program })?
+            .try_into()
+            .map_err(|_| ProbeError::MissingProgram { name: program })?;
+        prog.load().map_err(ProbeError::program(program, "load"))?;
+        // The program names are the kernel tracepoint names.
+        prog.attach(program).map_err(ProbeError::program(program, "attach"))?;
+        Ok(())
+    }
+
     fn attach_net(&mut self, root: Option<&Path>) -> Result<(), ProbeError> {
         let root = match root {
             Some(root) => root.to_path_buf(),
@@ -169,12 +182,12 @@ impl Probes {
     }
 }
 
-const SCHED_PROGRAMS: [(&str, &str); 5] = [
-    (names::PROG_SCHED_SWITCH, "sched_switch"),
-    (names::PROG_SCHED_WAKEUP, "sched_wakeup"),
-    (names::PROG_SCHED_WAKEUP_NEW, "sched_wakeup_new"),
-    (names::PROG_SCHED_MIGRATE, "sched_migrate_task"),
-    (names::PROG_SCHED_EXIT, "sched_process_exit"),
+const SCHED_PROGRAMS: [&str; 5] = [
+    names::PROG_SCHED_SWITCH,
+    names::PROG_SCHED_WAKEUP,
+    names::PROG_SCHED_WAKEUP_NEW,
+    names::PROG_SCHED_MIGRATE,
+    names::PROG_SCHED_EXIT,
 ];
 
 /// The cgroup2 mount point from /proc/self/mountinfo (never assumed to be /sys/fs/cgroup:

@@ -97,31 +97,6 @@ fn read_event(root: &Path, group: &str, event: &str) -> Result<HashMap<String, F
     Ok(parse_format(&text))
 }
 
-/// The scheduler part of the offsets; the scheduler probes cannot work without it.
-pub fn sched_offsets(root: &Path, off: &mut TracepointOffsets) -> Result<(), ProbeError> {
-    let switch = read_event(root, "sched", "sched_switch")?;
-    let ev = "sched/sched_switch";
-    off.sched_switch_prev_pid = require(ev, &switch, "prev_pid", &[4])?.offset;
-    let state = require(ev, &switch, "prev_state", &[4, 8])?;
-    off.sched_switch_prev_state = state.offset;
-    off.sched_switch_prev_state_size = state.size;
-    off.sched_switch_next_pid = require(ev, &switch, "next_pid", &[4])?.offset;
-    let wakeup = require("sched/sched_wakeup", &read_event(root, "sched", "sched_wakeup")?, "pid", &[4])?;
-    let wakeup_new = require("sched/sched_wakeup_new", &read_event(root, "sched", "sched_wakeup_new")?, "pid", &[4])?;
-    if wakeup != wakeup_new {
-        // One offset serves both programs; they share sched_wakeup_template everywhere so far.
-        return Err(ProbeError::FormatLayout {
-            event: "sched/sched_wakeup_new".into(),
-            field: "pid",
-            reason: format!("is at offset {} but sched_wakeup has it at {}", wakeup_new.offset, wakeup.offset),
-        });
-    }
-    off.sched_wakeup_pid = wakeup.offset;
-    off.sched_migrate_pid = require("sched/sched_migrate_task", &read_event(root, "sched", "sched_migrate_task")?, "pid", &[4])?.offset;
-    off.sched_exit_pid = require("sched/sched_process_exit", &read_event(root, "sched", "sched_process_exit")?, "pid", &[4])?.offset;
-    Ok(())
-}
-
 /// The block part of the offsets; without it only the block probes are unavailable.
 pub fn block_offsets(root: &Path, off: &mut TracepointOffsets) -> Result<(), ProbeError> {
     let issue = read_event(root, "block", "block_rq_issue")?;
