@@ -16,7 +16,7 @@ period = "1s"
 
 [arbiter]
 # Replicas, tried in order; the agent fails over to the next on error.
-endpoints = ["127.0.0.1:7400"]
+endpoints = ["127.0.0.1:7447"]
 # The name in the arbiter's certificate.
 server_name = "localhost"
 # Holds ca.pem and hosts/<host>.pem, hosts/<host>.key.
@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let bad = DEFAULT_TOML.replace("127.0.0.1:7400", "nowhere");
+        let bad = DEFAULT_TOML.replace("127.0.0.1:7447", "nowhere");
         assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("arbiter.endpoints[0]"));
         let bad = DEFAULT_TOML.replace("\"/truce.slice\"", "\"/a/../b\"");
         assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("enforce.roots[0]"));
