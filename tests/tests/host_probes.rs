@@ -250,6 +250,9 @@ fn perf_is_unavailable_without_a_pmu_and_attributes_through_the_same_path_with_a
     Ok(())
 }
 
+// The guard only serialises the tests; on a current-thread runtime nothing else in this
+// test can contend for it across the awaits.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "current_thread")]
 async fn handle_snapshots_then_shutdown_detaches_everything() -> Result<()> {
     let _serial = privileged();

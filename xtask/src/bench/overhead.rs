@@ -1,5 +1,7 @@
-//! `cargo xtask bench overhead [--pairs N] [--loops L]`: `perf bench sched pipe` with and
-//! without truce's probes attached, alternating runs in one session, median ratio reported.
+//! `cargo xtask bench overhead [--pairs N] [--loops L] [--cpu C]`: `perf bench sched pipe`
+//! with and without truce's probes attached, alternating runs in one session, median ratio
+//! reported. `--cpu C` pins both pipe tasks to CPU C (taskset), so every round trip is two
+//! context switches and two wakeups with no idle switches: the probes' worst case.
 //!
 //! The probes are attached by the `hold_probes` example of truce-agent (a debug build is
 //! fine: the eBPF object is the same; only the kernel side is measured).
@@ -13,17 +15,19 @@ use anyhow::{Context, Result, bail};
 struct Options {
     pairs: usize,
     loops: u32,
+    cpu: Option<u32>,
 }
 
 fn parse(rest: &[String]) -> Result<Options> {
-    let mut opts = Options { pairs: 10, loops: 200_000 };
+    let mut opts = Options { pairs: 10, loops: 200_000, cpu: None };
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--pairs" => opts.pairs = value.parse().with_context(|| format!("bad --pairs {value}"))?,
             "--loops" => opts.loops = value.parse().with_context(|| format!("bad --loops {value}"))?,
-            other => bail!("unknown option {other}; known: --pairs N, --loops L"),
+            "--cpu" => opts.cpu = Some(value.parse().with_context(|| format!("bad --cpu {value}"))?),
+            other => bail!("unknown option {other}; known: --pairs N, --loops L, --cpu C"),
         }
     }
     if opts.pairs == 0 {
@@ -33,8 +37,16 @@ fn parse(rest: &[String]) -> Result<Options> {
 }
 
 /// One `perf bench sched pipe` run: microseconds per round trip.
-fn pipe_usecs_per_op(loops: u32) -> Result<f64> {
-    let out = Command::new("perf")
+fn pipe_usecs_per_op(loops: u32, cpu: Option<u32>) -> Result<f64> {
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), "perf"]);
+            c
+        }
+        None => Command::new("perf"),
+    };
+    let out = cmd
         .args(["bench", "sched", "pipe", "-l", &loops.to_string()])
         .output()
         .context("running `perf bench sched pipe` (install Debian's linux-perf)")?;
@@ -94,22 +106,23 @@ pub fn run(rest: &[String]) -> Result<()> {
     let bin = target.join("debug/examples/hold_probes");
     let bin = bin.to_str().context("non-UTF-8 target path")?;
 
-    println!("perf bench sched pipe -l {}, {} pairs (order alternates: off/on, on/off, ...)", opts.loops, opts.pairs);
+    let pin = opts.cpu.map_or_else(String::new, |c| format!("taskset -c {c} "));
+    println!("{pin}perf bench sched pipe -l {}, {} pairs (order alternates: off/on, on/off, ...)", opts.loops, opts.pairs);
     println!("{:>4} {:>12} {:>12} {:>8}", "pair", "off us/op", "on us/op", "ratio");
     let (mut offs, mut ons, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for pair in 0..opts.pairs {
         let measure_on = |loops| -> Result<f64> {
             let held = Held::attach(bin)?;
-            let r = pipe_usecs_per_op(loops);
+            let r = pipe_usecs_per_op(loops, opts.cpu);
             held.detach()?;
             r
         };
         let (off, on) = if pair % 2 == 0 {
-            let off = pipe_usecs_per_op(opts.loops)?;
+            let off = pipe_usecs_per_op(opts.loops, opts.cpu)?;
             (off, measure_on(opts.loops)?)
         } else {
             let on = measure_on(opts.loops)?;
-            (pipe_usecs_per_op(opts.loops)?, on)
+            (pipe_usecs_per_op(opts.loops, opts.cpu)?, on)
         };
         println!("{:>4} {off:>12.3} {on:>12.3} {:>8.4}", pair + 1, on / off);
         offs.push(off);
