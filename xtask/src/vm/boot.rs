@@ -17,7 +17,10 @@ pub struct BootSpec<'a> {
     pub qemu: &'a Qemu,
     pub vmlinuz: &'a Path,
     pub initrd: &'a Path,
+    /// Raw disk for /dev/vda (io.max tests write it directly).
     pub disk: &'a Path,
+    /// Disk for /dev/vdb, formatted by /init as the scratch file system.
+    pub scratch: &'a Path,
     pub serial_file: &'a Path,
     pub console_log: &'a Path,
     /// Printed before every console line.
@@ -75,7 +78,9 @@ fn command(spec: &BootSpec) -> Command {
         cmd.args(["-serial", "stdio"]);
     }
     cmd.arg("-serial").arg(format!("file:{}", spec.serial_file.display()));
-    cmd.arg("-drive").arg(format!("file={},if=virtio,format=raw,cache=unsafe", spec.disk.display()));
+    for disk in [spec.disk, spec.scratch] {
+        cmd.arg("-drive").arg(format!("file={},if=virtio,format=raw,cache=unsafe", disk.display()));
+    }
     cmd
 }
 

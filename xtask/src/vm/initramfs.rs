@@ -35,6 +35,13 @@ for m in $(cat /etc/truce-modules); do
   modprobe "$m" || echo "truce-vm: modprobe $m failed"
 done
 hostname truce-vm
+# /dev/vda stays raw (the io.max tests write it directly); /dev/vdb gets a file system for
+# tests that need a block-backed directory (O_DIRECT files).
+if [ -b /dev/vdb ] && mke2fs -q /dev/vdb >/dev/null && mkdir -p /mnt/scratch && mount -t ext4 /dev/vdb /mnt/scratch; then
+  export TRUCE_TEST_IO_DIR=/mnt/scratch
+else
+  echo "truce-vm: no scratch file system on /dev/vdb"
+fi
 ip link set lo up 2>/dev/null
 echo "truce-vm: started kernel=$(uname -r) controllers=[$(cat /sys/fs/cgroup/cgroup.subtree_control)]"
 if [ -e /payload.interactive ]; then
@@ -55,7 +62,7 @@ poweroff -f
 "#;
 
 /// Bumped when the layout of the base archive changes, so cached archives are rebuilt.
-const BASE_FORMAT: u32 = 2;
+const BASE_FORMAT: u32 = 3;
 
 pub fn ensure_busybox(apt: &Apt, cache: &Path) -> Result<PathBuf> {
     let version = apt.with_fresh_lists("busybox-static version", |a| a.candidate("busybox-static"))?;

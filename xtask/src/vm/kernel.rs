@@ -9,8 +9,10 @@ use std::process::Command;
 /// The kernels of the matrix, by the label users pass to `--kernel`.
 pub const LABELS: [&str; 2] = ["6.12", "6.1"];
 
-/// Modules the initramfs loads, so that /dev/vda exists for the io.max tests.
-pub const MODULES: [&str; 2] = ["virtio_pci", "virtio_blk"];
+/// Modules the initramfs loads: virtio for /dev/vda (io.max tests) and /dev/vdb, ext4 (which
+/// also mounts ext2) for the scratch file system on /dev/vdb, and crc32c, which ext4 asks the
+/// crypto API for (not a modules.dep dependency, so it must be named).
+pub const MODULES: [&str; 4] = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"];
 
 #[derive(Clone, Debug)]
 pub struct Kernel {

@@ -13,6 +13,15 @@ pub const VM_SUITES: [&str; 2] = ["vm_cgroup", "host_probes"];
 /// Where the agent lives in the guest; tests find it through `TRUCE_AGENT_BIN`.
 pub const GUEST_AGENT: &str = "/bin/truce-agent";
 
+/// Host programs the suites run that busybox lacks (host_probes' TCP sender uses bash's
+/// /dev/tcp). Copied with their libraries; missing ones are left out with a note.
+const HOST_TOOLS: [&str; 1] = ["bash"];
+
+fn host_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
 pub struct Built {
     pub suites: Vec<(String, PathBuf)>,
     pub agent: PathBuf,
@@ -143,6 +152,12 @@ pub fn archive(job: &Job, agent: &Path, scratch_dir: &Path) -> Result<Vec<u8>> {
         Job::Suite { name, binary, .. } => binaries.push((format!("/payload/{name}"), binary.to_path_buf())),
         Job::Shell { extra } => binaries.extend(extra.iter().map(|(n, p)| (format!("/payload/{n}"), p.clone()))),
     }
+    for tool in HOST_TOOLS {
+        match host_tool(tool) {
+            Some(p) => binaries.push((format!("/bin/{tool}"), p)),
+            None => eprintln!("xtask: vm-test: note: no {tool} on this host; the guest will not have it"),
+        }
+    }
     let mut libs: Vec<PathBuf> = Vec::new();
     for (guest, host) in &binaries {
         let data = stripped(host, &scratch_dir.join("stripped.tmp"))?;
@@ -183,7 +198,7 @@ pub fn archive(job: &Job, agent: &Path, scratch_dir: &Path) -> Result<Vec<u8>> {
 /// concatenated archives in order, and an uncompressed one must start 4-byte aligned.
 pub fn write_initrd(base: &Path, extra: &[u8], dest: &Path) -> Result<()> {
     let mut data = std::fs::read(base).with_context(|| format!("reading {}", base.display()))?;
-    while data.len() % 4 != 0 {
+    while !data.len().is_multiple_of(4) {
         data.push(0);
     }
     data.extend_from_slice(extra);

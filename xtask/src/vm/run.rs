@@ -49,8 +49,9 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
             let extra = payload::archive(&job, &built.agent, &dir)?;
             let initrd = dir.join("initrd.img");
             payload::write_initrd(base, &extra, &initrd)?;
-            let disk = dir.join("disk.img");
+            let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
             boot::fresh_disk(&disk, DISK_BYTES)?;
+            boot::fresh_disk(&scratch, DISK_BYTES)?;
             eprintln!(
                 "xtask: vm-test: booting {} ({}) with {suite} [{accel}], initrd {} MiB",
                 kernel.label,
@@ -62,6 +63,7 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
                 vmlinuz: &kernel.vmlinuz,
                 initrd: &initrd,
                 disk: &disk,
+                scratch: &scratch,
                 serial_file: &dir.join("ttyS1.txt"),
                 console_log: &dir.join("console.log"),
                 prefix: format!("[{} {suite}] ", kernel.label),
@@ -159,13 +161,15 @@ pub fn shell(assets: &Assets, args: &ShellArgs) -> Result<()> {
     let archive = payload::archive(&job, &extra.agent, &dir)?;
     let initrd = dir.join("initrd.img");
     payload::write_initrd(base, &archive, &initrd)?;
-    let disk = dir.join("disk.img");
+    let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
     boot::fresh_disk(&disk, DISK_BYTES)?;
+    boot::fresh_disk(&scratch, DISK_BYTES)?;
     let spec = BootSpec {
         qemu: &assets.qemu,
         vmlinuz: &kernel.vmlinuz,
         initrd: &initrd,
         disk: &disk,
+        scratch: &scratch,
         serial_file: &dir.join("ttyS1.txt"),
         console_log: &dir.join("console.log"),
         prefix: String::new(),
