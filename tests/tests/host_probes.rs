@@ -144,8 +144,10 @@ fn block_backed_dir() -> Option<PathBuf> {
     (nix::sys::stat::major(dev) != 0).then_some(dir)
 }
 
+/// Regression: with the cgroup of `current` at block_rq_issue, mq-deadline's kworker
+/// dispatches left ~18 % of the writer's bytes charged to the root cgroup.
 #[test]
-fn direct_writer_bytes_are_attributed_to_its_cgroup() -> Result<()> {
+fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatches_them() -> Result<()> {
     let _serial = privileged();
     let probes = load(PerfMode::Off)?;
     if let probes::GroupStatus::Unavailable { reason } = &probes.capabilities().block {

@@ -173,3 +173,42 @@ impl Probes {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_cpu_values_are_summed_field_by_field() {
+        let mut a = SchedStats { on_cpu_ns: 5, rq_wait_ns: 7, rq_waits: 1, ..Default::default() };
+        a.rq_wait_hist[3] = 1;
+        let mut b = SchedStats { on_cpu_ns: 10, voluntary_switches: 2, wakeups: 4, migrations: 1, ..Default::default() };
+        b.rq_wait_hist[3] = 2;
+        b.rq_wait_hist[31] = 1;
+        let mut total = SchedStats::default();
+        total.add(&a);
+        total.add(&b);
+        assert_eq!((total.on_cpu_ns, total.rq_wait_ns, total.rq_waits), (15, 7, 1));
+        assert_eq!((total.voluntary_switches, total.wakeups, total.migrations), (2, 4, 1));
+        assert_eq!((total.rq_wait_hist[3], total.rq_wait_hist[31]), (3, 1));
+    }
+
+    #[test]
+    fn block_and_net_sums_keep_directions_apart() {
+        let mut blk = BlockStats::default();
+        blk.add(&BlockStats { read_ops: 1, read_bytes: 4096, write_ops: 2, write_bytes: 8192, other_ops: 1, latency_ns: 10, ..Default::default() });
+        blk.add(&BlockStats { write_ops: 1, write_bytes: 4096, latency_ns: 5, ..Default::default() });
+        assert_eq!((blk.read_bytes, blk.write_bytes, blk.write_ops, blk.other_ops, blk.latency_ns), (4096, 12288, 3, 1, 15));
+        let mut net = NetStats::default();
+        net.add(&NetStats { rx_bytes: 100, rx_packets: 1, tx_bytes: 0, tx_packets: 0 });
+        net.add(&NetStats { rx_bytes: 0, rx_packets: 0, tx_bytes: 60, tx_packets: 2 });
+        assert_eq!(net, NetStats { rx_bytes: 100, rx_packets: 1, tx_bytes: 60, tx_packets: 2 });
+    }
+
+    #[test]
+    fn counters_wrap_instead_of_panicking() {
+        let mut p = PerfStats { cycles: u64::MAX, ..Default::default() };
+        p.add(&PerfStats { cycles: 2, ..Default::default() });
+        assert_eq!(p.cycles, 1);
+    }
+}
