@@ -77,7 +77,7 @@ fn burner_on_cpu_time_matches_cpu_stat_and_forget_drops_it() -> Result<()> {
     let snap = snapshot(&probes)?;
     let stats = snap.sched.get(&cg.id).context("burner cgroup missing from SCHED_STATS")?;
     let usage_ns = cg.cpu_usage_usec()? as f64 * 1000.0;
-    assert!(usage_ns > 0.5e9, "the burner barely ran ({usage_ns} ns); the machine is too loaded to measure");
+    assert!(usage_ns > 0.2e9, "the burner barely ran ({usage_ns} ns in 2 s); the machine is too loaded to measure");
     assert_close("burner on-CPU ns vs cpu.stat usage_usec", stats.on_cpu_ns as f64, usage_ns, 0.05, 20e6);
     assert!(stats.involuntary_switches + stats.voluntary_switches > 0);
     assert_eq!(stats.rq_wait_hist.iter().sum::<u64>(), stats.rq_waits, "histogram counts every measured wait");
