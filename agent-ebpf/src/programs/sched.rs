@@ -11,6 +11,10 @@
 //! is an approximation: on a busy CPU several tasks may have run during the wait, and only
 //! the last one is blamed. Waits that end after the CPU was idle blame nobody (delayer 0 is
 //! not recorded), because an idle CPU is wakeup latency, not interference.
+//!
+//! `TaskState` is shared between CPUs without a lock (bpf_spin_lock is not allowed in
+//! tracing programs): a task is woken, migrated and switched by at most one CPU at a time,
+//! except in rare migration windows, where a race costs one mis-measured wait.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use truce_common::abi::{DelayKey, DelayStats, SchedStats, TaskState, log2_bucket, probe_error};
