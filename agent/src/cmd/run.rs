@@ -5,8 +5,9 @@
 use super::sampler::{Sampler, now};
 use crate::brain::{Brain, BrainParams, RoundInputs};
 use crate::config::AgentConfig;
-use crate::enforce::{Enforcer, Floors};
-use crate::probes::PerfMode;
+use crate::enforce::{Enforcer, Floors, under_roots};
+use crate::cgroupfs::Mode;
+use crate::probes::{PerfMode, error_chain};
 use crate::transport::{ArbiterClient, ArbiterEndpoint, CancellationToken, ClientConfig, Inbound, Outbound};
 use crate::workload_config::Config as WorkloadConfig;
 use anyhow::{Context, Result};
@@ -34,6 +35,10 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     if recovered > 0 {
         tracing::warn!(slots = recovered, journal = %cfg.journal.display(), "restored cgroup values a previous run left in place");
     }
+    let enforcing = sampler.cgroups().mode == Mode::Enforce;
+    if !enforcing {
+        tracing::warn!(cgroup = %sampler.cgroups().summary(), "this host cannot enforce: reporting and bidding, but decisions are not applied");
+    }
     let endpoints = cfg.endpoints.iter().map(|&addr| ArbiterEndpoint { addr, server_name: cfg.server_name.clone() }).collect();
     let cancel = CancellationToken::new();
     let (client, mut inbound) = ArbiterClient::spawn(ClientConfig::new(HostId(cfg.host.clone()), &cfg.certs_dir, endpoints), cancel.clone())?;
@@ -49,11 +54,14 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             msg = inbound.recv() => match msg {
+                Some(Inbound::Decisions(d)) if !enforcing => {
+                    tracing::debug!(decisions = d.decisions.len(), "observe-only host: decisions not enforced");
+                }
                 Some(Inbound::Decisions(d)) => {
                     let at = now();
                     for decision in &d.decisions {
                         if let Err(e) = enforcer.apply(decision, at) {
-                            tracing::warn!(cgroup = %decision.workload.path, decision = decision.id.0, cause = %format!("{e:#}"), "decision not applied");
+                            tracing::warn!(cgroup = %decision.workload.path, decision = decision.id.0, cause = %error_chain(&e), "decision not applied");
                         }
                     }
                 }
@@ -92,7 +100,8 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     }).collect(),
                 };
                 client.send(Outbound::Report(report));
-                for bid in round.bids {
+                // Bid only for what this agent may change; reports cover every workload.
+                for bid in round.bids.into_iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)) {
                     client.send(Outbound::Bid(bid));
                 }
             }

@@ -15,6 +15,15 @@ pub enum ConfinementError {
     Symlink { path: String, resolved: String },
 }
 
+/// True when `path` lies strictly below one of `roots`: a root itself is never written,
+/// only the workloads below it.
+pub fn under_roots(path: &str, roots: &[String]) -> bool {
+    roots.iter().any(|r| {
+        let r = r.trim_end_matches('/');
+        path.len() > r.len() && path.starts_with(r) && path.as_bytes()[r.len()] == b'/'
+    })
+}
+
 /// The cgroup2 mount and the subtrees truce may write under (paths relative to the mount).
 #[derive(Clone, Debug)]
 pub struct Confinement {
@@ -34,12 +43,7 @@ impl Confinement {
         if !normal {
             return Err(ConfinementError::NotNormal { path: path.into() });
         }
-        let inside = self.roots.iter().any(|r| {
-            let r = r.trim_end_matches('/');
-            // The root itself is never written: only workloads below it.
-            path.len() > r.len() && path.starts_with(r) && path.as_bytes()[r.len()] == b'/'
-        });
-        if !inside {
+        if !under_roots(path, &self.roots) {
             return Err(ConfinementError::OutsideRoots { path: path.into(), roots: self.roots.clone() });
         }
         let dir = self.mount.join(path.trim_start_matches('/'));

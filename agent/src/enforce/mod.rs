@@ -8,7 +8,7 @@ mod journal;
 mod leases;
 mod write;
 
-pub use confine::{Confinement, ConfinementError};
+pub use confine::{Confinement, ConfinementError, under_roots};
 pub use journal::{Journal, JournalError};
 pub use leases::{ActiveLease, LeaseTable, SlotAction};
 pub use write::{Floors, PlannedWrite, SettingError, Slot, original_of, plan, slot_of};
