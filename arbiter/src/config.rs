@@ -21,7 +21,7 @@ idle_timeout_ms = 30000
 keep_alive_ms = 10000
 # Time an agent has to open its stream and say hello.
 handshake_timeout_ms = 10000
-# How often each host's market round runs.
+# Shortest time between two market rounds of one host (a round runs only when bids wait).
 round_period_ms = 1000
 # Hard limit on one frame; checked before the body is read.
 max_frame_bytes = 1048576

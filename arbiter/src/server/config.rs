@@ -15,7 +15,8 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// Time an agent has to open its stream and send `Hello`.
     pub handshake_timeout: Duration,
-    /// How often each host's market round runs.
+    /// Shortest time between two rounds of one host. A round runs only when bids wait: at
+    /// once after a quiet spell, otherwise one period after the previous round.
     pub round_period: Duration,
     pub max_frame_bytes: u32,
     /// Per-agent token bucket on inbound messages. When it is empty the arbiter stops

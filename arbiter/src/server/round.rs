@@ -76,7 +76,7 @@ impl SessionState {
         match msg {
             Message::Bid(bid) => self.on_bid(bid),
             Message::Report(report) => self.on_report(report),
-            Message::LeaseRenew(r) => match self.leases.get_mut(&r.lease) {
+            Message::LeaseRenew(r) => match self.leases.get_mut(&r.lease).filter(|l| l.expiry > now) {
                 Some(lease) => {
                     lease.expiry = lease.expiry.max(now.plus_ms(r.extend_ms.min(MAX_RENEW_MS)));
                     self.send(Message::Ack(Ack { seq: r.seq }))
@@ -171,6 +171,10 @@ impl SessionState {
             self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions: chunk.to_vec() }))?;
         }
         Ok(())
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     pub fn subscribed(&self) -> bool {

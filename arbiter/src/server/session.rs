@@ -177,15 +177,18 @@ async fn session_loop(
     let writer = tokio::spawn(write_loop(send, out_rx, cfg.max_frame_bytes).in_current_span());
     let reader = tokio::spawn(read_loop(recv, in_tx, shared.clone()).in_current_span());
     state.out = Some(out_tx);
-    let mut tick = tokio::time::interval(cfg.round_period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A round runs when bids wait, at most once per period: a bid after a quiet spell is
+    // decided at once, a steady stream is batched per period, and idle hosts cost no timer.
+    let period = cfg.round_period;
+    let mut last_round: Option<Instant> = None;
     let end = loop {
+        let due = state.has_pending().then(|| last_round.map_or_else(Instant::now, |t| (t + period).max(Instant::now())));
         tokio::select! {
-            biased;
             _ = session_cancel.cancelled() => {
                 break if server_cancel.is_cancelled() { End::Shutdown } else { End::Superseded };
             }
-            _ = tick.tick() => {
+            _ = sleep_until_opt(due), if due.is_some() => {
+                last_round = Some(Instant::now());
                 if let Err(end) = state.run_round(now()) { break end; }
             }
             msg = in_rx.recv() => match msg {
@@ -216,6 +219,12 @@ async fn session_loop(
     }
     let _ = conn;
     end
+}
+
+async fn sleep_until_opt(due: Option<Instant>) {
+    if let Some(t) = due {
+        tokio::time::sleep_until(t.into()).await;
+    }
 }
 
 async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>, max: u32) {
