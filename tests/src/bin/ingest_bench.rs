@@ -109,10 +109,10 @@ async fn echo_server(pki: &Pki, cancel: CancellationToken) -> Result<SocketAddr>
                     return;
                 }
                 while let Ok(msg) = read_frame(&mut recv, max).await {
-                    if let Message::Bid(b) = msg {
-                        if write_frame(&mut send, &Message::Ack(Ack { seq: b.id.0 }), max).await.is_err() {
-                            return;
-                        }
+                    if let Message::Bid(b) = msg
+                        && write_frame(&mut send, &Message::Ack(Ack { seq: b.id.0 }), max).await.is_err()
+                    {
+                        return;
                     }
                 }
             });
@@ -172,11 +172,12 @@ async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, win
             let now = Instant::now();
             let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
             for id in ids {
-                if let Some(t) = sent.remove(&id) {
-                    if t >= measure_from && t < stop {
-                        out.answered += 1;
-                        out.latencies_us.push(now.duration_since(t).as_micros().min(u128::from(u32::MAX)) as u32);
-                    }
+                if let Some(t) = sent.remove(&id)
+                    && t >= measure_from
+                    && t < stop
+                {
+                    out.answered += 1;
+                    out.latencies_us.push(now.duration_since(t).as_micros().min(u128::from(u32::MAX)) as u32);
                 }
             }
         }
