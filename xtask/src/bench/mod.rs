@@ -1,12 +1,14 @@
 //! `cargo xtask bench <name>`: side-by-side benchmarks recorded in docs/benchmarks.md.
 use anyhow::{Result, bail};
 
+mod forecast;
 mod ingest;
 mod overhead;
+mod round;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which benchmark: overhead, ingest, forecast.
+    /// Which benchmark: overhead, ingest, forecast, round.
     pub name: String,
     /// Extra arguments for the benchmark.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -16,7 +18,9 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     match args.name.as_str() {
         "overhead" => overhead::run(&args.rest),
+        "forecast" => forecast::run(&args.rest),
         "ingest" => ingest::run(&args.rest),
-        other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast"),
+        "round" => round::run(&args.rest),
+        other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast, round"),
     }
 }

@@ -96,7 +96,8 @@ impl Forecaster {
         for w in &sample.workloads {
             let alloc = allocations.get(&w.workload.id);
             for (resource, value) in demand(w, sample.period_ms) {
-                let series = self.series.entry((w.workload.id, resource)).or_insert_with(|| Series::new(&self.params));
+                let phase = self.series.len() as u64;
+                let series = self.series.entry((w.workload.id, resource)).or_insert_with(|| Series::new(&self.params, phase));
                 series.push(value, now, &self.params);
                 let allocated = alloc.and_then(|a| a.get(&resource));
                 if let Some(f) = series.forecast(w.workload.id, resource, now, sample.period_ms, allocated, &self.params)

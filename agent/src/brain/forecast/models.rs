@@ -55,16 +55,40 @@ impl ModelKind {
             ModelKind::Ewma => Some(ewma(history, 0.3, horizon, level)),
             ModelKind::Ets => ets(history, horizon, level),
             ModelKind::Mstl => mstl(history, season, horizon, level),
-            ModelKind::Blend => {
-                let a = seasonal_naive(history, season, horizon, level)?;
-                let b = ets(history, horizon, level)?;
-                Some(PathForecast {
-                    point: a.point.iter().zip(&b.point).map(|(x, y)| (x + y) / 2.0).collect(),
-                    half_width: a.half_width.iter().zip(&b.half_width).map(|(x, y)| (x + y) / 2.0).collect(),
-                })
-            }
+            ModelKind::Blend => blend(seasonal_naive(history, season, horizon, level), ets(history, horizon, level)),
         }
     }
+}
+
+/// Forecast with several models at once, fitting ETS only once for both `Ets` and `Blend`.
+pub fn forecast_all(
+    kinds: &[ModelKind],
+    history: &[f64],
+    season: usize,
+    horizon: usize,
+    level: f64,
+) -> Vec<(ModelKind, Option<PathForecast>)> {
+    let needs_ets = kinds.iter().any(|k| matches!(k, ModelKind::Ets | ModelKind::Blend));
+    let ets_path = if needs_ets { ModelKind::Ets.forecast(history, season, horizon, level) } else { None };
+    kinds
+        .iter()
+        .map(|&k| {
+            let f = match k {
+                ModelKind::Ets => ets_path.clone(),
+                ModelKind::Blend => blend(ModelKind::SeasonalNaive.forecast(history, season, horizon, level), ets_path.clone()),
+                other => other.forecast(history, season, horizon, level),
+            };
+            (k, f)
+        })
+        .collect()
+}
+
+fn blend(a: Option<PathForecast>, b: Option<PathForecast>) -> Option<PathForecast> {
+    let (a, b) = (a?, b?);
+    Some(PathForecast {
+        point: a.point.iter().zip(&b.point).map(|(x, y)| (x + y) / 2.0).collect(),
+        half_width: a.half_width.iter().zip(&b.half_width).map(|(x, y)| (x + y) / 2.0).collect(),
+    })
 }
 
 /// Point forecasts for steps 1..=h and the interval half-width at each step.

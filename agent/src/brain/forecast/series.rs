@@ -1,6 +1,6 @@
 //! One forecast series: bounded history, each model's issued forecasts and rolling errors.
 
-use super::models::{ModelKind, PathForecast};
+use super::models::{ModelKind, PathForecast, forecast_all};
 use super::ForecasterParams;
 use crate::brain::stats::{Ring, normal_cdf, two_sided_z};
 use std::collections::VecDeque;
@@ -43,16 +43,20 @@ pub(super) struct Series {
     slots: Vec<Slot>,
     last_seen: Timestamp,
     anomaly: bool,
+    /// Staggers the costly refits of series born together, so a host's refits spread over
+    /// the refit interval instead of landing in one period.
+    phase: u64,
 }
 
 impl Series {
-    pub(super) fn new(p: &ForecasterParams) -> Series {
+    pub(super) fn new(p: &ForecasterParams, phase: u64) -> Series {
         let slots = p
             .models
             .iter()
             .map(|&kind| Slot { kind, fit: None, issued: VecDeque::new(), abs_errors: Ring::new(p.mase_window) })
             .collect();
-        Series { history: Ring::new(p.history), steps: 0, slots, last_seen: Timestamp(0), anomaly: false }
+        let phase = phase % p.refit_every.max(1) as u64;
+        Series { history: Ring::new(p.history), steps: 0, slots, last_seen: Timestamp(0), anomaly: false, phase }
     }
 
     pub(super) fn last_seen(&self) -> Timestamp {
@@ -84,14 +88,23 @@ impl Series {
         self.steps += 1;
 
         let history = self.history.to_vec();
+        let stale: Vec<ModelKind> = self
+            .slots
+            .iter()
+            .filter(|slot| match &slot.fit {
+                _ if !slot.kind.is_costly() => true,
+                None => step >= self.phase,
+                Some((at, _)) => step - at >= p.refit_every.max(1) as u64,
+            })
+            .map(|slot| slot.kind)
+            .collect();
+        // Costly models forecast past the horizon so the path lasts until the next refit.
+        let (cheap, costly): (Vec<ModelKind>, Vec<ModelKind>) = stale.iter().partition(|k| !k.is_costly());
+        let mut fresh = forecast_all(&cheap, &history, p.season, p.horizon, p.level);
+        fresh.extend(forecast_all(&costly, &history, p.season, p.horizon + p.refit_every.max(1), p.level));
         for slot in &mut self.slots {
-            let stale = match &slot.fit {
-                None => true,
-                Some((at, _)) => !slot.kind.is_costly() || step - at >= p.refit_every.max(1) as u64,
-            };
-            if stale {
-                let len = if slot.kind.is_costly() { p.horizon + p.refit_every.max(1) } else { p.horizon };
-                slot.fit = slot.kind.forecast(&history, p.season, len, p.level).map(|f| (step, f));
+            if let Some((_, f)) = fresh.iter_mut().find(|(k, _)| *k == slot.kind) {
+                slot.fit = f.take().map(|f| (step, f));
             }
             if let Some(f) = slot.current(step, p.horizon) {
                 slot.issued.push_back((step, f));
