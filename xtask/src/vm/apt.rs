@@ -127,6 +127,26 @@ impl Apt {
     }
 }
 
+impl Apt {
+    /// `apt-get download` of several packages (candidate versions) in one call: one call per
+    /// package cost 1.3 s each for qemu's 27.
+    pub fn download_many(&self, packages: &[String], dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for p in packages {
+            while let Ok(old) = find_deb(dir, p) {
+                std::fs::remove_file(&old).with_context(|| format!("removing {}", old.display()))?;
+            }
+        }
+        let mut cmd = self.cmd("apt-get");
+        cmd.args(["download", "-qq", "-o", "APT::Sandbox::User=root"]).args(packages).current_dir(dir);
+        let out = cmd.output().with_context(|| format!("could not start {}", describe(&cmd)))?;
+        if !out.status.success() {
+            bail!("`{}` failed: {}", describe(&cmd), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        packages.iter().map(|p| find_deb(dir, p)).collect()
+    }
+}
+
 fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
     let prefix = format!("{package}_");
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -152,8 +172,7 @@ pub fn extract(deb: &Path, dest: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial)?;
     output("dpkg -x", Command::new("dpkg").arg("-x").arg(deb).arg(&partial))?;
-    std::fs::rename(&partial, dest).with_context(|| format!("renaming {} to {}", partial.display(), dest.display()))?;
-    Ok(())
+    publish(&partial, dest)
 }
 
 /// Extract several debs into one tree (atomically, like [`extract`]).
@@ -164,8 +183,7 @@ pub fn extract_all(debs: &[PathBuf], dest: &Path) -> Result<()> {
     for deb in debs {
         output("dpkg -x", Command::new("dpkg").arg("-x").arg(deb).arg(&partial))?;
     }
-    std::fs::rename(&partial, dest).with_context(|| format!("renaming {} to {}", partial.display(), dest.display()))?;
-    Ok(())
+    publish(&partial, dest)
 }
 
 /// Debian versions contain `:` and `+`, which are awkward in paths.
@@ -173,9 +191,28 @@ pub fn path_safe(version: &str) -> String {
     version.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '+' { c } else { '_' }).collect()
 }
 
-/// `dest` with `.partial` appended (not replacing an extension: versions contain dots).
+/// `dest` with `.partial-<pid>` appended (not replacing an extension: versions contain dots).
+/// The pid keeps two concurrent setups (the lead's `xtask test` and a developer's `vm-test`)
+/// from extracting into the same directory.
 pub fn partial_of(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
+    name.push(format!(".partial-{}", std::process::id()));
     dest.with_file_name(name)
+}
+
+/// Move a finished `partial` into place; if a concurrent run got there first, keep theirs.
+pub fn publish(partial: &Path, dest: &Path) -> Result<()> {
+    match std::fs::rename(partial, dest) {
+        Ok(()) => Ok(()),
+        Err(_) if dest.exists() => {
+            let _ = std::fs::remove_dir_all(partial);
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("renaming {} to {}", partial.display(), dest.display())),
+    }
+}
+
+/// Where this run downloads debs (per process, see [`partial_of`]); emptied as they are extracted.
+pub fn debs_dir(cache: &Path) -> PathBuf {
+    cache.join(format!("debs-{}", std::process::id()))
 }

@@ -31,8 +31,9 @@ mount -t debugfs debugfs /sys/kernel/debug || echo "truce-vm: cannot mount debug
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
   echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control || echo "truce-vm: cannot enable controller $c"
 done
+# Module files in load order, dependencies first (xtask resolved them from .modinfo).
 for m in $(cat /etc/truce-modules); do
-  modprobe "$m" || echo "truce-vm: modprobe $m failed"
+  insmod "$m" || echo "truce-vm: insmod $m failed"
 done
 hostname truce-vm
 # /dev/vda stays raw (the io.max tests write it directly); /dev/vdb gets a file system for
@@ -62,7 +63,7 @@ poweroff -f
 "#;
 
 /// Bumped when the layout of the base archive changes, so cached archives are rebuilt.
-const BASE_FORMAT: u32 = 3;
+const BASE_FORMAT: u32 = 4;
 
 pub fn ensure_busybox(apt: &Apt, cache: &Path) -> Result<PathBuf> {
     let version = apt.with_fresh_lists("busybox-static version", |a| a.candidate("busybox-static"))?;
@@ -73,7 +74,7 @@ pub fn ensure_busybox(apt: &Apt, cache: &Path) -> Result<PathBuf> {
         return Ok(binary);
     }
     eprintln!("xtask: vm-setup: busybox: downloading busybox-static {version}");
-    let deb = apt.with_fresh_lists("downloading busybox-static", |a| a.download("busybox-static", Some(&version), &cache.join("debs")))?;
+    let deb = apt.with_fresh_lists("downloading busybox-static", |a| a.download("busybox-static", Some(&version), &apt::debs_dir(cache)))?;
     apt::extract(&deb, &dir)?;
     let _ = std::fs::remove_file(&deb);
     if !binary.is_file() {
@@ -110,13 +111,15 @@ pub fn ensure_base(cache: &Path, busybox: &Path, kernel: &Kernel) -> Result<Path
     c.file("init", 0o755, INIT.as_bytes());
     c.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
     c.file("etc/group", 0o644, b"root:x:0:\n");
-    let (modules, index, load) = kernel::initramfs_modules(kernel, busybox)?;
+    let (modules, index) = kernel::initramfs_modules(kernel, busybox)?;
+    let mut load = String::new();
     for m in &modules {
         c.file(&m.guest_path, 0o644, &m.data);
+        load.push_str(&format!("/{}\n", m.guest_path));
     }
     c.file(&format!("lib/modules/{}/modules.dep", kernel.release), 0o644, index.as_bytes());
-    c.file("etc/truce-modules", 0o644, format!("{}\n", load.join("\n")).as_bytes());
-    let raw = path.with_extension("");
+    c.file("etc/truce-modules", 0o644, load.as_bytes());
+    let raw = apt::partial_of(&path.with_extension(""));
     std::fs::write(&raw, c.finish()).with_context(|| format!("writing {}", raw.display()))?;
     let out = Command::new("gzip").args(["-n", "-6", "-c"]).arg(&raw).output().context("could not run gzip")?;
     if !out.status.success() {

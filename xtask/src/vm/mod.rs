@@ -3,7 +3,7 @@
 //! without touching the host's (hybrid) cgroups.
 //!
 //! Cache layout, under `~/.cache/truce/vm/`, everything keyed by package version:
-//! `busybox-<v>/`, `kernel-<pkg>_<v>/` (extracted deb + module index), `qemu-<v>/` (only when
+//! `busybox-<v>/`, `kernel-<pkg>_<v>/` (the extracted deb), `qemu-<v>/` (only when
 //! apt cannot install qemu), `initramfs-<pkg>-<v>-<hash>.cpio.gz` (base archive per kernel).
 //! Per-run files (initrd, disk, console log) go to `target/vm/`.
 use anyhow::{Result, bail};
@@ -108,10 +108,11 @@ fn ensure_assets(kernel: &str, qemu: QemuSource) -> Result<Assets> {
     let busybox = initramfs::ensure_busybox(&apt, &cache)?;
     let mut kernels = Vec::new();
     for label in labels {
-        let k = kernel::ensure(&apt, &cache, &busybox, label)?;
+        let k = kernel::ensure(&apt, &cache, label)?;
         let base = initramfs::ensure_base(&cache, &busybox, &k)?;
         kernels.push((k, base));
     }
+    let _ = std::fs::remove_dir(apt::debs_dir(&cache));
     eprintln!("xtask: vm-setup: ready in {:.1}s ({})", started.elapsed().as_secs_f64(), cache.display());
     Ok(Assets { qemu, kernels })
 }

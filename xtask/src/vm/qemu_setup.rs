@@ -124,10 +124,8 @@ fn extract(apt: &Apt, cache: &Path) -> Result<Qemu> {
     if !dir.exists() {
         let packages = apt.simulated_installs(PACKAGE)?;
         eprintln!("xtask: vm-setup: qemu: downloading {} debs for a private {PACKAGE} {version}", packages.len());
-        let debs_dir = cache.join("debs");
-        let debs = apt.with_fresh_lists("downloading qemu", |a| {
-            packages.iter().map(|p| a.download(p, None, &debs_dir)).collect::<Result<Vec<_>>>()
-        })?;
+        let debs_dir = apt::debs_dir(cache);
+        let debs = apt.with_fresh_lists("downloading qemu", |a| a.download_many(&packages, &debs_dir))?;
         apt::extract_all(&debs, &dir)?;
         for d in &debs {
             let _ = std::fs::remove_file(d);
