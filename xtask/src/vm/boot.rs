@@ -184,3 +184,26 @@ pub fn fresh_disk(path: &PathBuf, bytes: u64) -> Result<()> {
     f.set_len(bytes)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_marker_takes_the_last_report() {
+        assert_eq!(exit_marker("noise\nVMTEST_EXIT=101\r\n"), Some(101));
+        assert_eq!(exit_marker("VMTEST_EXIT=1\nVMTEST_EXIT=0\n"), Some(0));
+        assert_eq!(exit_marker("VMTEST_EXIT=\n"), None);
+        assert_eq!(exit_marker(""), None);
+    }
+
+    #[test]
+    fn a_crash_fails_even_when_the_tests_passed() {
+        let o = BootOutcome { guest_exit: Some(0), crash: Some("Oops: int3".into()), ..Default::default() };
+        assert!(super::super::run::judge(&o).is_err());
+        let ok = BootOutcome { guest_exit: Some(0), ..Default::default() };
+        assert!(super::super::run::judge(&ok).is_ok());
+        let silent = BootOutcome::default();
+        assert!(super::super::run::judge(&silent).is_err());
+    }
+}

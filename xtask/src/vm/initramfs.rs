@@ -66,21 +66,23 @@ poweroff -f
 const BASE_FORMAT: u32 = 4;
 
 pub fn ensure_busybox(apt: &Apt, cache: &Path) -> Result<PathBuf> {
-    let version = apt.with_fresh_lists("busybox-static version", |a| a.candidate("busybox-static"))?;
-    let dir = cache.join(format!("busybox-{}", apt::path_safe(&version)));
-    let binary = dir.join("bin/busybox");
-    if binary.is_file() {
-        eprintln!("xtask: vm-setup: busybox: cached {version}");
-        return Ok(binary);
-    }
-    eprintln!("xtask: vm-setup: busybox: downloading busybox-static {version}");
-    let deb = apt.with_fresh_lists("downloading busybox-static", |a| a.download("busybox-static", Some(&version), &apt::debs_dir(cache)))?;
-    apt::extract(&deb, &dir)?;
-    let _ = std::fs::remove_file(&deb);
-    if !binary.is_file() {
-        anyhow::bail!("busybox-static {version} has no bin/busybox");
-    }
-    Ok(binary)
+    apt.with_fresh_lists("busybox-static", |a| {
+        let version = a.candidate("busybox-static")?;
+        let dir = cache.join(format!("busybox-{}", apt::path_safe(&version)));
+        let binary = dir.join("bin/busybox");
+        if binary.is_file() {
+            eprintln!("xtask: vm-setup: busybox: cached {version}");
+            return Ok(binary);
+        }
+        eprintln!("xtask: vm-setup: busybox: downloading busybox-static {version}");
+        let deb = a.download("busybox-static", Some(&version), &apt::debs_dir(cache))?;
+        apt::extract(&deb, &dir)?;
+        let _ = std::fs::remove_file(&deb);
+        if !binary.is_file() {
+            anyhow::bail!("busybox-static {version} has no bin/busybox");
+        }
+        Ok(binary)
+    })
 }
 
 /// The gzipped base archive for one kernel, rebuilt when the kernel, busybox, /init or the

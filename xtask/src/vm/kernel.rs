@@ -27,8 +27,8 @@ pub struct Kernel {
 
 /// Which package a label means, right now: the newest 6.12 from bookworm-security, or what
 /// `linux-image-amd64` depends on (the security archive drops old versions, so never pin).
-pub fn resolve(apt: &Apt, label: &str) -> Result<(String, String)> {
-    apt.with_fresh_lists(&format!("kernel {label}"), |a| {
+fn resolve(a: &Apt, label: &str) -> Result<(String, String)> {
+    {
         let package = match label {
             "6.12" => {
                 let names = a.search_names(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$")?;
@@ -42,7 +42,7 @@ pub fn resolve(apt: &Apt, label: &str) -> Result<(String, String)> {
         };
         let version = a.candidate(&package)?;
         Ok((package, version))
-    })
+    }
 }
 
 fn patch_level(name: &str) -> u32 {
@@ -53,18 +53,22 @@ fn patch_level(name: &str) -> u32 {
 }
 
 pub fn ensure(apt: &Apt, cache: &Path, label: &str) -> Result<Kernel> {
-    let (package, version) = resolve(apt, label)?;
-    let root = cache.join(format!("kernel-{package}_{}", apt::path_safe(&version)));
-    if root.exists() {
-        eprintln!("xtask: vm-setup: kernel {label}: cached {package} {version}");
-    } else {
-        eprintln!("xtask: vm-setup: kernel {label}: downloading {package} {version}");
-        let debs = apt::debs_dir(cache);
-        let deb = apt.with_fresh_lists(&format!("downloading {package}"), |a| a.download(&package, Some(&version), &debs))?;
-        eprintln!("xtask: vm-setup: kernel {label}: extracting");
-        apt::extract(&deb, &root)?;
-        let _ = std::fs::remove_file(&deb);
-    }
+    // Resolve and download under one retry: with stale lists the newest known version may
+    // already be gone from the security archive, and only fresh lists name its successor.
+    let (package, version, root) = apt.with_fresh_lists(&format!("kernel {label}"), |a| {
+        let (package, version) = resolve(a, label)?;
+        let root = cache.join(format!("kernel-{package}_{}", apt::path_safe(&version)));
+        if root.exists() {
+            eprintln!("xtask: vm-setup: kernel {label}: cached {package} {version}");
+        } else {
+            eprintln!("xtask: vm-setup: kernel {label}: downloading {package} {version}");
+            let deb = a.download(&package, Some(&version), &apt::debs_dir(cache))?;
+            eprintln!("xtask: vm-setup: kernel {label}: extracting");
+            apt::extract(&deb, &root)?;
+            let _ = std::fs::remove_file(&deb);
+        }
+        Ok((package, version, root))
+    })?;
     let release = release_of(&root)?;
     let vmlinuz = root.join("boot").join(format!("vmlinuz-{release}"));
     if !vmlinuz.is_file() {
@@ -236,4 +240,30 @@ fn decompress(busybox: &Path, path: &Path) -> Result<Vec<u8>> {
         bail!("decompressing {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_6_12_is_chosen_numerically_not_lexically() {
+        let names = ["linux-image-6.12.99+deb12-amd64", "linux-image-6.12.117+deb12-amd64", "linux-image-6.12.9+deb12-amd64"];
+        assert_eq!(names.iter().max_by_key(|n| patch_level(n)), Some(&"linux-image-6.12.117+deb12-amd64"));
+    }
+
+    #[test]
+    fn module_names_normalise_dashes_and_compression() {
+        assert_eq!(module_name("kernel/arch/x86/crypto/crc32c-intel.ko.xz"), "crc32c_intel");
+        assert_eq!(module_name("kernel/drivers/block/virtio_blk.ko"), "virtio_blk");
+        assert_eq!(plain("kernel/fs/ext4/ext4.ko.xz"), "kernel/fs/ext4/ext4.ko");
+    }
+
+    #[test]
+    fn depends_is_read_from_modinfo_strings() {
+        let modinfo = b"\x7fELF...\0license=GPL\0depends=jbd2,mbcache,crc16\0intree=Y\0";
+        assert_eq!(modinfo_depends(modinfo), ["jbd2", "mbcache", "crc16"]);
+        assert!(modinfo_depends(b"\0depends=\0name=virtio\0").is_empty());
+        assert!(modinfo_depends(b"no modinfo here").is_empty());
+    }
 }

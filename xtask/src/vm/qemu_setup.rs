@@ -119,18 +119,21 @@ fn extracted(dir: &Path) -> Qemu {
 }
 
 fn extract(apt: &Apt, cache: &Path) -> Result<Qemu> {
-    let version = apt.with_fresh_lists("qemu version", |a| a.candidate(PACKAGE))?;
-    let dir = cache.join(format!("qemu-{}", apt::path_safe(&version)));
-    if !dir.exists() {
-        let packages = apt.simulated_installs(PACKAGE)?;
-        eprintln!("xtask: vm-setup: qemu: downloading {} debs for a private {PACKAGE} {version}", packages.len());
-        let debs_dir = apt::debs_dir(cache);
-        let debs = apt.with_fresh_lists("downloading qemu", |a| a.download_many(&packages, &debs_dir))?;
-        apt::extract_all(&debs, &dir)?;
-        for d in &debs {
-            let _ = std::fs::remove_file(d);
+    // One retry scope: stale lists name debs the archive may no longer have.
+    let dir = apt.with_fresh_lists("extracting qemu", |a| {
+        let version = a.candidate(PACKAGE)?;
+        let dir = cache.join(format!("qemu-{}", apt::path_safe(&version)));
+        if !dir.exists() {
+            let packages = a.simulated_installs(PACKAGE)?;
+            eprintln!("xtask: vm-setup: qemu: downloading {} debs for a private {PACKAGE} {version}", packages.len());
+            let debs = a.download_many(&packages, &apt::debs_dir(cache))?;
+            apt::extract_all(&debs, &dir)?;
+            for d in &debs {
+                let _ = std::fs::remove_file(d);
+            }
         }
-    }
+        Ok(dir)
+    })?;
     let q = extracted(&dir);
     let v = q.version().with_context(|| format!("the extracted qemu in {} does not run", dir.display()))?;
     eprintln!("xtask: vm-setup: qemu: private copy {} ({v})", q.binary.display());

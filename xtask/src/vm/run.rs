@@ -98,7 +98,7 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
 
 /// Pass only on a clean exit 0 with no crash marker: a kernel Oops after the tests passed
 /// still means the kernel misbehaved under what truce does.
-fn judge(o: &BootOutcome) -> Result<(), String> {
+pub(super) fn judge(o: &BootOutcome) -> Result<(), String> {
     if let Some(line) = &o.crash {
         return Err(format!("guest kernel crashed: {line}"));
     }
