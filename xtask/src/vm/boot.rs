@@ -35,6 +35,8 @@ pub struct BootOutcome {
     pub guest_exit: Option<i32>,
     pub crash: Option<String>,
     pub timed_out: bool,
+    /// qemu's own exit status (it exits 0 on the guest's poweroff).
+    pub qemu_status: Option<std::process::ExitStatus>,
     pub console: Vec<String>,
     pub wall: Duration,
 }
@@ -112,8 +114,10 @@ pub fn run(spec: &BootSpec) -> Result<BootOutcome> {
 
     let deadline = started + spec.host_timeout;
     let mut timed_out = false;
+    let mut qemu_status = None;
     loop {
-        if child.try_wait()?.is_some() {
+        if let Some(status) = child.try_wait()? {
+            qemu_status = Some(status);
             break;
         }
         let crash_at = shared.lock().map(|s| s.crash_at).unwrap_or(None);
@@ -136,7 +140,7 @@ pub fn run(spec: &BootSpec) -> Result<BootOutcome> {
     let shared = shared.into_inner().map_err(|_| anyhow::anyhow!("console reader panicked"))?;
     let serial = std::fs::read_to_string(spec.serial_file).unwrap_or_default();
     let guest_exit = exit_marker(&serial).or_else(|| shared.console.iter().rev().find_map(|l| exit_marker(l)));
-    Ok(BootOutcome { guest_exit, crash: shared.crash, timed_out, console: shared.console, wall: started.elapsed() })
+    Ok(BootOutcome { guest_exit, crash: shared.crash, timed_out, qemu_status, console: shared.console, wall: started.elapsed() })
 }
 
 struct Shared {

@@ -108,7 +108,10 @@ pub(super) fn judge(o: &BootOutcome) -> Result<(), String> {
     match o.guest_exit {
         Some(0) => Ok(()),
         Some(rc) => Err(format!("guest payload exited with {rc}")),
-        None => Err("guest powered off without reporting VMTEST_EXIT".into()),
+        None => Err(match o.qemu_status {
+            Some(status) if !status.success() => format!("qemu failed ({status}) before the guest reported VMTEST_EXIT"),
+            _ => "the guest stopped without reporting VMTEST_EXIT".into(),
+        }),
     }
 }
 
