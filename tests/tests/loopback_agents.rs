@@ -159,3 +159,47 @@ async fn arbiter_shutdown_tells_agents_and_they_keep_retrying() -> anyhow::Resul
     client.join().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspection_subscriber_sees_hosts_bids_and_decisions() -> anyhow::Result<()> {
+    use truce_agent::transport::Dialer;
+    use truce_common::model::HostId;
+    use truce_common::wire::{InspectEvent, InspectFilter, InspectKind, Message, Subscribe};
+    let pki = Pki::new("loopback-inspect")?;
+    pki.issue("node-top")?;
+    pki.issue("node-busy")?;
+    let arbiter = Arbiter::start(&pki, |_| {})?;
+    let top_cfg = pki.client("node-top", &[arbiter.addr]);
+    let top_dialer = Dialer::new(&top_cfg)?;
+    let (mut top, _) = top_dialer.handshake(&top_cfg.endpoints[0]).await?;
+    let filter = InspectFilter { hosts: vec![], kinds: vec![InspectKind::Hosts, InspectKind::Bids, InspectKind::Decisions] };
+    top.send(&Message::Subscribe(Subscribe { seq: 1, filter })).await?;
+    tokio::time::timeout(GUARD, async {
+        while !matches!(top.recv().await, Ok(Message::Ack(a)) if a.seq == 1) {}
+    })
+    .await?;
+
+    let busy_cfg = pki.client("node-busy", &[arbiter.addr]);
+    let busy_dialer = Dialer::new(&busy_cfg)?;
+    let (mut busy, _) = busy_dialer.handshake(&busy_cfg.endpoints[0]).await?;
+    busy.send(&Message::Bid(bid(42, 4200, 300))).await?;
+
+    let busy_host = HostId("node-busy".into());
+    let (mut saw_host, mut saw_bid, mut saw_decision) = (false, false, false);
+    tokio::time::timeout(GUARD, async {
+        while !(saw_host && saw_bid && saw_decision) {
+            match top.recv().await? {
+                Message::Inspect(InspectEvent::Hosts { hosts, .. }) => saw_host |= hosts.iter().any(|h| h.host == busy_host),
+                Message::Inspect(InspectEvent::Bids { host, bids }) => saw_bid |= host == busy_host && bids.iter().any(|b| b.id.0 == 42),
+                Message::Inspect(InspectEvent::Decisions { host, decisions, .. }) => {
+                    saw_decision |= host == busy_host && decisions.iter().any(|d| d.caused_by.iter().any(|b| b.0 == 42));
+                }
+                Message::Inspect(other) => anyhow::bail!("filter let through {:?}", other.kind()),
+                _ => {}
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await??;
+    arbiter.shutdown().await
+}
