@@ -5,6 +5,7 @@ mod forecast;
 mod ingest;
 mod overhead;
 mod round;
+mod round;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,6 +21,7 @@ pub fn run(args: &Args) -> Result<()> {
         "overhead" => overhead::run(&args.rest),
         "forecast" => forecast::run(&args.rest),
         "ingest" => ingest::run(&args.rest),
+        "round" => round::run(&args.rest),
         "round" => round::run(&args.rest),
         other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast, round"),
     }
