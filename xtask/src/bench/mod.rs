@@ -5,7 +5,6 @@ mod forecast;
 mod ingest;
 mod overhead;
 mod round;
-mod round;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,7 +20,6 @@ pub fn run(args: &Args) -> Result<()> {
         "overhead" => overhead::run(&args.rest),
         "forecast" => forecast::run(&args.rest),
         "ingest" => ingest::run(&args.rest),
-        "round" => round::run(&args.rest),
         "round" => round::run(&args.rest),
         other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast, round"),
     }
