@@ -106,6 +106,7 @@ fn ensure_assets(kernel: &str, qemu: QemuSource) -> Result<Assets> {
     let apt = apt::Apt::new(&cache.join("apt"));
     let qemu = qemu_setup::ensure(&apt, &cache, qemu)?;
     let busybox = initramfs::ensure_busybox(&apt, &cache)?;
+    let full_set = labels.len() == kernel::LABELS.len();
     let mut kernels = Vec::new();
     for label in labels {
         let k = kernel::ensure(&apt, &cache, label)?;
@@ -113,8 +114,37 @@ fn ensure_assets(kernel: &str, qemu: QemuSource) -> Result<Assets> {
         kernels.push((k, base));
     }
     let _ = std::fs::remove_dir(apt::debs_dir(&cache));
+    if full_set {
+        let mut keep: Vec<PathBuf> = vec![busybox.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default()];
+        keep.extend(qemu.binary.ancestors().nth(3).map(PathBuf::from));
+        for (k, base) in &kernels {
+            keep.push(k.root.clone());
+            keep.push(base.clone());
+        }
+        prune(&cache, &keep);
+    }
     eprintln!("xtask: vm-setup: ready in {:.1}s ({})", started.elapsed().as_secs_f64(), cache.display());
     Ok(Assets { qemu, kernels })
+}
+
+/// Drop cached versions that are no longer current (a 6.1 kernel tree is 400 MB, and the
+/// security archive moves every few weeks). Only after a full setup, so `--kernel 6.12` never
+/// removes the 6.1 kernel; in-progress `.partial-<pid>` directories are left alone.
+fn prune(cache: &std::path::Path, keep: &[PathBuf]) {
+    let Ok(entries) = std::fs::read_dir(cache) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let versioned = ["kernel-", "initramfs-", "busybox-", "qemu-"].iter().any(|p| name.starts_with(p));
+        if !versioned || name.contains(".partial-") || keep.contains(&path) {
+            continue;
+        }
+        eprintln!("xtask: vm-setup: removing the outdated {}", path.display());
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if let Err(e) = removed {
+            eprintln!("xtask: vm-setup: could not remove {}: {e}", path.display());
+        }
+    }
 }
 
 /// Build the VM suites and the agent, boot each kernel once per suite, and fail unless every
