@@ -116,22 +116,43 @@ struct Normalised {
     share: Vec<f64>,
 }
 
-/// The variables and constraints both stages share: x, s, capacity, s <= x - floor.
-fn base(lp: &Normalised, vars: &mut ProblemVariables) -> (Vec<Variable>, Vec<Variable>) {
+/// The variables both stages share: x, and s as an expression.
+///
+/// When `upper - floor <= D` (every asker, and everyone holding exactly its demand), the bound
+/// `s <= D` can never bind, so `s = x - floor` at the optimum; substituting it drops a variable
+/// and a row per workload, which roughly halves the LP. Only the others get a variable `s` with
+/// `s <= x - floor` (returned in `free`).
+struct Base {
+    x: Vec<Variable>,
+    s: Vec<Expression>,
+    free: Vec<(usize, Variable)>,
+}
+
+fn base(lp: &Normalised, vars: &mut ProblemVariables) -> Base {
     let x: Vec<Variable> = (0..lp.floor.len()).map(|i| vars.add(variable().min(lp.floor[i]).max(lp.upper[i]))).collect();
-    let s: Vec<Variable> = lp.demand.iter().map(|d| vars.add(variable().min(0.0).max(*d))).collect();
-    (x, s)
+    let mut s = Vec::with_capacity(x.len());
+    let mut free = Vec::new();
+    for i in 0..x.len() {
+        if lp.upper[i] - lp.floor[i] <= lp.demand[i] {
+            s.push(x[i] - lp.floor[i]);
+        } else {
+            let v = vars.add(variable().min(0.0).max(lp.demand[i]));
+            free.push((i, v));
+            s.push(Expression::from(v));
+        }
+    }
+    Base { x, s, free }
 }
 
 fn max_min_level(lp: &Normalised) -> Result<f64, OptimiserError> {
     let mut vars = ProblemVariables::new();
-    let (x, s) = base(lp, &mut vars);
+    let b = base(lp, &mut vars);
     let t = vars.add(variable().min(0.0).max(1.0));
     let mut model = vars.maximise(t).using(microlp);
-    model = shared_constraints(model, lp, &x, &s);
-    for (i, si) in s.iter().enumerate() {
+    model = shared_constraints(model, lp, &b);
+    for (i, si) in b.s.iter().enumerate() {
         if lp.demand[i] > 0.0 {
-            model = model.with((*si - t * (lp.share[i] * lp.demand[i])).geq(0.0));
+            model = model.with((si.clone() - t * (lp.share[i] * lp.demand[i])).geq(0.0));
         }
     }
     let sol = model.solve().map_err(|source| OptimiserError::Solver { stage: "fairness", source })?;
@@ -140,31 +161,32 @@ fn max_min_level(lp: &Normalised) -> Result<f64, OptimiserError> {
 
 fn utility(lp: &Normalised, values: &[f64], swap: f64, level: Option<f64>) -> Result<Vec<f64>, OptimiserError> {
     let mut vars = ProblemVariables::new();
-    let (x, s) = base(lp, &mut vars);
+    let b = base(lp, &mut vars);
+    let x = &b.x;
     let p: Vec<Variable> = x.iter().map(|_| vars.add(variable().min(0.0))).collect();
     let m: Vec<Variable> = x.iter().map(|_| vars.add(variable().min(0.0))).collect();
     let mut objective = Expression::from(0.0);
     for i in 0..x.len() {
-        objective += values[i] * s[i] - swap * p[i] - swap * m[i];
+        objective += values[i] * b.s[i].clone() - swap * p[i] - swap * m[i];
     }
-    let mut model = shared_constraints(vars.maximise(objective).using(microlp), lp, &x, &s);
+    let mut model = shared_constraints(vars.maximise(objective).using(microlp), lp, &b);
     for i in 0..x.len() {
         model = model.with((x[i] - p[i] + m[i]).eq(lp.current[i]));
         if let Some(t) = level
             && lp.demand[i] > 0.0
         {
-            model = model.with(Expression::from(s[i]).geq(t * lp.share[i] * lp.demand[i]));
+            model = model.with(b.s[i].clone().geq(t * lp.share[i] * lp.demand[i]));
         }
     }
     let sol = model.solve().map_err(|source| OptimiserError::Solver { stage: "utility", source })?;
     Ok(x.iter().map(|v| sol.value(*v)).collect())
 }
 
-fn shared_constraints<M: SolverModel>(mut model: M, lp: &Normalised, x: &[Variable], s: &[Variable]) -> M {
-    let total: Expression = x.iter().copied().sum();
+fn shared_constraints<M: SolverModel>(mut model: M, lp: &Normalised, b: &Base) -> M {
+    let total: Expression = b.x.iter().copied().sum();
     model = model.with(total.leq(1.0));
-    for i in 0..x.len() {
-        model = model.with((s[i] - x[i]).leq(-lp.floor[i]));
+    for (i, s) in &b.free {
+        model = model.with((*s - b.x[*i]).leq(-lp.floor[*i]));
     }
     model
 }

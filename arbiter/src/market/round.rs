@@ -73,7 +73,7 @@ impl Market {
         let mut wallets: BTreeMap<WorkloadId, i64> = book
             .workloads
             .keys()
-            .map(|w| (*w, ledger.balance(&AccountId::Workload(key(*w))).0 + ledger.accrual_due(&key(*w), now)))
+            .map(|w| (*w, ledger.balance(&AccountId::Workload(key(*w))).0.saturating_add(ledger.accrual_due(&key(*w), now))))
             .collect();
         let mut commands = vec![Command::Accrue { host: host.clone(), now }];
 
@@ -97,6 +97,11 @@ impl Market {
                     }
                 }
             }
+        }
+
+        // Refunds from leases that end regardless come back before anything is bought.
+        for c in &closings {
+            credit_settlement(&mut wallets, c.lease, now, c.end);
         }
 
         // Entitlements, then trades on top of them.
@@ -135,10 +140,6 @@ impl Market {
         let mut plans: BTreeMap<Resource, Vec<Plan>> = BTreeMap::new();
         let mut solves = 0;
         let mut reputations: BTreeMap<WorkloadKey, Reputation> = BTreeMap::new();
-        // Refunds from leases that end regardless come back before anything is bought.
-        for c in &closings {
-            credit_settlement(&mut wallets, c.lease, now, c.end);
-        }
         for r in &resources {
             let r = *r;
             let capacity = book.capacity.get(&r).copied().unwrap_or(0);
