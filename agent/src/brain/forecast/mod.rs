@@ -126,7 +126,13 @@ mod tests {
     use crate::brain::testkit::{host, workload};
 
     fn params() -> ForecasterParams {
-        ForecasterParams { horizon: 4, season: 12, history: 96, refit_every: 4, min_evaluations: 8, ..Default::default() }
+        ForecasterParams { horizon: 4, season: 12, history: 48, refit_every: 8, min_evaluations: 8, ..Default::default() }
+    }
+
+    /// The cheap models only: for tests of the probability and anomaly logic, where augurs
+    /// fits (slow in debug builds) add nothing.
+    fn cheap_params() -> ForecasterParams {
+        ForecasterParams { models: vec![ModelKind::SeasonalNaive, ModelKind::Ewma], ..params() }
     }
 
     fn cpu_forecast(out: &[DemandForecast]) -> Option<&DemandForecast> {
@@ -137,7 +143,7 @@ mod tests {
     fn seasonal_cpu_is_forecast_with_an_interval_and_a_served_model() {
         let mut fc = Forecaster::new(params());
         let mut last = Vec::new();
-        for t in 0..80u64 {
+        for t in 0..56u64 {
             // A 12-period cycle on a slow trend (a flat seasonal difference has no MASE scale).
             let on_ms = 200 + 100 * (t % 12) + 3 * t;
             last = fc.observe(&host(t, vec![workload(1, "a", on_ms, 0)], vec![]), &HashMap::new());
@@ -153,7 +159,7 @@ mod tests {
 
     #[test]
     fn overload_probability_rises_when_demand_nears_the_allocation() {
-        let mut fc = Forecaster::new(params());
+        let mut fc = Forecaster::new(cheap_params());
         let mut tight = HashMap::new();
         tight.insert(WorkloadId(1), Allocation { entries: vec![(Resource::Cpu, 480)] });
         let mut roomy = HashMap::new();
@@ -163,7 +169,7 @@ mod tests {
             // Irregular demand between 400 and 499 millicores.
             let s = host(t, vec![workload(1, "a", 400 + (t * 37) % 100, 0)], vec![]);
             p_tight = cpu_forecast(&fc.observe(&s, &tight)).and_then(|f| f.overload_probability);
-            let mut fc2 = Forecaster::new(params());
+            let mut fc2 = Forecaster::new(cheap_params());
             fc2.series = fc.series.clone();
             p_roomy = cpu_forecast(&fc2.observe(&s, &roomy)).and_then(|f| f.overload_probability);
         }
@@ -174,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_sudden_spike_is_an_anomaly() {
-        let mut fc = Forecaster::new(params());
+        let mut fc = Forecaster::new(cheap_params());
         for t in 0..40u64 {
             fc.observe(&host(t, vec![workload(1, "a", 300 + (t % 2) * 10, 0)], vec![]), &HashMap::new());
         }
