@@ -6,12 +6,7 @@ use super::round::RoundOutcome;
 use super::{Market, MarketError};
 use crate::ledger::{Command, Ledger, LedgerState, StoreError, WorkloadKey};
 use std::collections::{BTreeMap, BTreeSet};
-use truce_common::model::{Bid, Credits, Decision, HostId, LeaseId, Timestamp, WorkloadId};
-
-/// What the QUIC server needs from the market: one round for one host.
-pub trait RoundResolver {
-    fn resolve(&mut self, host: &HostId, bids: &[Bid], now: Timestamp) -> Result<Vec<Decision>, ExchangeError>;
-}
+use truce_common::model::{Bid, Credits, HostId, LeaseId, Timestamp, WorkloadId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
@@ -133,11 +128,5 @@ impl Exchange {
             book.advance(&outcome);
         }
         Ok(outcome)
-    }
-}
-
-impl RoundResolver for Exchange {
-    fn resolve(&mut self, host: &HostId, bids: &[Bid], now: Timestamp) -> Result<Vec<Decision>, ExchangeError> {
-        self.round(host, bids, now).map(|o| o.decisions)
     }
 }

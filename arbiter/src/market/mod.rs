@@ -4,7 +4,8 @@
 //! [`Market::resolve`] is pure: it reads a [`HostBook`] and the [`LedgerState`], takes the
 //! time as an argument, and returns decisions plus the ledger commands that make them true.
 //! [`Exchange`] is the thin edge that applies those commands to the persistent ledger and only
-//! then releases the decisions; the QUIC server drives it through [`RoundResolver`].
+//! then releases the decisions; [`MarketResolver`] plugs it into the QUIC server's
+//! `server::RoundResolver` seam.
 //!
 //! [`LedgerState`]: crate::ledger::LedgerState
 
@@ -18,17 +19,19 @@ pub mod optimiser;
 pub mod pricing;
 pub mod reputation;
 pub mod round;
+pub mod serve;
 pub mod setting;
 pub mod synthetic;
 pub mod trades;
 
 pub use boost::BoostRule;
 pub use book::{Bounds, HostBook, WorkloadSpec};
-pub use exchange::{Exchange, ExchangeError, RoundResolver};
+pub use exchange::{Exchange, ExchangeError};
 pub use optimiser::Strategy;
 pub use pricing::PricingRule;
 pub use reputation::ReputationRules;
 pub use round::{ClosedLease, RoundOutcome};
+pub use serve::{HostDefaults, MarketResolver};
 
 use truce_common::model::{HostId, Resource};
 
