@@ -44,7 +44,8 @@ struct Run {
 fn run(market: &Market, fleet: &[(HostBook, Vec<Bid>)], ledger: &LedgerState, now: Timestamp, threads: usize) -> Result<Run> {
     let start = Instant::now();
     let chunk = fleet.len().div_ceil(threads);
-    let results: Vec<Result<(Vec<Duration>, usize, u64, u64)>> = std::thread::scope(|s| {
+    type Part = (Vec<Duration>, usize, u64, u64);
+    let results: Vec<Result<Part>> = std::thread::scope(|s| {
         let handles: Vec<_> = fleet
             .chunks(chunk.max(1))
             .map(|part| {

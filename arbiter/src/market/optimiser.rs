@@ -132,9 +132,9 @@ fn base(lp: &Normalised, vars: &mut ProblemVariables) -> Base {
     let x: Vec<Variable> = (0..lp.floor.len()).map(|i| vars.add(variable().min(lp.floor[i]).max(lp.upper[i]))).collect();
     let mut s = Vec::with_capacity(x.len());
     let mut free = Vec::new();
-    for i in 0..x.len() {
+    for (i, xi) in x.iter().enumerate() {
         if lp.upper[i] - lp.floor[i] <= lp.demand[i] {
-            s.push(x[i] - lp.floor[i]);
+            s.push(*xi - lp.floor[i]);
         } else {
             let v = vars.add(variable().min(0.0).max(lp.demand[i]));
             free.push((i, v));
