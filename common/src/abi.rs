@@ -58,25 +58,56 @@ pub struct DelayStats {
 const _: () = assert!(core::mem::size_of::<DelayStats>() == 16);
 
 /// Per-task bookkeeping of the scheduler probes, keyed by the task_struct address (unique
-/// while the task lives; the entry is removed at exit).
+/// while the task lives; the entry is removed at exit and again when the task is freed).
 ///
-/// Run-queue wait is measured when a task switches in, but only the *current* task's cgroup
-/// can be read without CO-RE, so the measurement waits here until the task switches out.
+/// Only what happens to a task while it is *not* current lives here: a wakeup or a
+/// preemption stamps when its wait began, and wakeups and migrations (counted in other
+/// tasks' context) wait here until the task next switches in, when they move into its
+/// CPU's [`CpuSched`]. Kept small (16 bytes) because it is looked up on every switch-in
+/// and every wakeup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskState {
     /// When the task became runnable (wakeup or preemption); 0 when not waiting.
     pub enqueued_at_ns: u64,
-    /// When the task last switched in; 0 when not running.
-    pub oncpu_since_ns: u64,
-    /// Wait measured at the last switch-in, charged at the next switch-out.
-    pub pending_wait_ns: u64,
-    /// Cgroup that held the CPU when this task switched in after waiting.
-    pub pending_delayer: u64,
     pub pending_wakeups: u32,
     pub pending_migrations: u32,
 }
-const _: () = assert!(core::mem::size_of::<TaskState>() == 40);
+const _: () = assert!(core::mem::size_of::<TaskState>() == 16);
+
+/// Per-CPU scheduler state (`CPU_SCHED`, one value per CPU).
+///
+/// The task switching out of a CPU is always the one that last switched in on that CPU,
+/// so its on-CPU time and the wait measured at its switch-in are kept here, not per task.
+/// Its counters are then added to `batch`, which holds one cgroup's unflushed counters and
+/// is flushed into `SCHED_STATS` (and its diagonal `DELAY_MATRIX` cell) only when a task of
+/// another cgroup switches out on this CPU. User space adds the batches to its snapshots,
+/// so totals stay exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSched {
+    /// task_struct address of the task that last switched in here; 0 before the first switch.
+    pub task: u64,
+    /// When `task` switched in; 0 before the first switch.
+    pub switched_in_ns: u64,
+    /// Run-queue wait `task` ended with when it switched in.
+    pub pending_wait_ns: u64,
+    /// Cgroup that held the CPU when `task` switched in after waiting (0: the CPU was idle).
+    pub pending_delayer: u64,
+    pub pending_wakeups: u32,
+    pub pending_migrations: u32,
+    /// This CPU's idle task (0 until it first switches out): switches to it skip the
+    /// per-task lookup, because the idle task never waits.
+    pub idle_task: u64,
+    /// Cgroup whose counters `batch` holds; 0 when empty.
+    pub batch_cgroup: u64,
+    /// Number of flushes of `batch` so far (how often the running cgroup changed).
+    pub flushes: u64,
+    pub batch: SchedStats,
+    /// Waits of `batch_cgroup`'s tasks behind its own tasks: the diagonal matrix cell.
+    pub batch_self_delay: DelayStats,
+}
+const _: () = assert!(core::mem::size_of::<CpuSched>() == 400);
 
 /// Block I/O counters per issuing cgroup and device.
 #[repr(C)]
@@ -233,6 +264,8 @@ mod pod {
     unsafe impl aya::Pod for DelayStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for TaskState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CpuSched {}
     // SAFETY: as above.
     unsafe impl aya::Pod for BlockKey {}
     // SAFETY: as above.

@@ -7,8 +7,8 @@
 pub const SCHED_STATS: &str = "SCHED_STATS";
 /// Per-CPU hash: [`crate::abi::DelayKey`] -> [`crate::abi::DelayStats`] (who delayed whom).
 pub const DELAY_MATRIX: &str = "DELAY_MATRIX";
-/// LRU hash: task_struct address -> [`crate::abi::TaskState`], the per-task bookkeeping of
-/// the scheduler probes.
+/// Preallocated hash: task_struct address -> [`crate::abi::TaskState`], the per-task
+/// bookkeeping of the scheduler probes (deleted at exit and free, so it stays bounded).
 pub const TASK_STATE: &str = "TASK_STATE";
 /// Per-CPU hash: [`crate::abi::BlockKey`] -> [`crate::abi::BlockStats`].
 pub const BLOCK_STATS: &str = "BLOCK_STATS";
@@ -28,9 +28,9 @@ pub const PERF_INSTRUCTIONS: &str = "PERF_INSTRUCTIONS";
 pub const PERF_LLC_MISSES: &str = "PERF_LLC_MISSES";
 /// Per-CPU array: last counter readings per CPU, to charge deltas at each switch.
 pub const PERF_LAST: &str = "PERF_LAST";
-/// Per-CPU array: the address of this CPU's idle task, learnt when it switches out, so
-/// switches *to* idle skip the per-task bookkeeping.
-pub const IDLE_TASK: &str = "IDLE_TASK";
+/// Per-CPU array of one [`crate::abi::CpuSched`]: the task on the CPU, its pending wait, and
+/// the running cgroup's unflushed scheduler counters (added to every snapshot).
+pub const CPU_SCHED: &str = "CPU_SCHED";
 /// Per-CPU array indexed by [`crate::abi::ProbeError`]: probe failures, never logged on a hot path.
 pub const ERRORS: &str = "ERRORS";
 
@@ -40,6 +40,7 @@ pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_MIGRATE: &str = "sched_migrate_task";
 pub const PROG_SCHED_EXIT: &str = "sched_process_exit";
+pub const PROG_SCHED_FREE: &str = "sched_process_free";
 pub const PROG_BLOCK_BIO_QUEUE: &str = "block_bio_queue";
 pub const PROG_BLOCK_ISSUE: &str = "block_rq_issue";
 pub const PROG_BLOCK_COMPLETE: &str = "block_rq_complete";
@@ -60,7 +61,7 @@ pub const ALL_MAPS: &[&str] = &[
     PERF_INSTRUCTIONS,
     PERF_LLC_MISSES,
     PERF_LAST,
-    IDLE_TASK,
+    CPU_SCHED,
     ERRORS,
 ];
 
@@ -71,6 +72,7 @@ pub const ALL_PROGRAMS: &[&str] = &[
     PROG_SCHED_WAKEUP_NEW,
     PROG_SCHED_MIGRATE,
     PROG_SCHED_EXIT,
+    PROG_SCHED_FREE,
     PROG_BLOCK_BIO_QUEUE,
     PROG_BLOCK_ISSUE,
     PROG_BLOCK_COMPLETE,

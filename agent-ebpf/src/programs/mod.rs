@@ -11,6 +11,7 @@ mod perf;
 mod sched;
 mod sched_migrate_task;
 mod sched_process_exit;
+mod sched_process_free;
 mod sched_switch;
 mod sched_wakeup;
 mod sched_wakeup_new;

@@ -1,11 +1,8 @@
-//! raw_tp/sched_process_exit: the exiting task is current, so charge what it still owes
-//! and drop its state now; its final switch-out then finds no state and creates none.
+//! raw_tp/sched_process_exit: the exiting task is current, so what it collected since it
+//! switched in (wakeups, migrations) moves to its CPU's pending counters, charged at its
+//! final switch-out, and its state is dropped now.
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_task},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_task, macros::raw_tracepoint, programs::RawTracePointContext};
 
 use super::sched;
 use crate::maps::{TASK_STATE, count_error};
@@ -26,11 +23,11 @@ fn try_sched_process_exit() -> Result<(), u32> {
     };
     // SAFETY: a live map value for this program run.
     let task = unsafe { &*task };
-    let now = sched::now_ns();
-    let oncpu = if task.oncpu_since_ns != 0 { now.saturating_sub(task.oncpu_since_ns) } else { 0 };
-    // SAFETY: no preconditions; the exiting task is current.
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    let charged = sched::charge(cgroup, task, oncpu, sched::Leave::Exit);
+    let cpu = sched::cpu_sched()?;
+    if cpu.task == task_key {
+        cpu.pending_wakeups += task.pending_wakeups;
+        cpu.pending_migrations += task.pending_migrations;
+    }
     let _ = TASK_STATE.remove(&task_key);
-    charged
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! raw_tp/sched_wakeup: the woken task (arg 0) becomes runnable; its wait starts now.
 //! Runs in the waker's context, so the wakeup is kept pending and charged to the wakee's
-//! cgroup at its next switch-out.
+//! cgroup after its next switch-in. One map access: the stamp and the count share a value.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 
