@@ -1,5 +1,5 @@
 //! Loading and attaching: the synchronous owner of `aya::Ebpf`.
-use std::{fs, fs::File, os::fd::{AsFd, AsRawFd}, path::{Path, PathBuf}};
+use std::{collections::HashSet, fs, fs::File, sync::Mutex, os::fd::{AsFd, AsRawFd}, path::{Path, PathBuf}};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -10,6 +10,7 @@ use truce_common::{abi::TracepointOffsets, names};
 
 use super::{
     ProbeError,
+    batch::Floor,
     perf::{self, CounterSet, PerfMode, PerfStatus},
     privilege, tracefs,
 };
@@ -60,6 +61,10 @@ pub struct Capabilities {
 /// detaches every program (aya closes the links).
 pub struct Probes {
     pub(super) ebpf: Ebpf,
+    /// Cgroups forgotten while a CPU's unflushed batch still held them (see `snapshot`).
+    pub(super) forgotten: HashSet<u64>,
+    /// Last reported scheduler totals, so snapshots never step back (see `batch`).
+    pub(super) floor: Mutex<Floor>,
     capabilities: Capabilities,
     _counters: Vec<CounterSet>,
 }
@@ -89,6 +94,8 @@ impl Probes {
             .map_err(|source| ProbeError::Load { source: Box::new(source) })?;
         let mut probes = Self {
             ebpf,
+            forgotten: HashSet::new(),
+            floor: Mutex::new(Floor::default()),
             capabilities: Capabilities {
                 sched: GroupStatus::Attached,
                 block: GroupStatus::Attached,
@@ -182,12 +189,13 @@ impl Probes {
     }
 }
 
-const SCHED_PROGRAMS: [&str; 5] = [
+const SCHED_PROGRAMS: [&str; 6] = [
     names::PROG_SCHED_SWITCH,
     names::PROG_SCHED_WAKEUP,
     names::PROG_SCHED_WAKEUP_NEW,
     names::PROG_SCHED_MIGRATE,
     names::PROG_SCHED_EXIT,
+    names::PROG_SCHED_FREE,
 ];
 
 /// The cgroup2 mount point from /proc/self/mountinfo (never assumed to be /sys/fs/cgroup:

@@ -7,6 +7,7 @@
 //! [`Capabilities`] says which probe groups attached and whether perf counters exist
 //! (never zeros when they do not).
 
+mod batch;
 mod error;
 mod load;
 mod perf;

@@ -1,5 +1,8 @@
 //! Reading the maps into a cumulative snapshot, and forgetting vanished cgroups.
-use std::{collections::HashMap, hash::Hash};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+};
 
 use aya::{
     Pod,
@@ -10,9 +13,11 @@ use truce_common::{
     names,
 };
 
-use super::{ProbeError, load::Probes};
+use super::{ProbeError, batch, load::Probes};
 
-/// Cumulative counters since load, per-CPU values summed. The collector computes deltas.
+/// Cumulative counters since load, per-CPU values summed, the scheduler's unflushed per-CPU
+/// batches included. Never lower than in an earlier snapshot (until `forget`). The
+/// collector computes deltas.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbeSnapshot {
     /// cgroup id -> scheduler counters.
@@ -40,14 +45,7 @@ fn add_hist(a: &mut [u64], b: &[u64]) {
 
 impl Accumulate for SchedStats {
     fn add(&mut self, o: &Self) {
-        self.on_cpu_ns = self.on_cpu_ns.wrapping_add(o.on_cpu_ns);
-        self.rq_wait_ns = self.rq_wait_ns.wrapping_add(o.rq_wait_ns);
-        self.rq_waits = self.rq_waits.wrapping_add(o.rq_waits);
-        self.voluntary_switches = self.voluntary_switches.wrapping_add(o.voluntary_switches);
-        self.involuntary_switches = self.involuntary_switches.wrapping_add(o.involuntary_switches);
-        self.wakeups = self.wakeups.wrapping_add(o.wakeups);
-        self.migrations = self.migrations.wrapping_add(o.migrations);
-        add_hist(&mut self.rq_wait_hist, &o.rq_wait_hist);
+        batch::add_sched(self, o);
     }
 }
 
@@ -116,9 +114,20 @@ impl Probes {
     /// Cumulative counters of every probe group.
     pub fn snapshot(&self) -> Result<ProbeSnapshot, ProbeError> {
         let perf = if self.capabilities().perf.is_available() { Some(self.read_all(names::PERF_STATS)?) } else { None };
+        let mut sched: HashMap<u64, SchedStats> = self.read_all(names::SCHED_STATS)?;
+        let mut delay: HashMap<DelayKey, DelayStats> = self.read_all(names::DELAY_MATRIX)?;
+        // The batches after the maps: a flush in between then hides a batch from this
+        // snapshot (the floor below covers it) instead of counting it twice.
+        let batches = batch::read_batches(self)?;
+        if !self.forgotten.is_empty() {
+            sched.retain(|k, _| !self.forgotten.contains(k));
+            delay.retain(|k, _| !self.forgotten.contains(&k.victim) && !self.forgotten.contains(&k.delayer));
+        }
+        batch::fold(&batches, &self.forgotten, &mut sched, &mut delay);
+        self.floor.lock().unwrap_or_else(std::sync::PoisonError::into_inner).apply(&mut sched, &mut delay);
         Ok(ProbeSnapshot {
-            sched: self.read_all(names::SCHED_STATS)?,
-            delay: self.read_all(names::DELAY_MATRIX)?,
+            sched,
+            delay,
             block: self.read_all(names::BLOCK_STATS)?,
             net: self.read_all(names::NET_STATS)?,
             perf,
@@ -145,15 +154,25 @@ impl Probes {
     /// Delete every map entry of these cgroups (they vanished), so the maps cannot grow
     /// without bound. Returns how many entries were removed.
     pub fn forget(&mut self, cgroups: &[u64]) -> Result<usize, ProbeError> {
-        if cgroups.is_empty() {
+        if cgroups.is_empty() && self.forgotten.is_empty() {
             return Ok(0);
         }
+        // A CPU's batch may still hold a vanished cgroup and flush it back into the maps
+        // after the deletes below. Read the batches first: a cgroup no batch holds now has
+        // no tasks left to put it back, so only those held stay in `forgotten` (hidden
+        // from snapshots, deleted again next time). Cgroup ids are not reused soon (kernfs
+        // ids carry a generation), so hiding one cannot hide a new cgroup.
+        let held: HashSet<u64> = batch::read_batches(self)?.iter().map(|cpu| cpu.batch_cgroup).collect();
+        let mut doomed: HashSet<u64> = cgroups.iter().copied().collect();
+        doomed.extend(self.forgotten.drain());
         let mut removed = 0;
-        removed += self.remove_keys::<u64, SchedStats>(names::SCHED_STATS, |k| cgroups.contains(k))?;
-        removed += self.remove_keys::<u64, NetStats>(names::NET_STATS, |k| cgroups.contains(k))?;
-        removed += self.remove_keys::<u64, PerfStats>(names::PERF_STATS, |k| cgroups.contains(k))?;
-        removed += self.remove_keys::<DelayKey, DelayStats>(names::DELAY_MATRIX, |k| cgroups.contains(&k.victim) || cgroups.contains(&k.delayer))?;
-        removed += self.remove_keys::<BlockKey, BlockStats>(names::BLOCK_STATS, |k| cgroups.contains(&k.cgroup_id))?;
+        removed += self.remove_keys::<u64, SchedStats>(names::SCHED_STATS, |k| doomed.contains(k))?;
+        removed += self.remove_keys::<u64, NetStats>(names::NET_STATS, |k| doomed.contains(k))?;
+        removed += self.remove_keys::<u64, PerfStats>(names::PERF_STATS, |k| doomed.contains(k))?;
+        removed += self.remove_keys::<DelayKey, DelayStats>(names::DELAY_MATRIX, |k| doomed.contains(&k.victim) || doomed.contains(&k.delayer))?;
+        removed += self.remove_keys::<BlockKey, BlockStats>(names::BLOCK_STATS, |k| doomed.contains(&k.cgroup_id))?;
+        self.floor.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget(&doomed);
+        self.forgotten = doomed.into_iter().filter(|c| held.contains(c)).collect();
         Ok(removed)
     }
 
