@@ -1,7 +1,10 @@
-//! `cargo xtask bench overhead [--pairs N] [--loops L] [--cpu C]`: `perf bench sched pipe`
-//! with and without truce's probes attached, alternating runs in one session, median ratio
-//! reported. `--cpu C` pins both pipe tasks to CPU C (taskset), so every round trip is two
-//! context switches and two wakeups with no idle switches: the probes' worst case.
+//! `cargo xtask bench overhead [--pairs N] [--loops L] [--cpu C] [--baseline BIN]`:
+//! `perf bench sched pipe` with and without truce's probes attached, alternating runs in one
+//! session, median ratio reported. `--cpu C` pins both pipe tasks to CPU C (taskset), so
+//! every round trip is two context switches and two wakeups with no idle switches: the
+//! probes' worst case. `--baseline BIN` adds a third run per round with another
+//! `hold_probes` binary (e.g. built from an older commit), so two versions of the probes are
+//! compared under the same load; the order of the runs rotates every round.
 //!
 //! The probes are attached by the `hold_probes` example of truce-agent (a debug build is
 //! fine: the eBPF object is the same; only the kernel side is measured).
@@ -16,10 +19,11 @@ struct Options {
     pairs: usize,
     loops: u32,
     cpu: Option<u32>,
+    baseline: Option<String>,
 }
 
 fn parse(rest: &[String]) -> Result<Options> {
-    let mut opts = Options { pairs: 10, loops: 200_000, cpu: None };
+    let mut opts = Options { pairs: 10, loops: 200_000, cpu: None, baseline: None };
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -27,7 +31,8 @@ fn parse(rest: &[String]) -> Result<Options> {
             "--pairs" => opts.pairs = value.parse().with_context(|| format!("bad --pairs {value}"))?,
             "--loops" => opts.loops = value.parse().with_context(|| format!("bad --loops {value}"))?,
             "--cpu" => opts.cpu = Some(value.parse().with_context(|| format!("bad --cpu {value}"))?),
-            other => bail!("unknown option {other}; known: --pairs N, --loops L, --cpu C"),
+            "--baseline" => opts.baseline = Some(value.clone()),
+            other => bail!("unknown option {other}; known: --pairs N, --loops L, --cpu C, --baseline BIN"),
         }
     }
     if opts.pairs == 0 {
@@ -107,34 +112,61 @@ pub fn run(rest: &[String]) -> Result<()> {
     let bin = bin.to_str().context("non-UTF-8 target path")?;
 
     let pin = opts.cpu.map_or_else(String::new, |c| format!("taskset -c {c} "));
-    println!("{pin}perf bench sched pipe -l {}, {} pairs (order alternates: off/on, on/off, ...)", opts.loops, opts.pairs);
-    println!("{:>4} {:>12} {:>12} {:>8}", "pair", "off us/op", "on us/op", "ratio");
-    let (mut offs, mut ons, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for pair in 0..opts.pairs {
-        let measure_on = |loops| -> Result<f64> {
-            let held = Held::attach(bin)?;
-            let r = pipe_usecs_per_op(loops, opts.cpu);
-            held.detach()?;
-            r
-        };
-        let (off, on) = if pair % 2 == 0 {
-            let off = pipe_usecs_per_op(opts.loops, opts.cpu)?;
-            (off, measure_on(opts.loops)?)
-        } else {
-            let on = measure_on(opts.loops)?;
-            (pipe_usecs_per_op(opts.loops, opts.cpu)?, on)
-        };
-        println!("{:>4} {off:>12.3} {on:>12.3} {:>8.4}", pair + 1, on / off);
-        offs.push(off);
-        ons.push(on);
-        ratios.push(on / off);
+    // Run kinds: None = no probes, Some(bin) = probes held by that binary.
+    let mut kinds: Vec<(&str, Option<&str>)> = vec![("off", None), ("on", Some(bin))];
+    if let Some(baseline) = opts.baseline.as_deref() {
+        kinds.push(("baseline", Some(baseline)));
     }
-    let ratio = median(ratios);
-    println!(
-        "median: off {:.3} us/op, on {:.3} us/op, median ratio {ratio:.4} ({:+.1}% ; goal <= +3%)",
-        median(offs),
-        median(ons),
-        (ratio - 1.0) * 100.0
-    );
+    println!("{pin}perf bench sched pipe -l {}, {} rounds (run order rotates every round)", opts.loops, opts.pairs);
+    if let Some(baseline) = opts.baseline.as_deref() {
+        println!("baseline probes: {baseline}");
+    }
+    print!("{:>5}", "round");
+    for (name, _) in &kinds {
+        print!(" {:>12}", format!("{name} us/op"));
+    }
+    for (name, _) in kinds.iter().skip(1) {
+        print!(" {:>14}", format!("{name}/off"));
+    }
+    println!();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for round in 0..opts.pairs {
+        let mut row = vec![0.0; kinds.len()];
+        for step in 0..kinds.len() {
+            let k = (round + step) % kinds.len();
+            row[k] = match kinds[k].1 {
+                None => pipe_usecs_per_op(opts.loops, opts.cpu)?,
+                Some(bin) => {
+                    let held = Held::attach(bin)?;
+                    let r = pipe_usecs_per_op(opts.loops, opts.cpu);
+                    held.detach()?;
+                    r?
+                }
+            };
+        }
+        print!("{:>5}", round + 1);
+        for v in &row {
+            print!(" {v:>12.3}");
+        }
+        for k in 1..kinds.len() {
+            print!(" {:>14.4}", row[k] / row[0]);
+            ratios[k].push(row[k] / row[0]);
+        }
+        println!();
+        for (k, v) in row.into_iter().enumerate() {
+            samples[k].push(v);
+        }
+    }
+    let off = median(samples[0].clone());
+    for k in 1..kinds.len() {
+        let ratio = median(ratios[k].clone());
+        println!(
+            "median {}: off {off:.3} us/op, on {:.3} us/op, median ratio {ratio:.4} ({:+.1}% ; goal <= +3%)",
+            kinds[k].0,
+            median(samples[k].clone()),
+            (ratio - 1.0) * 100.0
+        );
+    }
     Ok(())
 }
