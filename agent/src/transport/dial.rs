@@ -55,11 +55,24 @@ pub enum TransportError {
 /// A QUIC client endpoint with the host's TLS identity.
 pub struct Dialer {
     endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
     config: ClientConfig,
 }
 
 impl Dialer {
+    /// A dialer with its own UDP socket.
     pub fn new(config: &ClientConfig) -> Result<Dialer, TransportError> {
+        let any: SocketAddr = match config.endpoints.first().map(|e| e.addr) {
+            Some(SocketAddr::V6(_)) => "[::]:0".parse().map_err(|_| TransportError::Setting { setting: "bind" })?,
+            _ => "0.0.0.0:0".parse().map_err(|_| TransportError::Setting { setting: "bind" })?,
+        };
+        let endpoint = quinn::Endpoint::client(any).map_err(|source| TransportError::Bind { source })?;
+        Dialer::on_endpoint(config, endpoint)
+    }
+
+    /// A dialer sharing `endpoint` (one UDP socket) with others; each connection still has
+    /// its own TLS identity. For simulating many hosts in one process.
+    pub fn on_endpoint(config: &ClientConfig, endpoint: quinn::Endpoint) -> Result<Dialer, TransportError> {
         let crypto = client_crypto(&config.ca_cert, &config.cert, &config.key).map_err(|source| TransportError::Tls { source })?;
         let mut transport = quinn::TransportConfig::default();
         let idle = quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|_| TransportError::Setting { setting: "idle_timeout" })?;
@@ -67,19 +80,13 @@ impl Dialer {
         transport.keep_alive_interval(Some(config.keep_alive));
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(Arc::new(transport));
-        let any: SocketAddr = match config.endpoints.first().map(|e| e.addr) {
-            Some(SocketAddr::V6(_)) => "[::]:0".parse().map_err(|_| TransportError::Setting { setting: "bind" })?,
-            _ => "0.0.0.0:0".parse().map_err(|_| TransportError::Setting { setting: "bind" })?,
-        };
-        let mut endpoint = quinn::Endpoint::client(any).map_err(|source| TransportError::Bind { source })?;
-        endpoint.set_default_client_config(client);
-        Ok(Dialer { endpoint, config: config.clone() })
+        Ok(Dialer { endpoint, client, config: config.clone() })
     }
 
     /// Connect and open the control stream (TLS verified both ways).
     pub async fn open(&self, ep: &ArbiterEndpoint) -> Result<RawSession, TransportError> {
         let endpoint = ep.addr;
-        let connecting = self.endpoint.connect(ep.addr, &ep.server_name).map_err(|source| TransportError::Connect { endpoint, source })?;
+        let connecting = self.endpoint.connect_with(self.client.clone(), ep.addr, &ep.server_name).map_err(|source| TransportError::Connect { endpoint, source })?;
         let conn = connecting.await.map_err(|source| TransportError::Connection { endpoint, source })?;
         let (send, recv) = conn.open_bi().await.map_err(|source| TransportError::Connection { endpoint, source })?;
         Ok(RawSession { endpoint, conn, send, recv, max: self.config.max_frame_bytes })
