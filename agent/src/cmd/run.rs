@@ -83,6 +83,10 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 let mut inputs = RoundInputs::default();
                 for w in &sample.workloads {
                     inputs.policies.insert(w.workload.id, workloads.policy_for(&w.workload.path).clone());
+                    let latency_file = workloads.rule_for(&w.workload.path).and_then(|r| r.latency_file.as_deref());
+                    if let Some(ms) = latency_file.and_then(read_latency_ms) {
+                        inputs.external_latency_ms.insert(w.workload.id, ms);
+                    }
                 }
                 let round = brain.observe(&sample, &inputs);
                 seq += 1;
@@ -117,4 +121,22 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     client.join().await;
     sampler.shutdown().await;
     result
+}
+
+/// The latest latency a service wrote to its SLO file, in ms. A missing or unparsable file
+/// means the SLO is unobserved this period (never a guessed value).
+fn read_latency_ms(path: &std::path::Path) -> Option<f64> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let v = text.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+            if v.is_none() {
+                tracing::warn!(file = %path.display(), "SLO latency file does not hold a non-negative number of ms");
+            }
+            v
+        }
+        Err(e) => {
+            tracing::debug!(file = %path.display(), cause = %e, "SLO latency file unreadable this period");
+            None
+        }
+    }
 }
