@@ -17,11 +17,18 @@ struct Args {
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args { hosts: 10_000, workloads: 20, threads: 2, seed: 1 };
+    let mut a = Args {
+        hosts: 10_000,
+        workloads: 20,
+        threads: 2,
+        seed: 1,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        let n: u64 = value.parse().with_context(|| format!("{flag} {value}: not a number"))?;
+        let n: u64 = value
+            .parse()
+            .with_context(|| format!("{flag} {value}: not a number"))?;
         match flag.as_str() {
             "--hosts" => a.hosts = n as usize,
             "--workloads" => a.workloads = n as usize,
@@ -41,7 +48,13 @@ struct Run {
     borrowed: u64,
 }
 
-fn run(market: &Market, fleet: &[(HostBook, Vec<Bid>)], ledger: &LedgerState, now: Timestamp, threads: usize) -> Result<Run> {
+fn run(
+    market: &Market,
+    fleet: &[(HostBook, Vec<Bid>)],
+    ledger: &LedgerState,
+    now: Timestamp,
+    threads: usize,
+) -> Result<Run> {
     let start = Instant::now();
     let chunk = fleet.len().div_ceil(threads);
     type Part = (Vec<Duration>, usize, u64, u64);
@@ -68,10 +81,22 @@ fn run(market: &Market, fleet: &[(HostBook, Vec<Bid>)], ledger: &LedgerState, no
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("a bench thread panicked"))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a bench thread panicked"))
+            })
+            .collect()
     });
     let wall = start.elapsed();
-    let mut run = Run { wall, per_host: Vec::new(), decisions: 0, solves: 0, borrowed: 0 };
+    let mut run = Run {
+        wall,
+        per_host: Vec::new(),
+        decisions: 0,
+        solves: 0,
+        borrowed: 0,
+    };
     for r in results {
         let (t, d, s, b) = r?;
         run.per_host.extend(t);
@@ -106,14 +131,19 @@ fn main() -> Result<()> {
         "round bench: {} hosts x {} workloads, {} threads, seed {} (a round = one host's market resolution)",
         args.hosts, args.workloads, args.threads, args.seed
     );
-    println!("| strategy | fleet wall time | per-host p50 | per-host p99 | per-host max | LPs solved | decisions | holdings cut to the floor |");
+    println!(
+        "| strategy | fleet wall time | per-host p50 | per-host p99 | per-host max | LPs solved | decisions | holdings cut to the floor |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (name, strategy) in [
         ("two-stage LP (fair, production)", Strategy::FairLp),
         ("utility LP only (no fairness)", Strategy::UtilityLp),
         ("greedy (no LP)", Strategy::Greedy),
     ] {
-        let market = Market::new(MarketConfig { strategy, ..MarketConfig::default() });
+        let market = Market::new(MarketConfig {
+            strategy,
+            ..MarketConfig::default()
+        });
         let r = run(&market, &fleet, &ledger, now, args.threads)?;
         println!(
             "| {name} | {:.2} s | {:.3} ms | {:.3} ms | {:.3} ms | {} | {} | {} |",

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command as Process, Stdio};
-use truce_arbiter::ledger::{Command, Ledger, LedgerOptions, LedgerState, WorkloadKey, AccountId};
+use truce_arbiter::ledger::{AccountId, Command, Ledger, LedgerOptions, LedgerState, WorkloadKey};
 use truce_common::model::{Credits, HostId, Timestamp, WorkloadId};
 
 const CHILD_ENV: &str = "TRUCE_LEDGER_CRASH_CHILD";
@@ -22,8 +22,15 @@ fn key(i: u64) -> WorkloadKey {
 /// and transfers that the accrued income covers.
 fn command(i: u64) -> Command {
     match i {
-        0..=2 => Command::SetIncome { who: key(i), per_second: Credits(1_000_000), at: Timestamp(0) },
-        _ if i % 2 == 1 => Command::Accrue { host: HostId("crash-host".into()), now: Timestamp(i * 1000) },
+        0..=2 => Command::SetIncome {
+            who: key(i),
+            per_second: Credits(1_000_000),
+            at: Timestamp(0),
+        },
+        _ if i % 2 == 1 => Command::Accrue {
+            host: HostId("crash-host".into()),
+            now: Timestamp(i * 1000),
+        },
         _ => Command::Transfer {
             from: AccountId::Workload(key(i)),
             to: AccountId::Workload(key(i + 1)),
@@ -36,14 +43,19 @@ fn command(i: u64) -> Command {
 #[ignore = "child process of ledger_survives_sigkill_without_losing_acknowledged_commands"]
 fn ledger_crash_child() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
-        panic!("run only as the child of ledger_survives_sigkill_without_losing_acknowledged_commands");
+        panic!(
+            "run only as the child of ledger_survives_sigkill_without_losing_acknowledged_commands"
+        );
     };
-    let mut ledger = Ledger::open_with(&path, LedgerOptions { snapshot_every: 40 }).expect("child opens the ledger");
+    let mut ledger = Ledger::open_with(&path, LedgerOptions { snapshot_every: 40 })
+        .expect("child opens the ledger");
     let mut out = std::io::stdout().lock();
     for i in 0.. {
         ledger.apply(&command(i)).expect("child command applies");
         // Printed only after the commit returned: this line is the acknowledgement.
-        writeln!(out, "ack {i}").and_then(|_| out.flush()).expect("parent reads acks");
+        writeln!(out, "ack {i}")
+            .and_then(|_| out.flush())
+            .expect("parent reads acks");
     }
 }
 
@@ -56,7 +68,13 @@ fn ledger_survives_sigkill_without_losing_acknowledged_commands() {
 
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Process::new(exe)
-        .args(["--exact", "ledger_crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "ledger_crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -69,7 +87,9 @@ fn ledger_survives_sigkill_without_losing_acknowledged_commands() {
         let Ok(line) = line else { break };
         // libtest prints "test ledger_crash_child ... " without a newline before the body runs,
         // so the first acknowledgement shares its line.
-        let ack = line.find("ack ").and_then(|at| line[at + 4..].trim().parse::<u64>().ok());
+        let ack = line
+            .find("ack ")
+            .and_then(|at| line[at + 4..].trim().parse::<u64>().ok());
         if let Some(n) = ack {
             assert_eq!(n, acked.map_or(0, |a| a + 1), "acks arrive in order");
             acked = Some(n);
@@ -81,13 +101,21 @@ fn ledger_survives_sigkill_without_losing_acknowledged_commands() {
         }
     }
     let status = child.wait().expect("reap the child");
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "child died of SIGKILL, not on its own: {status:?}");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "child died of SIGKILL, not on its own: {status:?}"
+    );
     let acked = acked.expect("the child acknowledged commands");
     assert!(acked >= KILL_AFTER);
 
     let ledger = Ledger::open(&path).expect("reopen after the crash");
     let applied = ledger.state().applied();
-    assert!(applied > acked, "every acknowledged command survives: {applied} applied, {} acked", acked + 1);
+    assert!(
+        applied > acked,
+        "every acknowledged command survives: {applied} applied, {} acked",
+        acked + 1
+    );
     // The durable state is exactly the replay of the first `applied` commands.
     let mut replay = LedgerState::new();
     for i in 0..applied {

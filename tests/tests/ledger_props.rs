@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use truce_arbiter::ledger::{
-    AccountId, Command, LeaseEnd, LeaseTerms, Ledger, LedgerOptions, LedgerState, LoanShare, Price, StoreError,
-    StreakUpdate, WorkloadKey,
+    AccountId, Command, LeaseEnd, LeaseTerms, Ledger, LedgerOptions, LedgerState, LoanShare, Price,
+    StoreError, StreakUpdate, WorkloadKey,
 };
 use truce_common::model::{Credits, HostId, LeaseId, Lender, Resource, Timestamp, WorkloadId};
 
@@ -28,10 +28,12 @@ fn resource() -> impl Strategy<Value = Resource> {
 }
 
 fn share() -> impl Strategy<Value = LoanShare> {
-    (prop::option::of(0..3u8), 0..500u64, 0..2_000_000_000i64).prop_map(|(lender, units, price)| LoanShare {
-        lender: lender.map_or(Lender::Pool, |w| Lender::Workload(WorkloadId(w as u64))),
-        units,
-        price: Price(price),
+    (prop::option::of(0..3u8), 0..500u64, 0..2_000_000_000i64).prop_map(|(lender, units, price)| {
+        LoanShare {
+            lender: lender.map_or(Lender::Pool, |w| Lender::Workload(WorkloadId(w as u64))),
+            units,
+            price: Price(price),
+        }
     })
 }
 
@@ -147,5 +149,8 @@ fn rejected_command_is_not_acknowledged_and_not_logged() {
     assert!(matches!(r, Err(StoreError::Rejected { .. })), "{r:?}");
     assert!(l.log_tail().expect("tail").is_empty());
     drop(l);
-    assert_eq!(Ledger::open(&path).expect("reopen").state(), &LedgerState::new());
+    assert_eq!(
+        Ledger::open(&path).expect("reopen").state(),
+        &LedgerState::new()
+    );
 }

@@ -4,16 +4,22 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use truce_arbiter::ledger::{AccountId, LeaseEnd, Ledger, LedgerState, REPUTATION_START, WorkloadKey};
+use truce_arbiter::ledger::{
+    AccountId, LeaseEnd, Ledger, LedgerState, REPUTATION_START, WorkloadKey,
+};
 use truce_arbiter::market::{Bounds, Exchange, HostBook, Market, RoundOutcome, WorkloadSpec};
 use truce_common::model::{
-    Ask, Bid, BidId, Credits, DeviceId, HostId, Lender, Reason, Release, Resource, Timestamp, WorkloadId, WorkloadRef,
+    Ask, Bid, BidId, Credits, DeviceId, HostId, Lender, Reason, Release, Resource, Timestamp,
+    WorkloadId, WorkloadRef,
 };
 
 const VICTIM: WorkloadId = WorkloadId(11);
 const ANTAGONIST: WorkloadId = WorkloadId(12);
 const LENDER: WorkloadId = WorkloadId(13);
-const DISK: DeviceId = DeviceId { major: 259, minor: 0 };
+const DISK: DeviceId = DeviceId {
+    major: 259,
+    minor: 0,
+};
 
 fn host() -> HostId {
     HostId("market-host".into())
@@ -28,14 +34,39 @@ fn temp_db(tag: &str) -> PathBuf {
 
 fn spec(w: WorkloadId) -> WorkloadSpec {
     let bounds = BTreeMap::from([
-        (Resource::Cpu, Bounds { floor: 200, entitlement: 1000, ceiling: 2500 }),
-        (Resource::Io { dev: DISK }, Bounds { floor: 10_000_000, entitlement: 100_000_000, ceiling: 250_000_000 }),
+        (
+            Resource::Cpu,
+            Bounds {
+                floor: 200,
+                entitlement: 1000,
+                ceiling: 2500,
+            },
+        ),
+        (
+            Resource::Io { dev: DISK },
+            Bounds {
+                floor: 10_000_000,
+                entitlement: 100_000_000,
+                ceiling: 250_000_000,
+            },
+        ),
     ]);
-    WorkloadSpec { workload: WorkloadRef { id: w, path: format!("/truce/w{}", w.0) }, weight: 100, priority: 1, bounds }
+    WorkloadSpec {
+        workload: WorkloadRef {
+            id: w,
+            path: format!("/truce/w{}", w.0),
+        },
+        weight: 100,
+        priority: 1,
+        bounds,
+    }
 }
 
 fn book(workloads: &[WorkloadId]) -> HostBook {
-    let capacity = BTreeMap::from([(Resource::Cpu, 3200), (Resource::Io { dev: DISK }, 320_000_000)]);
+    let capacity = BTreeMap::from([
+        (Resource::Cpu, 3200),
+        (Resource::Io { dev: DISK }, 320_000_000),
+    ]);
     let mut b = HostBook::new(host(), capacity);
     b.workloads = workloads.iter().map(|w| (*w, spec(*w))).collect();
     b
@@ -44,7 +75,10 @@ fn book(workloads: &[WorkloadId]) -> HostBook {
 fn bid(w: WorkloadId, id: u64, now: Timestamp) -> Bid {
     Bid {
         id: BidId(id),
-        workload: WorkloadRef { id: w, path: format!("/truce/w{}", w.0) },
+        workload: WorkloadRef {
+            id: w,
+            path: format!("/truce/w{}", w.0),
+        },
         at: now,
         asks: vec![],
         releases: vec![],
@@ -53,12 +87,18 @@ fn bid(w: WorkloadId, id: u64, now: Timestamp) -> Bid {
         priority: 1,
         slo_breach: false,
         lease_ms: 5_000,
-        reasons: vec![Reason { code: "p99_over_slo".into(), detail: format!("bid {id} from {w}") }],
+        reasons: vec![Reason {
+            code: "p99_over_slo".into(),
+            detail: format!("bid {id} from {w}"),
+        }],
     }
 }
 
 fn income() -> BTreeMap<WorkloadId, Credits> {
-    [VICTIM, ANTAGONIST, LENDER].into_iter().map(|w| (w, Credits::from_credits(1.0))).collect()
+    [VICTIM, ANTAGONIST, LENDER]
+        .into_iter()
+        .map(|w| (w, Credits::from_credits(1.0)))
+        .collect()
 }
 
 struct Harness {
@@ -72,8 +112,14 @@ impl Harness {
         let path = temp_db(tag);
         let ledger = Ledger::open(&path).expect("open ledger");
         let mut exchange = Exchange::new(ledger, Market::default());
-        exchange.set_host(book(&[VICTIM, ANTAGONIST, LENDER]), &income(), Timestamp(0)).expect("register host");
-        Harness { exchange, path, next_bid: 1 }
+        exchange
+            .set_host(book(&[VICTIM, ANTAGONIST, LENDER]), &income(), Timestamp(0))
+            .expect("register host");
+        Harness {
+            exchange,
+            path,
+            next_bid: 1,
+        }
     }
 
     fn id(&mut self) -> u64 {
@@ -85,14 +131,29 @@ impl Harness {
     fn round(&mut self, bids: Vec<Bid>, now: Timestamp) -> RoundOutcome {
         let out = self.exchange.round(&host(), &bids, now).expect("round");
         let ledger = self.exchange.ledger();
-        assert_eq!(ledger.check_conservation(), Ok(()), "conservation after round {}", out.round);
+        assert_eq!(
+            ledger.check_conservation(),
+            Ok(()),
+            "conservation after round {}",
+            out.round
+        );
         for d in &out.decisions {
-            let rec = ledger.lease(d.lease.id).unwrap_or_else(|| panic!("decision lease {:?} is open", d.lease.id));
+            let rec = ledger
+                .lease(d.lease.id)
+                .unwrap_or_else(|| panic!("decision lease {:?} is open", d.lease.id));
             assert_eq!(rec.terms.expiry, d.lease.expiry);
-            assert!(d.lease.expiry > now && !d.caused_by.is_empty() || d.reasons.iter().any(|r| r.code == "limited"));
+            assert!(
+                d.lease.expiry > now && !d.caused_by.is_empty()
+                    || d.reasons.iter().any(|r| r.code == "limited")
+            );
         }
         for r in [Resource::Cpu, Resource::Io { dev: DISK }] {
-            let held: u64 = out.allocation.iter().filter(|((_, res), _)| *res == r).map(|(_, v)| v).sum();
+            let held: u64 = out
+                .allocation
+                .iter()
+                .filter(|((_, res), _)| *res == r)
+                .map(|(_, v)| v)
+                .sum();
             let cap = self.exchange.book(&host()).map_or(0, |b| b.capacity[&r]);
             assert!(held <= cap, "{r}: {held} > {cap}");
         }
@@ -103,34 +164,57 @@ impl Harness {
     fn crash_and_reopen(&mut self, now: Timestamp, workloads: &[WorkloadId]) {
         let before: LedgerState = self.exchange.ledger().clone();
         let round = self.exchange.book(&host()).map_or(0, |b| b.round);
-        let placeholder = Exchange::new(Ledger::open(temp_db("placeholder")).expect("placeholder"), Market::default());
+        let placeholder = Exchange::new(
+            Ledger::open(temp_db("placeholder")).expect("placeholder"),
+            Market::default(),
+        );
         drop(std::mem::replace(&mut self.exchange, placeholder));
         let ledger = Ledger::open(&self.path).expect("reopen");
-        assert_eq!(ledger.state(), &before, "reopened ledger equals the one before the crash");
+        assert_eq!(
+            ledger.state(),
+            &before,
+            "reopened ledger equals the one before the crash"
+        );
         self.exchange = Exchange::new(ledger, Market::default());
         let mut b = book(workloads);
         b.round = round;
-        self.exchange.set_host(b, &income(), now).expect("re-register");
+        self.exchange
+            .set_host(b, &income(), now)
+            .expect("re-register");
     }
 
     fn rep(&self, w: WorkloadId) -> i64 {
-        self.exchange.ledger().reputation(&WorkloadKey::new(&host(), w)).score
+        self.exchange
+            .ledger()
+            .reputation(&WorkloadKey::new(&host(), w))
+            .score
     }
     fn balance(&self, w: WorkloadId) -> i64 {
-        self.exchange.ledger().balance(&AccountId::Workload(WorkloadKey::new(&host(), w))).0
+        self.exchange
+            .ledger()
+            .balance(&AccountId::Workload(WorkloadKey::new(&host(), w)))
+            .0
     }
 }
 
 fn victim_asks(h: &mut Harness, now: Timestamp, breach: bool) -> Bid {
     let mut b = bid(VICTIM, h.id(), now);
-    b.asks.push(Ask { resource: Resource::Cpu, amount: 1200, max_price: 0.02 });
+    b.asks.push(Ask {
+        resource: Resource::Cpu,
+        amount: 1200,
+        max_price: 0.02,
+    });
     b.slo_breach = breach;
     b
 }
 
 fn lender_releases(h: &mut Harness, now: Timestamp) -> Bid {
     let mut b = bid(LENDER, h.id(), now);
-    b.releases.push(Release { resource: Resource::Cpu, amount: 500, min_price: 0.0 });
+    b.releases.push(Release {
+        resource: Resource::Cpu,
+        amount: 500,
+        min_price: 0.0,
+    });
     b
 }
 
@@ -144,71 +228,174 @@ fn market_lends_renews_repays_and_defaults_over_many_rounds() {
     // Phase 1: the victim needs CPU, the lender offers some, the antagonist says nothing.
     for i in 0..15 {
         now = now.plus_ms(1_000);
-        let bids = vec![victim_asks(&mut h, now, false), lender_releases(&mut h, now)];
+        let bids = vec![
+            victim_asks(&mut h, now, false),
+            lender_releases(&mut h, now),
+        ];
         let out = h.round(bids, now);
-        let v = out.decisions.iter().find(|d| d.workload.id == VICTIM && d.lease.resource == Resource::Cpu);
+        let v = out
+            .decisions
+            .iter()
+            .find(|d| d.workload.id == VICTIM && d.lease.resource == Resource::Cpu);
         let v = v.unwrap_or_else(|| panic!("victim gets CPU in round {i}: {:#?}", out.decisions));
         assert!(v.lease.amount > 1000, "victim above entitlement");
         loan_ids.push(v.lease.id);
-        let a = out.decisions.iter().find(|d| d.workload.id == ANTAGONIST).expect("antagonist limited");
-        assert!(a.lease.amount < 1000 && a.lease.amount >= 200, "antagonist cut but above its floor");
-        price_seen.push(h.exchange.ledger().price(&host(), Resource::Cpu).expect("price set").0);
+        let a = out
+            .decisions
+            .iter()
+            .find(|d| d.workload.id == ANTAGONIST)
+            .expect("antagonist limited");
+        assert!(
+            a.lease.amount < 1000 && a.lease.amount >= 200,
+            "antagonist cut but above its floor"
+        );
+        price_seen.push(
+            h.exchange
+                .ledger()
+                .price(&host(), Resource::Cpu)
+                .expect("price set")
+                .0,
+        );
         if i == 7 {
             h.crash_and_reopen(now, &[VICTIM, ANTAGONIST, LENDER]);
         }
     }
-    assert!(price_seen.windows(2).all(|w| w[1] > w[0] && w[1] as f64 <= w[0] as f64 * 1.1 + 1.0), "{price_seen:?}");
+    assert!(
+        price_seen
+            .windows(2)
+            .all(|w| w[1] > w[0] && w[1] as f64 <= w[0] as f64 * 1.1 + 1.0),
+        "{price_seen:?}"
+    );
     loan_ids.dedup();
-    assert_eq!(loan_ids.len(), 1, "one loan, renewed every round: {loan_ids:?}");
-    let loan = h.exchange.ledger().lease(loan_ids[0]).expect("loan open").clone();
-    assert!(loan.terms.shares.iter().any(|s| s.lender == Lender::Workload(LENDER)), "the lender lends: {loan:?}");
+    assert_eq!(
+        loan_ids.len(),
+        1,
+        "one loan, renewed every round: {loan_ids:?}"
+    );
+    let loan = h
+        .exchange
+        .ledger()
+        .lease(loan_ids[0])
+        .expect("loan open")
+        .clone();
+    assert!(
+        loan.terms
+            .shares
+            .iter()
+            .any(|s| s.lender == Lender::Workload(LENDER)),
+        "the lender lends: {loan:?}"
+    );
 
     // An SLO breach raises the victim's weight and value: it gets more (a new position, so a
     // new lease at the current price), and the boost decays back within its hold time.
-    let before = h.exchange.ledger().lease(loan.terms.id).map_or(0, |l| l.terms.amount);
+    let before = h
+        .exchange
+        .ledger()
+        .lease(loan.terms.id)
+        .map_or(0, |l| l.terms.amount);
     now = now.plus_ms(1_000);
     let bids = vec![victim_asks(&mut h, now, true), lender_releases(&mut h, now)];
     let out = h.round(bids, now);
-    let boosted = out.decisions.iter().find(|d| d.workload.id == VICTIM && d.lease.resource == Resource::Cpu).expect("loan");
-    assert!(boosted.lease.amount > before, "boost: {} -> {}", before, boosted.lease.amount);
+    let boosted = out
+        .decisions
+        .iter()
+        .find(|d| d.workload.id == VICTIM && d.lease.resource == Resource::Cpu)
+        .expect("loan");
+    assert!(
+        boosted.lease.amount > before,
+        "boost: {} -> {}",
+        before,
+        boosted.lease.amount
+    );
     assert!(boosted.reasons.iter().any(|r| r.code == "slo_boost"));
-    let loan = h.exchange.ledger().lease(boosted.lease.id).expect("boosted loan open").clone();
+    let loan = h
+        .exchange
+        .ledger()
+        .lease(boosted.lease.id)
+        .expect("boosted loan open")
+        .clone();
     let lender_before = h.balance(LENDER);
 
     // Phase 2: the victim's need drops: the loan is repaid, both sides gain reputation.
     now = now.plus_ms(1_000);
     let bids = vec![bid(VICTIM, h.id(), now), bid(LENDER, h.id(), now)];
     let out = h.round(bids, now);
-    assert!(out.closed.iter().any(|c| c.id == loan.terms.id && c.end == LeaseEnd::Repaid));
-    assert_eq!(h.exchange.ledger().closed_lease(loan.terms.id), Some(LeaseEnd::Repaid));
-    assert!(h.balance(LENDER) > lender_before, "the lender was paid for the time used");
+    assert!(
+        out.closed
+            .iter()
+            .any(|c| c.id == loan.terms.id && c.end == LeaseEnd::Repaid)
+    );
+    assert_eq!(
+        h.exchange.ledger().closed_lease(loan.terms.id),
+        Some(LeaseEnd::Repaid)
+    );
+    assert!(
+        h.balance(LENDER) > lender_before,
+        "the lender was paid for the time used"
+    );
     assert!(h.rep(VICTIM) > REPUTATION_START && h.rep(LENDER) > REPUTATION_START);
     let (victim_rep, lender_rep) = (h.rep(VICTIM), h.rep(LENDER));
 
     // Idle rounds: the price falls back in bounded steps.
-    let high = h.exchange.ledger().price(&host(), Resource::Cpu).expect("price").0;
+    let high = h
+        .exchange
+        .ledger()
+        .price(&host(), Resource::Cpu)
+        .expect("price")
+        .0;
     for _ in 0..5 {
         now = now.plus_ms(1_000);
         h.round(vec![], now);
     }
-    let low = h.exchange.ledger().price(&host(), Resource::Cpu).expect("price").0;
-    assert!(low < high && low as f64 >= high as f64 * 0.9_f64.powi(5) - 5.0, "{high} -> {low}");
+    let low = h
+        .exchange
+        .ledger()
+        .price(&host(), Resource::Cpu)
+        .expect("price")
+        .0;
+    assert!(
+        low < high && low as f64 >= high as f64 * 0.9_f64.powi(5) - 5.0,
+        "{high} -> {low}"
+    );
 
     // Phase 3: the victim borrows again, then vanishes (crashed): default.
     now = now.plus_ms(1_000);
-    let bids = vec![victim_asks(&mut h, now, false), lender_releases(&mut h, now)];
+    let bids = vec![
+        victim_asks(&mut h, now, false),
+        lender_releases(&mut h, now),
+    ];
     let out = h.round(bids, now);
-    let second = out.decisions.iter().find(|d| d.workload.id == VICTIM && d.lease.resource == Resource::Cpu).expect("loan");
+    let second = out
+        .decisions
+        .iter()
+        .find(|d| d.workload.id == VICTIM && d.lease.resource == Resource::Cpu)
+        .expect("loan");
     let second = second.lease.id;
     h.exchange
-        .set_workloads(&host(), [ANTAGONIST, LENDER].into_iter().map(|w| (w, spec(w))).collect())
+        .set_workloads(
+            &host(),
+            [ANTAGONIST, LENDER]
+                .into_iter()
+                .map(|w| (w, spec(w)))
+                .collect(),
+        )
         .expect("inventory");
     now = now.plus_ms(1_000);
     let bids = vec![bid(LENDER, h.id(), now)];
     let out = h.round(bids, now);
-    assert!(out.closed.iter().any(|c| c.id == second && c.end == LeaseEnd::Defaulted && c.why == "holder_vanished"));
-    assert!(h.rep(VICTIM) < victim_rep - 1_000, "the defaulter loses a lot");
-    assert!(h.rep(LENDER) < lender_rep && h.rep(LENDER) > lender_rep - 500, "the lender loses a little");
+    assert!(
+        out.closed
+            .iter()
+            .any(|c| c.id == second && c.end == LeaseEnd::Defaulted && c.why == "holder_vanished")
+    );
+    assert!(
+        h.rep(VICTIM) < victim_rep - 1_000,
+        "the defaulter loses a lot"
+    );
+    assert!(
+        h.rep(LENDER) < lender_rep && h.rep(LENDER) > lender_rep - 500,
+        "the lender loses a little"
+    );
     assert!(out.decisions.iter().all(|d| d.workload.id != VICTIM));
 
     h.crash_and_reopen(now, &[ANTAGONIST, LENDER]);
@@ -222,13 +409,27 @@ fn market_leases_lapse_when_rounds_stop_and_restart_cleanly() {
     now = now.plus_ms(1_000);
     let bids = vec![victim_asks(&mut h, now, false)];
     let out = h.round(bids, now);
-    let first = out.decisions.iter().find(|d| d.workload.id == VICTIM).expect("loan").lease.clone();
+    let first = out
+        .decisions
+        .iter()
+        .find(|d| d.workload.id == VICTIM)
+        .expect("loan")
+        .lease
+        .clone();
     // No round for longer than the lease: the agent has reverted; the next round repays it.
     now = first.expiry.plus_ms(3_000);
     let bids = vec![victim_asks(&mut h, now, false)];
     let out = h.round(bids, now);
-    assert!(out.closed.iter().any(|c| c.id == first.id && c.why == "expired" && c.end == LeaseEnd::Repaid));
-    let again = out.decisions.iter().find(|d| d.workload.id == VICTIM).expect("new loan");
+    assert!(
+        out.closed
+            .iter()
+            .any(|c| c.id == first.id && c.why == "expired" && c.end == LeaseEnd::Repaid)
+    );
+    let again = out
+        .decisions
+        .iter()
+        .find(|d| d.workload.id == VICTIM)
+        .expect("new loan");
     assert!(again.lease.id > first.id && again.lease.start == now);
 }
 
@@ -240,8 +441,14 @@ fn market_fleet_of_synthetic_hosts_conserves_credits_every_round() {
     let hosts: Vec<HostId> = (0..12).map(|i| HostId(format!("fleet-{i}"))).collect();
     for h in &hosts {
         let b = host_book(h.clone(), 20);
-        let income = b.workloads.keys().map(|w| (*w, Credits::from_credits(2.0))).collect();
-        exchange.set_host(b, &income, Timestamp(0)).expect("register");
+        let income = b
+            .workloads
+            .keys()
+            .map(|w| (*w, Credits::from_credits(2.0)))
+            .collect();
+        exchange
+            .set_host(b, &income, Timestamp(0))
+            .expect("register");
     }
     let mut rng = SplitMix::new(7);
     let mut decided = 0;
@@ -260,11 +467,18 @@ fn market_fleet_of_synthetic_hosts_conserves_credits_every_round() {
             }
             let out = exchange.round(h, &b, now).expect("round");
             decided += out.decisions.len();
-            assert_eq!(exchange.ledger().check_conservation(), Ok(()), "host {h} round {round}");
+            assert_eq!(
+                exchange.ledger().check_conservation(),
+                Ok(()),
+                "host {h} round {round}"
+            );
             let book = exchange.book(h).expect("book");
             for ((w, r), held) in &out.allocation {
                 let bounds = book.bounds(*w, *r);
-                assert!(*held >= bounds.floor && *held <= bounds.ceiling, "{w} {r} {held} within {bounds:?}");
+                assert!(
+                    *held >= bounds.floor && *held <= bounds.ceiling,
+                    "{w} {r} {held} within {bounds:?}"
+                );
             }
         }
     }

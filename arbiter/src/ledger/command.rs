@@ -5,7 +5,7 @@
 //! add variants and fields at the end, never renumber or repurpose one.
 
 use serde::{Deserialize, Serialize};
-use truce_common::model::{Credits, HostId, Lender, LeaseId, Resource, Timestamp, WorkloadId};
+use truce_common::model::{Credits, HostId, LeaseId, Lender, Resource, Timestamp, WorkloadId};
 
 /// A workload is identified by its cgroup inode, which is only unique on one host, so every
 /// ledger key that names a workload carries the host too.
@@ -17,7 +17,10 @@ pub struct WorkloadKey {
 
 impl WorkloadKey {
     pub fn new(host: &HostId, workload: WorkloadId) -> WorkloadKey {
-        WorkloadKey { host: host.clone(), workload }
+        WorkloadKey {
+            host: host.clone(),
+            workload,
+        }
     }
 }
 
@@ -54,7 +57,9 @@ impl std::fmt::Display for AccountId {
 /// The ledger holds no floats: a memory price of 1 credit per GiB per second is about
 /// 931 pico-credits per byte per second, a CPU price of 1 credit per core per second is 1e9
 /// pico-credits per millicore per second, so both fit an i64 with room to spare.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Price(pub i64);
 
 impl Price {
@@ -131,32 +136,64 @@ pub enum StreakUpdate {
 pub enum Command {
     /// Configure a workload's income (micro-credits per second) from `at` on. The old rate is
     /// accrued up to `at` first, so changing a rate never loses or invents income.
-    SetIncome { who: WorkloadKey, per_second: Credits, at: Timestamp },
+    SetIncome {
+        who: WorkloadKey,
+        per_second: Credits,
+        at: Timestamp,
+    },
     /// Mint the configured income of every workload on `host` up to `now`. The only command
     /// that creates credits.
     Accrue { host: HostId, now: Timestamp },
     /// Move credits from a workload to its host's pool (fees).
     Charge { from: WorkloadKey, amount: Credits },
     /// Move credits between any two accounts.
-    Transfer { from: AccountId, to: AccountId, amount: Credits },
+    Transfer {
+        from: AccountId,
+        to: AccountId,
+        amount: Credits,
+    },
     /// Open a lease; the holder pays every share's cost for the whole term into escrow.
     OpenLease { terms: LeaseTerms },
     /// Extend a lease to `expiry`; the holder tops up the escrow for the extra time.
     RenewLease { id: LeaseId, expiry: Timestamp },
     /// Close a lease at `at` and settle its escrow.
-    CloseLease { id: LeaseId, at: Timestamp, end: LeaseEnd },
+    CloseLease {
+        id: LeaseId,
+        at: Timestamp,
+        end: LeaseEnd,
+    },
     /// Add `delta` (may be negative) to a workload's reputation, clamped to 0..=REPUTATION_MAX.
-    AdjustReputation { who: WorkloadKey, delta: i64, streak: StreakUpdate },
+    AdjustReputation {
+        who: WorkloadKey,
+        delta: i64,
+        streak: StreakUpdate,
+    },
     /// Set the market price of a resource on a host.
-    SetPrice { host: HostId, resource: Resource, price: Price },
+    SetPrice {
+        host: HostId,
+        resource: Resource,
+        price: Price,
+    },
 }
 
 /// What applying a command did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Done,
-    Minted { total: Credits },
-    LeaseOpened { id: LeaseId, escrow: Credits },
-    LeaseRenewed { id: LeaseId, top_up: Credits },
-    LeaseClosed { id: LeaseId, paid: Credits, refunded: Credits },
+    Minted {
+        total: Credits,
+    },
+    LeaseOpened {
+        id: LeaseId,
+        escrow: Credits,
+    },
+    LeaseRenewed {
+        id: LeaseId,
+        top_up: Credits,
+    },
+    LeaseClosed {
+        id: LeaseId,
+        paid: Credits,
+        refunded: Credits,
+    },
 }

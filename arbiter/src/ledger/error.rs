@@ -8,7 +8,11 @@ use truce_common::model::{Credits, HostId, LeaseId, Timestamp};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
     #[error("account {account} holds {balance:?} micro-credits but {needed:?} are needed")]
-    Overdraw { account: AccountId, balance: Credits, needed: Credits },
+    Overdraw {
+        account: AccountId,
+        balance: Credits,
+        needed: Credits,
+    },
     #[error("no open lease {id:?}")]
     UnknownLease { id: LeaseId },
     #[error("lease id {id:?} was already used")]
@@ -22,11 +26,19 @@ pub enum LedgerError {
     #[error("transfer from {account} to itself")]
     SameAccount { account: AccountId },
     #[error("time on host {host} went back from {last:?} to {now:?}")]
-    ClockWentBack { host: HostId, last: Timestamp, now: Timestamp },
+    ClockWentBack {
+        host: HostId,
+        last: Timestamp,
+        now: Timestamp,
+    },
     #[error("lease {id:?} has invalid terms: {why}")]
     BadLeaseTerms { id: LeaseId, why: &'static str },
     #[error("lease {id:?} expires at {current:?}; renewing to {expiry:?} would not extend it")]
-    RenewDoesNotExtend { id: LeaseId, current: Timestamp, expiry: Timestamp },
+    RenewDoesNotExtend {
+        id: LeaseId,
+        current: Timestamp,
+        expiry: Timestamp,
+    },
     #[error("{what} overflows")]
     Overflow { what: &'static str },
 }
@@ -77,5 +89,8 @@ pub enum StoreError {
 }
 
 pub(crate) fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::Storage { op, source: e.into() }
+    move |e| StoreError::Storage {
+        op,
+        source: e.into(),
+    }
 }

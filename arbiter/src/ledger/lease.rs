@@ -54,7 +54,10 @@ impl LeaseRecord {
             })
             .collect();
         let paid: i64 = to_lenders.iter().map(|(_, p)| p).sum();
-        Settlement { to_lenders, refund: self.escrow_total() - paid }
+        Settlement {
+            to_lenders,
+            refund: self.escrow_total() - paid,
+        }
     }
 
     pub fn borrowed(&self) -> u64 {
@@ -70,8 +73,16 @@ impl LeaseRecord {
             _ => Lender::Pool,
         };
         let units: u128 = t.shares.iter().map(|s| s.units as u128).sum();
-        let weighted: u128 = t.shares.iter().map(|s| s.units as u128 * s.price.0.max(0) as u128).sum();
-        let price = Price(weighted.checked_div(units).map_or(0, |p| p.min(i64::MAX as u128) as i64));
+        let weighted: u128 = t
+            .shares
+            .iter()
+            .map(|s| s.units as u128 * s.price.0.max(0) as u128)
+            .sum();
+        let price = Price(
+            weighted
+                .checked_div(units)
+                .map_or(0, |p| p.min(i64::MAX as u128) as i64),
+        );
         Lease {
             id: t.id,
             holder: t.holder,
@@ -92,7 +103,10 @@ fn cost_i64(price: Price, units: u64, ms: u64) -> Result<i64, LedgerError> {
 impl LedgerState {
     pub(crate) fn open_lease(&mut self, t: &LeaseTerms) -> Result<Outcome, LedgerError> {
         let bad = |why| Err(LedgerError::BadLeaseTerms { id: t.id, why });
-        if t.id.0 < self.next_lease || self.leases.contains_key(&t.id) || self.closed.contains_key(&t.id) {
+        if t.id.0 < self.next_lease
+            || self.leases.contains_key(&t.id)
+            || self.closed.contains_key(&t.id)
+        {
             return Err(LedgerError::DuplicateLease { id: t.id });
         }
         if t.expiry <= t.start {
@@ -109,13 +123,19 @@ impl LedgerState {
             if s.lender == Lender::Workload(t.holder) {
                 return bad("the holder lends to itself");
             }
-            borrowed = borrowed.checked_add(s.units).ok_or(LedgerError::Overflow { what: "borrowed units" })?;
+            borrowed = borrowed.checked_add(s.units).ok_or(LedgerError::Overflow {
+                what: "borrowed units",
+            })?;
         }
         if borrowed > t.amount {
             return bad("borrowed units exceed the leased amount");
         }
         let term = t.expiry.ms_since(t.start);
-        let escrow = t.shares.iter().map(|s| cost_i64(s.price, s.units, term)).collect::<Result<Vec<_>, _>>()?;
+        let escrow = t
+            .shares
+            .iter()
+            .map(|s| cost_i64(s.price, s.units, term))
+            .collect::<Result<Vec<_>, _>>()?;
         let total = escrow.iter().try_fold(0i64, |a, e| a.checked_add(*e));
         let total = total.ok_or(LedgerError::Overflow { what: "escrow" })?;
         let holder = AccountId::Workload(super::command::WorkloadKey::new(&t.host, t.holder));
@@ -124,21 +144,50 @@ impl LedgerState {
         }
         self.next_lease = t.id.0.saturating_add(1);
         self.by_host.entry(t.host.clone()).or_default().insert(t.id);
-        self.leases.insert(t.id, LeaseRecord { terms: t.clone(), escrow });
-        Ok(Outcome::LeaseOpened { id: t.id, escrow: Credits(total) })
+        self.leases.insert(
+            t.id,
+            LeaseRecord {
+                terms: t.clone(),
+                escrow,
+            },
+        );
+        Ok(Outcome::LeaseOpened {
+            id: t.id,
+            escrow: Credits(total),
+        })
     }
 
-    pub(crate) fn renew_lease(&mut self, id: LeaseId, expiry: Timestamp) -> Result<Outcome, LedgerError> {
-        let rec = self.leases.get(&id).ok_or(LedgerError::UnknownLease { id })?;
+    pub(crate) fn renew_lease(
+        &mut self,
+        id: LeaseId,
+        expiry: Timestamp,
+    ) -> Result<Outcome, LedgerError> {
+        let rec = self
+            .leases
+            .get(&id)
+            .ok_or(LedgerError::UnknownLease { id })?;
         if expiry <= rec.terms.expiry {
-            return Err(LedgerError::RenewDoesNotExtend { id, current: rec.terms.expiry, expiry });
+            return Err(LedgerError::RenewDoesNotExtend {
+                id,
+                current: rec.terms.expiry,
+                expiry,
+            });
         }
         let extra_ms = expiry.ms_since(rec.terms.expiry);
-        let top_ups =
-            rec.terms.shares.iter().map(|s| cost_i64(s.price, s.units, extra_ms)).collect::<Result<Vec<_>, _>>()?;
+        let top_ups = rec
+            .terms
+            .shares
+            .iter()
+            .map(|s| cost_i64(s.price, s.units, extra_ms))
+            .collect::<Result<Vec<_>, _>>()?;
         let total = top_ups.iter().try_fold(0i64, |a, e| a.checked_add(*e));
-        let total = total.ok_or(LedgerError::Overflow { what: "escrow top-up" })?;
-        let holder = AccountId::Workload(super::command::WorkloadKey::new(&rec.terms.host, rec.terms.holder));
+        let total = total.ok_or(LedgerError::Overflow {
+            what: "escrow top-up",
+        })?;
+        let holder = AccountId::Workload(super::command::WorkloadKey::new(
+            &rec.terms.host,
+            rec.terms.holder,
+        ));
         if total > 0 {
             self.debit(&holder, total)?;
         }
@@ -148,11 +197,22 @@ impl LedgerState {
                 *e += t;
             }
         }
-        Ok(Outcome::LeaseRenewed { id, top_up: Credits(total) })
+        Ok(Outcome::LeaseRenewed {
+            id,
+            top_up: Credits(total),
+        })
     }
 
-    pub(crate) fn close_lease(&mut self, id: LeaseId, at: Timestamp, end: LeaseEnd) -> Result<Outcome, LedgerError> {
-        let rec = self.leases.remove(&id).ok_or(LedgerError::UnknownLease { id })?;
+    pub(crate) fn close_lease(
+        &mut self,
+        id: LeaseId,
+        at: Timestamp,
+        end: LeaseEnd,
+    ) -> Result<Outcome, LedgerError> {
+        let rec = self
+            .leases
+            .remove(&id)
+            .ok_or(LedgerError::UnknownLease { id })?;
         let t = &rec.terms;
         let settlement = rec.settle(at, end);
         let mut paid: i64 = 0;
@@ -164,7 +224,10 @@ impl LedgerState {
         }
         let refunded = settlement.refund;
         if refunded > 0 {
-            self.credit(&AccountId::Workload(super::command::WorkloadKey::new(&t.host, t.holder)), refunded);
+            self.credit(
+                &AccountId::Workload(super::command::WorkloadKey::new(&t.host, t.holder)),
+                refunded,
+            );
         }
         if let Some(set) = self.by_host.get_mut(&t.host) {
             set.remove(&id);
@@ -173,11 +236,19 @@ impl LedgerState {
             }
         }
         self.closed.insert(id, end);
-        Ok(Outcome::LeaseClosed { id, paid: Credits(paid), refunded: Credits(refunded) })
+        Ok(Outcome::LeaseClosed {
+            id,
+            paid: Credits(paid),
+            refunded: Credits(refunded),
+        })
     }
 }
 
 /// Convenience for tests and the market: the command that closes `rec` at `at`.
 pub fn close(rec: &LeaseRecord, at: Timestamp, end: LeaseEnd) -> Command {
-    Command::CloseLease { id: rec.terms.id, at, end }
+    Command::CloseLease {
+        id: rec.terms.id,
+        at,
+        end,
+    }
 }

@@ -11,10 +11,14 @@ pub mod lease;
 pub mod state;
 pub mod store;
 
-pub use command::{AccountId, Command, LeaseEnd, LeaseTerms, LoanShare, Outcome, Price, StreakUpdate, WorkloadKey};
+pub use command::{
+    AccountId, Command, LeaseEnd, LeaseTerms, LoanShare, Outcome, Price, StreakUpdate, WorkloadKey,
+};
 pub use error::{LedgerError, StoreError};
 pub use lease::{LeaseRecord, Settlement};
-pub use state::{ConservationError, IncomeSchedule, LedgerState, REPUTATION_MAX, REPUTATION_START, Reputation};
+pub use state::{
+    ConservationError, IncomeSchedule, LedgerState, REPUTATION_MAX, REPUTATION_START, Reputation,
+};
 pub use store::{Ledger, LedgerOptions, decode_snapshot, encode_snapshot};
 
 #[cfg(test)]

@@ -26,7 +26,10 @@ pub struct Reputation {
 
 impl Default for Reputation {
     fn default() -> Self {
-        Reputation { score: REPUTATION_START, streak: 0 }
+        Reputation {
+            score: REPUTATION_START,
+            streak: 0,
+        }
     }
 }
 
@@ -69,7 +72,10 @@ pub struct ConservationError {
 
 impl LedgerState {
     pub fn new() -> LedgerState {
-        LedgerState { next_lease: 1, ..LedgerState::default() }
+        LedgerState {
+            next_lease: 1,
+            ..LedgerState::default()
+        }
     }
 
     pub fn applied(&self) -> u64 {
@@ -98,7 +104,11 @@ impl LedgerState {
     }
     /// Open leases on one host, in id order.
     pub fn leases_on(&self, host: &HostId) -> impl Iterator<Item = &LeaseRecord> {
-        self.by_host.get(host).into_iter().flatten().filter_map(|id| self.leases.get(id))
+        self.by_host
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.leases.get(id))
     }
     pub fn open_leases(&self) -> impl Iterator<Item = &LeaseRecord> {
         self.leases.values()
@@ -130,14 +140,22 @@ impl LedgerState {
         if balances.checked_add(escrow) == Some(self.minted) {
             Ok(())
         } else {
-            Err(ConservationError { minted: self.minted, balances, escrow })
+            Err(ConservationError {
+                minted: self.minted,
+                balances,
+                escrow,
+            })
         }
     }
 
     /// Apply one command. On error nothing changed.
     pub fn apply(&mut self, cmd: &Command) -> Result<Outcome, LedgerError> {
         let outcome = match cmd {
-            Command::SetIncome { who, per_second, at } => self.set_income(who, *per_second, *at)?,
+            Command::SetIncome {
+                who,
+                per_second,
+                at,
+            } => self.set_income(who, *per_second, *at)?,
             Command::Accrue { host, now } => self.accrue(host, *now)?,
             Command::Charge { from, amount } => {
                 let from = AccountId::Workload(from.clone());
@@ -161,7 +179,11 @@ impl LedgerState {
                 };
                 Outcome::Done
             }
-            Command::SetPrice { host, resource, price } => {
+            Command::SetPrice {
+                host,
+                resource,
+                price,
+            } => {
                 if price.0 <= 0 {
                     return Err(LedgerError::NonPositivePrice { price: price.0 });
                 }
@@ -173,15 +195,28 @@ impl LedgerState {
         Ok(outcome)
     }
 
-    fn set_income(&mut self, who: &WorkloadKey, per_second: Credits, at: Timestamp) -> Result<Outcome, LedgerError> {
+    fn set_income(
+        &mut self,
+        who: &WorkloadKey,
+        per_second: Credits,
+        at: Timestamp,
+    ) -> Result<Outcome, LedgerError> {
         if per_second.0 < 0 {
             return Err(LedgerError::NegativeIncome { per_second });
         }
         let mut minted = 0;
-        let mut schedule = IncomeSchedule { per_second: per_second.0, last: at, carry: 0 };
+        let mut schedule = IncomeSchedule {
+            per_second: per_second.0,
+            last: at,
+            carry: 0,
+        };
         if let Some(old) = self.income.get(who).copied() {
             if at < old.last {
-                return Err(LedgerError::ClockWentBack { host: who.host.clone(), last: old.last, now: at });
+                return Err(LedgerError::ClockWentBack {
+                    host: who.host.clone(),
+                    last: old.last,
+                    now: at,
+                });
             }
             let (m, carry) = accrual(&old, at)?;
             minted = m;
@@ -189,7 +224,9 @@ impl LedgerState {
         }
         self.mint(who, minted)?;
         self.income.insert(who.clone(), schedule);
-        Ok(Outcome::Minted { total: Credits(minted) })
+        Ok(Outcome::Minted {
+            total: Credits(minted),
+        })
     }
 
     fn accrue(&mut self, host: &HostId, now: Timestamp) -> Result<Outcome, LedgerError> {
@@ -197,16 +234,26 @@ impl LedgerState {
         let mut plan = Vec::new();
         for (who, s) in self.income.range(host_range(host)) {
             if now < s.last {
-                return Err(LedgerError::ClockWentBack { host: host.clone(), last: s.last, now });
+                return Err(LedgerError::ClockWentBack {
+                    host: host.clone(),
+                    last: s.last,
+                    now,
+                });
             }
             let (minted, carry) = accrual(s, now)?;
             plan.push((who.clone(), minted, carry));
         }
         let mut total: i64 = 0;
         for (_, m, _) in &plan {
-            total = total.checked_add(*m).ok_or(LedgerError::Overflow { what: "minted income" })?;
+            total = total.checked_add(*m).ok_or(LedgerError::Overflow {
+                what: "minted income",
+            })?;
         }
-        self.minted.checked_add(total).ok_or(LedgerError::Overflow { what: "total minted" })?;
+        self.minted
+            .checked_add(total)
+            .ok_or(LedgerError::Overflow {
+                what: "total minted",
+            })?;
         for (who, minted, carry) in plan {
             self.mint(&who, minted)?;
             if let Some(s) = self.income.get_mut(&who) {
@@ -214,14 +261,23 @@ impl LedgerState {
                 s.carry = carry;
             }
         }
-        Ok(Outcome::Minted { total: Credits(total) })
+        Ok(Outcome::Minted {
+            total: Credits(total),
+        })
     }
 
     fn mint(&mut self, who: &WorkloadKey, amount: i64) -> Result<(), LedgerError> {
-        let minted = self.minted.checked_add(amount).ok_or(LedgerError::Overflow { what: "total minted" })?;
+        let minted = self
+            .minted
+            .checked_add(amount)
+            .ok_or(LedgerError::Overflow {
+                what: "total minted",
+            })?;
         let acct = AccountId::Workload(who.clone());
         let bal = self.accounts.get(&acct).copied().unwrap_or(0);
-        let bal = bal.checked_add(amount).ok_or(LedgerError::Overflow { what: "balance" })?;
+        let bal = bal
+            .checked_add(amount)
+            .ok_or(LedgerError::Overflow { what: "balance" })?;
         self.minted = minted;
         if bal != 0 || self.accounts.contains_key(&acct) {
             self.accounts.insert(acct, bal);
@@ -229,12 +285,19 @@ impl LedgerState {
         Ok(())
     }
 
-    pub(crate) fn transfer(&mut self, from: &AccountId, to: &AccountId, amount: Credits) -> Result<Outcome, LedgerError> {
+    pub(crate) fn transfer(
+        &mut self,
+        from: &AccountId,
+        to: &AccountId,
+        amount: Credits,
+    ) -> Result<Outcome, LedgerError> {
         if amount.0 <= 0 {
             return Err(LedgerError::NonPositiveAmount { amount });
         }
         if from == to {
-            return Err(LedgerError::SameAccount { account: from.clone() });
+            return Err(LedgerError::SameAccount {
+                account: from.clone(),
+            });
         }
         self.debit(from, amount.0)?;
         self.credit(to, amount.0);
@@ -245,7 +308,11 @@ impl LedgerState {
     pub(crate) fn debit(&mut self, from: &AccountId, amount: i64) -> Result<(), LedgerError> {
         let bal = self.accounts.get(from).copied().unwrap_or(0);
         if bal < amount {
-            return Err(LedgerError::Overdraw { account: from.clone(), balance: Credits(bal), needed: Credits(amount) });
+            return Err(LedgerError::Overdraw {
+                account: from.clone(),
+                balance: Credits(bal),
+                needed: Credits(amount),
+            });
         }
         self.accounts.insert(from.clone(), bal - amount);
         Ok(())
@@ -262,7 +329,9 @@ impl LedgerState {
 fn accrual(s: &IncomeSchedule, now: Timestamp) -> Result<(i64, i64), LedgerError> {
     let ms = now.ms_since(s.last) as i128;
     let owed = (s.per_second as i128) * ms + s.carry as i128;
-    let minted = i64::try_from(owed / 1000).map_err(|_| LedgerError::Overflow { what: "accrued income" })?;
+    let minted = i64::try_from(owed / 1000).map_err(|_| LedgerError::Overflow {
+        what: "accrued income",
+    })?;
     Ok((minted, (owed % 1000) as i64))
 }
 

@@ -8,7 +8,9 @@
 use super::command::{Command, Outcome};
 use super::error::{LedgerError, StoreError, storage};
 use super::state::LedgerState;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use std::path::{Path, PathBuf};
 
 /// Log index -> MessagePack-encoded `Command`.
@@ -24,7 +26,9 @@ pub struct LedgerOptions {
 
 impl Default for LedgerOptions {
     fn default() -> Self {
-        LedgerOptions { snapshot_every: 1024 }
+        LedgerOptions {
+            snapshot_every: 1024,
+        }
     }
 }
 
@@ -39,7 +43,10 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("path", &self.path).field("applied", &self.state.applied()).finish()
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("applied", &self.state.applied())
+            .finish()
     }
 }
 
@@ -51,16 +58,27 @@ impl Ledger {
 
     pub fn open_with(path: impl AsRef<Path>, options: LedgerOptions) -> Result<Ledger, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path)
-            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
         // Create the tables once so readers never meet a missing table.
         let txn = db.begin_write().map_err(storage("begin the table setup"))?;
-        txn.open_table(LOG).map_err(storage("create the log table"))?;
-        txn.open_table(SNAPSHOT).map_err(storage("create the snapshot table"))?;
+        txn.open_table(LOG)
+            .map_err(storage("create the log table"))?;
+        txn.open_table(SNAPSHOT)
+            .map_err(storage("create the snapshot table"))?;
         txn.commit().map_err(storage("commit the table setup"))?;
         let (state, snapshot_index) = load(&db)?;
         tracing::debug!(path = %path.display(), applied = state.applied(), snapshot = snapshot_index, "ledger opened");
-        Ok(Ledger { db, path, state, options, snapshot_index, poisoned: false })
+        Ok(Ledger {
+            db,
+            path,
+            state,
+            options,
+            snapshot_index,
+            poisoned: false,
+        })
     }
 
     pub fn state(&self) -> &LedgerState {
@@ -84,7 +102,10 @@ impl Ledger {
     /// Apply commands in order in one write transaction (one fsync for a whole market round).
     /// Each command gets its own result; refused ones change nothing and are not logged.
     /// The results are returned only after the commit, so every `Ok` is durable.
-    pub fn apply_batch(&mut self, cmds: &[Command]) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+    pub fn apply_batch(
+        &mut self,
+        cmds: &[Command],
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
@@ -110,23 +131,30 @@ impl Ledger {
         }
     }
 
-    fn write_batch(&mut self, cmds: &[Command]) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+    fn write_batch(
+        &mut self,
+        cmds: &[Command],
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
         let mut txn = self.db.begin_write().map_err(storage("begin a write"))?;
-        txn.set_durability(Durability::Immediate).map_err(storage("set immediate durability"))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(storage("set immediate durability"))?;
         let mut results = Vec::with_capacity(cmds.len());
         {
             let mut log = txn.open_table(LOG).map_err(storage("open the log table"))?;
             for cmd in cmds {
                 let index = self.state.applied() + 1;
-                let bytes = rmp_serde::to_vec_named(cmd).map_err(|source| StoreError::Encode { index, source })?;
+                let bytes = rmp_serde::to_vec_named(cmd)
+                    .map_err(|source| StoreError::Encode { index, source })?;
                 let result = self.state.apply(cmd);
                 if result.is_ok() {
-                    log.insert(index, bytes.as_slice()).map_err(storage("append to the log"))?;
+                    log.insert(index, bytes.as_slice())
+                        .map_err(storage("append to the log"))?;
                 }
                 results.push(result);
             }
         }
-        let snapshot_due = self.state.applied() >= self.snapshot_index + self.options.snapshot_every;
+        let snapshot_due =
+            self.state.applied() >= self.snapshot_index + self.options.snapshot_every;
         if snapshot_due {
             write_snapshot(&txn, &self.state)?;
         }
@@ -157,8 +185,11 @@ impl Ledger {
         for entry in log.iter().map_err(storage("iterate the log"))? {
             let (k, v) = entry.map_err(storage("read the log"))?;
             let index = k.value();
-            let cmd = rmp_serde::from_slice(v.value())
-                .map_err(|source| StoreError::Decode { what: "command", index, source })?;
+            let cmd = rmp_serde::from_slice(v.value()).map_err(|source| StoreError::Decode {
+                what: "command",
+                index,
+                source,
+            })?;
             out.push((index, cmd));
         }
         Ok(out)
@@ -167,48 +198,80 @@ impl Ledger {
 
 /// The state machine as bytes, for snapshots here and for openraft's snapshot transfer later.
 pub fn encode_snapshot(state: &LedgerState) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(state).map_err(|source| StoreError::Encode { index: state.applied(), source })
+    rmp_serde::to_vec_named(state).map_err(|source| StoreError::Encode {
+        index: state.applied(),
+        source,
+    })
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<LedgerState, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|source| StoreError::Decode { what: "snapshot", index: 0, source })
+    rmp_serde::from_slice(bytes).map_err(|source| StoreError::Decode {
+        what: "snapshot",
+        index: 0,
+        source,
+    })
 }
 
 fn write_snapshot(txn: &WriteTransaction, state: &LedgerState) -> Result<(), StoreError> {
     let bytes = encode_snapshot(state)?;
     let index = state.applied();
-    let mut snaps = txn.open_table(SNAPSHOT).map_err(storage("open the snapshot table"))?;
-    snaps.retain(|_, _| false).map_err(storage("drop the old snapshot"))?;
-    snaps.insert(index, bytes.as_slice()).map_err(storage("write a snapshot"))?;
+    let mut snaps = txn
+        .open_table(SNAPSHOT)
+        .map_err(storage("open the snapshot table"))?;
+    snaps
+        .retain(|_, _| false)
+        .map_err(storage("drop the old snapshot"))?;
+    snaps
+        .insert(index, bytes.as_slice())
+        .map_err(storage("write a snapshot"))?;
     let mut log = txn.open_table(LOG).map_err(storage("open the log table"))?;
-    log.retain_in(..=index, |_, _| false).map_err(storage("compact the log"))?;
+    log.retain_in(..=index, |_, _| false)
+        .map_err(storage("compact the log"))?;
     Ok(())
 }
 
 /// Latest snapshot plus the log after it.
 fn load(db: &Database) -> Result<(LedgerState, u64), StoreError> {
     let txn = db.begin_read().map_err(storage("begin a read"))?;
-    let snaps = txn.open_table(SNAPSHOT).map_err(storage("open the snapshot table"))?;
+    let snaps = txn
+        .open_table(SNAPSHOT)
+        .map_err(storage("open the snapshot table"))?;
     let (mut state, snap_index) = match snaps.last().map_err(storage("read the snapshot"))? {
         Some((k, v)) => {
             let index = k.value();
-            let state: LedgerState = rmp_serde::from_slice(v.value())
-                .map_err(|source| StoreError::Decode { what: "snapshot", index, source })?;
+            let state: LedgerState =
+                rmp_serde::from_slice(v.value()).map_err(|source| StoreError::Decode {
+                    what: "snapshot",
+                    index,
+                    source,
+                })?;
             (state, index)
         }
         None => (LedgerState::new(), 0),
     };
     let log = txn.open_table(LOG).map_err(storage("open the log table"))?;
-    for entry in log.range(snap_index + 1..).map_err(storage("iterate the log"))? {
+    for entry in log
+        .range(snap_index + 1..)
+        .map_err(storage("iterate the log"))?
+    {
         let (k, v) = entry.map_err(storage("read the log"))?;
         let index = k.value();
         let expected = state.applied() + 1;
         if index != expected {
-            return Err(StoreError::Gap { expected, found: index });
+            return Err(StoreError::Gap {
+                expected,
+                found: index,
+            });
         }
-        let cmd: Command = rmp_serde::from_slice(v.value())
-            .map_err(|source| StoreError::Decode { what: "command", index, source })?;
-        state.apply(&cmd).map_err(|source| StoreError::Replay { index, source })?;
+        let cmd: Command =
+            rmp_serde::from_slice(v.value()).map_err(|source| StoreError::Decode {
+                what: "command",
+                index,
+                source,
+            })?;
+        state
+            .apply(&cmd)
+            .map_err(|source| StoreError::Replay { index, source })?;
     }
     Ok((state, snap_index))
 }

@@ -45,7 +45,13 @@ pub struct HostBook {
 
 impl HostBook {
     pub fn new(host: HostId, capacity: BTreeMap<Resource, u64>) -> HostBook {
-        HostBook { host, round: 0, capacity, workloads: BTreeMap::new(), breach_at: BTreeMap::new() }
+        HostBook {
+            host,
+            round: 0,
+            capacity,
+            workloads: BTreeMap::new(),
+            breach_at: BTreeMap::new(),
+        }
     }
 
     pub fn bounds(&self, w: WorkloadId, r: Resource) -> Bounds {
@@ -53,7 +59,11 @@ impl HostBook {
         self.workloads
             .get(&w)
             .and_then(|s| s.bounds.get(&r).copied())
-            .unwrap_or(Bounds { floor: 0, entitlement: 0, ceiling: cap })
+            .unwrap_or(Bounds {
+                floor: 0,
+                entitlement: 0,
+                ceiling: cap,
+            })
     }
 
     /// Record what a round decided that is not in the ledger.

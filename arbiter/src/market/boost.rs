@@ -13,7 +13,10 @@ pub struct BoostRule {
 
 impl Default for BoostRule {
     fn default() -> Self {
-        BoostRule { factor: 3.0, hold_ms: 30_000 }
+        BoostRule {
+            factor: 3.0,
+            hold_ms: 30_000,
+        }
     }
 }
 
@@ -40,7 +43,10 @@ mod tests {
 
     #[test]
     fn boost_is_bounded_and_decays_to_one() {
-        let rule = BoostRule { factor: 3.0, hold_ms: 10_000 };
+        let rule = BoostRule {
+            factor: 3.0,
+            hold_ms: 10_000,
+        };
         let t0 = Timestamp(1_000_000);
         assert_eq!(rule.multiplier(None, t0), 1.0);
         assert_eq!(rule.multiplier(Some(t0), t0), 3.0);
@@ -50,7 +56,10 @@ mod tests {
         let mut last = f64::INFINITY;
         for ms in (0..=10_000).step_by(500) {
             let m = rule.multiplier(Some(t0), t0.plus_ms(ms));
-            assert!((1.0..=3.0).contains(&m) && m <= last, "monotone decay at {ms} ms: {m}");
+            assert!(
+                (1.0..=3.0).contains(&m) && m <= last,
+                "monotone decay at {ms} ms: {m}"
+            );
             last = m;
         }
     }

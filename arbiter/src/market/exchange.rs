@@ -34,13 +34,20 @@ pub struct Exchange {
 
 impl std::fmt::Debug for Exchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exchange").field("ledger", &self.ledger).field("hosts", &self.books.len()).finish()
+        f.debug_struct("Exchange")
+            .field("ledger", &self.ledger)
+            .field("hosts", &self.books.len())
+            .finish()
     }
 }
 
 impl Exchange {
     pub fn new(ledger: Ledger, market: Market) -> Exchange {
-        Exchange { ledger, market, books: BTreeMap::new() }
+        Exchange {
+            ledger,
+            market,
+            books: BTreeMap::new(),
+        }
     }
 
     pub fn ledger(&self) -> &LedgerState {
@@ -69,11 +76,21 @@ impl Exchange {
         for (w, rate) in income {
             let who = WorkloadKey::new(&host, *w);
             if self.ledger.state().income(&who).map(|s| s.per_second) != Some(rate.0) {
-                cmds.push(Command::SetIncome { who, per_second: *rate, at: now });
+                cmds.push(Command::SetIncome {
+                    who,
+                    per_second: *rate,
+                    at: now,
+                });
             }
         }
         if !cmds.is_empty() {
-            let results = self.ledger.apply_batch(&cmds).map_err(|source| ExchangeError::Ledger { host: host.clone(), source: Box::new(source) })?;
+            let results =
+                self.ledger
+                    .apply_batch(&cmds)
+                    .map_err(|source| ExchangeError::Ledger {
+                        host: host.clone(),
+                        source: Box::new(source),
+                    })?;
             for (cmd, r) in cmds.iter().zip(results) {
                 if let Err(cause) = r {
                     tracing::warn!(host = %host, command = ?cmd, cause = %cause, "income not configured");
@@ -89,22 +106,45 @@ impl Exchange {
     }
 
     /// Replace the workloads present on a host (the agent's latest inventory).
-    pub fn set_workloads(&mut self, host: &HostId, workloads: BTreeMap<WorkloadId, WorkloadSpec>) -> Result<(), ExchangeError> {
-        let book = self.books.get_mut(host).ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
+    pub fn set_workloads(
+        &mut self,
+        host: &HostId,
+        workloads: BTreeMap<WorkloadId, WorkloadSpec>,
+    ) -> Result<(), ExchangeError> {
+        let book = self
+            .books
+            .get_mut(host)
+            .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
         book.workloads = workloads;
         Ok(())
     }
 
     /// Resolve a round and persist it; returns the full outcome (decisions whose lease command
     /// the ledger refused are dropped, with a warning).
-    pub fn round(&mut self, host: &HostId, bids: &[Bid], now: Timestamp) -> Result<RoundOutcome, ExchangeError> {
-        let book = self.books.get(host).ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
+    pub fn round(
+        &mut self,
+        host: &HostId,
+        bids: &[Bid],
+        now: Timestamp,
+    ) -> Result<RoundOutcome, ExchangeError> {
+        let book = self
+            .books
+            .get(host)
+            .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
         let mut outcome = self
             .market
             .resolve(book, bids, self.ledger.state(), now)
-            .map_err(|source| ExchangeError::Market { host: host.clone(), source })?;
-        let results =
-            self.ledger.apply_batch(&outcome.commands).map_err(|source| ExchangeError::Ledger { host: host.clone(), source: Box::new(source) })?;
+            .map_err(|source| ExchangeError::Market {
+                host: host.clone(),
+                source,
+            })?;
+        let results = self
+            .ledger
+            .apply_batch(&outcome.commands)
+            .map_err(|source| ExchangeError::Ledger {
+                host: host.clone(),
+                source: Box::new(source),
+            })?;
         let mut refused: BTreeSet<LeaseId> = BTreeSet::new();
         for (cmd, result) in outcome.commands.iter().zip(&results) {
             if let Err(cause) = result {

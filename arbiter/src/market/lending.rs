@@ -15,7 +15,7 @@
 
 use crate::ledger::{LeaseEnd, LeaseRecord, LoanShare, Price};
 use std::collections::BTreeMap;
-use truce_common::model::{Lender, LeaseId, Timestamp, WorkloadId};
+use truce_common::model::{LeaseId, Lender, Timestamp, WorkloadId};
 
 /// One workload's position for the resource after the optimiser.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,8 +86,16 @@ pub(crate) fn plan(input: &LendingInput<'_>, wallets: &mut BTreeMap<WorkloadId, 
         .collect();
     supply.sort();
 
-    let mut borrowers: Vec<&Position> = input.positions.iter().filter(|p| p.allocated > p.effective).collect();
-    borrowers.sort_by(|a, b| b.value.total_cmp(&a.value).then(a.workload.cmp(&b.workload)));
+    let mut borrowers: Vec<&Position> = input
+        .positions
+        .iter()
+        .filter(|p| p.allocated > p.effective)
+        .collect();
+    borrowers.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then(a.workload.cmp(&b.workload))
+    });
 
     let mut plans = Vec::new();
     for b in borrowers {
@@ -101,7 +109,12 @@ pub(crate) fn plan(input: &LendingInput<'_>, wallets: &mut BTreeMap<WorkloadId, 
                 Lender::Workload(w) => supply.iter().any(|(_, l, u)| *l == w && *u >= s.units),
             });
             let ext = expiry.ms_since(rec.terms.expiry);
-            let top_up: i128 = rec.terms.shares.iter().map(|s| s.price.cost(s.units, ext)).sum();
+            let top_up: i128 = rec
+                .terms
+                .shares
+                .iter()
+                .map(|s| s.price.cost(s.units, ext))
+                .sum();
             if same && lenders_still_lend && top_up <= *wallet as i128 {
                 for s in &rec.terms.shares {
                     if let Lender::Workload(w) = s.lender
@@ -132,35 +145,61 @@ pub(crate) fn plan(input: &LendingInput<'_>, wallets: &mut BTreeMap<WorkloadId, 
             if left == 0 || *price > max_price || *units == 0 || *lender == b.workload {
                 continue;
             }
-            let take = left.min(*units).min(affordable(*wallet, *price, b.lease_ms));
+            let take = left
+                .min(*units)
+                .min(affordable(*wallet, *price, b.lease_ms));
             if take == 0 {
                 continue;
             }
             *wallet -= price.cost(take, b.lease_ms) as i64;
             *units -= take;
             left -= take;
-            shares.push(LoanShare { lender: Lender::Workload(*lender), units: take, price: *price });
+            shares.push(LoanShare {
+                lender: Lender::Workload(*lender),
+                units: take,
+                price: *price,
+            });
         }
         let from_pool = left.min(affordable(*wallet, input.pool_price, b.lease_ms));
         if from_pool > 0 {
             *wallet -= input.pool_price.cost(from_pool, b.lease_ms) as i64;
-            shares.push(LoanShare { lender: Lender::Pool, units: from_pool, price: input.pool_price });
+            shares.push(LoanShare {
+                lender: Lender::Pool,
+                units: from_pool,
+                price: input.pool_price,
+            });
         }
         let borrowed: u64 = shares.iter().map(|s| s.units).sum();
         let amount = b.effective + borrowed;
         if amount != b.entitlement {
-            plans.push(Plan { workload: b.workload, amount, shares, renew: None, expiry });
+            plans.push(Plan {
+                workload: b.workload,
+                amount,
+                shares,
+                renew: None,
+                expiry,
+            });
         }
     }
 
     // Everyone else whose holding differs from the cgroup default gets a limit lease.
-    for p in input.positions.iter().filter(|p| p.allocated <= p.effective && p.allocated != p.entitlement) {
+    for p in input
+        .positions
+        .iter()
+        .filter(|p| p.allocated <= p.effective && p.allocated != p.entitlement)
+    {
         let renew = input
             .existing
             .get(&p.workload)
             .filter(|r| !r.is_loan() && r.terms.amount == p.allocated)
             .map(|r| r.terms.id);
-        plans.push(Plan { workload: p.workload, amount: p.allocated, shares: Vec::new(), renew, expiry: input.limit_expiry });
+        plans.push(Plan {
+            workload: p.workload,
+            amount: p.allocated,
+            shares: Vec::new(),
+            renew,
+            expiry: input.limit_expiry,
+        });
     }
     plans
 }

@@ -9,8 +9,9 @@
 //!
 //! [`LedgerState`]: crate::ledger::LedgerState
 
-pub mod boost;
 pub mod book;
+pub mod boost;
+mod budget;
 mod decide;
 pub mod exchange;
 mod intake;
@@ -24,8 +25,8 @@ pub mod setting;
 pub mod synthetic;
 pub mod trades;
 
-pub use boost::BoostRule;
 pub use book::{Bounds, HostBook, WorkloadSpec};
+pub use boost::BoostRule;
 pub use exchange::{Exchange, ExchangeError};
 pub use optimiser::Strategy;
 pub use pricing::PricingRule;

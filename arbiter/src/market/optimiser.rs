@@ -17,7 +17,10 @@
 //! gains more than `2 * swap` per unit (one unit leaves one workload and joins another), and
 //! picks the smallest move among equally useful ones.
 
-use good_lp::{Expression, ProblemVariables, ResolutionError, Solution, SolverModel, Variable, microlp, variable};
+use good_lp::{
+    Expression, ProblemVariables, ResolutionError, Solution, SolverModel, Variable, microlp,
+    variable,
+};
 
 /// One workload's position for one resource, in the resource's units.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,17 +70,32 @@ pub struct Allocation {
 }
 
 /// Allocate `capacity` among `claims`; `swap` is the cost per unit moved, in value units.
-pub fn allocate(capacity: u64, claims: &[Claim], swap: f64, strategy: Strategy, epsilon: f64) -> Result<Allocation, OptimiserError> {
+pub fn allocate(
+    capacity: u64,
+    claims: &[Claim],
+    swap: f64,
+    strategy: Strategy,
+    epsilon: f64,
+) -> Result<Allocation, OptimiserError> {
     let floors: u128 = claims.iter().map(|c| c.floor as u128).sum();
     if floors > capacity as u128 {
         return Err(OptimiserError::FloorsExceedCapacity { floors, capacity });
     }
-    let quiet = claims.iter().all(|c| c.current == c.demand.clamp(c.floor, c.upper.max(c.floor)));
+    let quiet = claims
+        .iter()
+        .all(|c| c.current == c.demand.clamp(c.floor, c.upper.max(c.floor)));
     let held: u128 = claims.iter().map(|c| c.current as u128).sum();
     if quiet && held <= capacity as u128 || capacity == 0 {
         // Everyone already holds what it wants and it fits: the LP's optimum is to move nothing.
-        let amounts = claims.iter().map(|c| if capacity == 0 { 0 } else { c.current }).collect();
-        return Ok(Allocation { amounts, fairness_level: None, solves: 0 });
+        let amounts = claims
+            .iter()
+            .map(|c| if capacity == 0 { 0 } else { c.current })
+            .collect();
+        return Ok(Allocation {
+            amounts,
+            fairness_level: None,
+            solves: 0,
+        });
     }
     if strategy == Strategy::Greedy {
         return Ok(greedy(capacity, claims));
@@ -88,10 +106,22 @@ pub fn allocate(capacity: u64, claims: &[Claim], swap: f64, strategy: Strategy, 
         floor: claims.iter().map(|c| n(c.floor)).collect(),
         upper: claims.iter().map(|c| n(c.upper.max(c.floor))).collect(),
         current: claims.iter().map(|c| n(c.current)).collect(),
-        demand: claims.iter().map(|c| n(c.demand.saturating_sub(c.floor))).collect(),
+        demand: claims
+            .iter()
+            .map(|c| n(c.demand.saturating_sub(c.floor)))
+            .collect(),
         share: {
             let top = claims.iter().map(|c| c.weight).fold(0.0_f64, f64::max);
-            claims.iter().map(|c| if top > 0.0 { (c.weight / top).clamp(0.0, 1.0) } else { 1.0 }).collect()
+            claims
+                .iter()
+                .map(|c| {
+                    if top > 0.0 {
+                        (c.weight / top).clamp(0.0, 1.0)
+                    } else {
+                        1.0
+                    }
+                })
+                .collect()
         },
     };
     let mut solves = 0;
@@ -101,11 +131,27 @@ pub fn allocate(capacity: u64, claims: &[Claim], swap: f64, strategy: Strategy, 
     } else {
         None
     };
-    let top_value = claims.iter().map(|c| c.value).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE);
-    let values: Vec<f64> = claims.iter().map(|c| c.value.max(0.0) / top_value).collect();
-    let x = utility(&lp, &values, swap.max(0.0) / top_value, level.map(|t| (t - epsilon).max(0.0)))?;
+    let top_value = claims
+        .iter()
+        .map(|c| c.value)
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let values: Vec<f64> = claims
+        .iter()
+        .map(|c| c.value.max(0.0) / top_value)
+        .collect();
+    let x = utility(
+        &lp,
+        &values,
+        swap.max(0.0) / top_value,
+        level.map(|t| (t - epsilon).max(0.0)),
+    )?;
     solves += 1;
-    Ok(Allocation { amounts: to_units(capacity, claims, &x), fairness_level: level, solves })
+    Ok(Allocation {
+        amounts: to_units(capacity, claims, &x),
+        fairness_level: level,
+        solves,
+    })
 }
 
 struct Normalised {
@@ -129,7 +175,9 @@ struct Base {
 }
 
 fn base(lp: &Normalised, vars: &mut ProblemVariables) -> Base {
-    let x: Vec<Variable> = (0..lp.floor.len()).map(|i| vars.add(variable().min(lp.floor[i]).max(lp.upper[i]))).collect();
+    let x: Vec<Variable> = (0..lp.floor.len())
+        .map(|i| vars.add(variable().min(lp.floor[i]).max(lp.upper[i])))
+        .collect();
     let mut s = Vec::with_capacity(x.len());
     let mut free = Vec::new();
     for (i, xi) in x.iter().enumerate() {
@@ -155,11 +203,19 @@ fn max_min_level(lp: &Normalised) -> Result<f64, OptimiserError> {
             model = model.with((si.clone() - t * (lp.share[i] * lp.demand[i])).geq(0.0));
         }
     }
-    let sol = model.solve().map_err(|source| OptimiserError::Solver { stage: "fairness", source })?;
+    let sol = model.solve().map_err(|source| OptimiserError::Solver {
+        stage: "fairness",
+        source,
+    })?;
     Ok(sol.value(t).clamp(0.0, 1.0))
 }
 
-fn utility(lp: &Normalised, values: &[f64], swap: f64, level: Option<f64>) -> Result<Vec<f64>, OptimiserError> {
+fn utility(
+    lp: &Normalised,
+    values: &[f64],
+    swap: f64,
+    level: Option<f64>,
+) -> Result<Vec<f64>, OptimiserError> {
     let mut vars = ProblemVariables::new();
     let b = base(lp, &mut vars);
     let x = &b.x;
@@ -178,7 +234,10 @@ fn utility(lp: &Normalised, values: &[f64], swap: f64, level: Option<f64>) -> Re
             model = model.with(b.s[i].clone().geq(t * lp.share[i] * lp.demand[i]));
         }
     }
-    let sol = model.solve().map_err(|source| OptimiserError::Solver { stage: "utility", source })?;
+    let sol = model.solve().map_err(|source| OptimiserError::Solver {
+        stage: "utility",
+        source,
+    })?;
     Ok(x.iter().map(|v| sol.value(*v)).collect())
 }
 
@@ -199,13 +258,26 @@ fn to_units(capacity: u64, claims: &[Claim], x: &[f64]) -> Vec<u64> {
         .zip(x)
         .map(|(c, v)| {
             let units = (v * capacity as f64 + 1e-6).floor();
-            let units = if units.is_finite() && units > 0.0 { units as u64 } else { 0 };
+            let units = if units.is_finite() && units > 0.0 {
+                units as u64
+            } else {
+                0
+            };
             units.clamp(c.floor, c.upper.max(c.floor))
         })
         .collect();
-    let mut excess = out.iter().map(|v| *v as u128).sum::<u128>().saturating_sub(capacity as u128);
+    let mut excess = out
+        .iter()
+        .map(|v| *v as u128)
+        .sum::<u128>()
+        .saturating_sub(capacity as u128);
     while excess > 0 {
-        let Some((i, room)) = out.iter().zip(claims).map(|(v, c)| v - c.floor).enumerate().max_by_key(|(i, r)| (*r, usize::MAX - i))
+        let Some((i, room)) = out
+            .iter()
+            .zip(claims)
+            .map(|(v, c)| v - c.floor)
+            .enumerate()
+            .max_by_key(|(i, r)| (*r, usize::MAX - i))
         else {
             break;
         };
@@ -231,7 +303,11 @@ fn greedy(capacity: u64, claims: &[Claim]) -> Allocation {
         out[i] += give;
         left -= give;
     }
-    Allocation { amounts: out, fairness_level: None, solves: 0 }
+    Allocation {
+        amounts: out,
+        fairness_level: None,
+        solves: 0,
+    }
 }
 
 #[cfg(test)]

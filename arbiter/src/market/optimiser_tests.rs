@@ -1,7 +1,14 @@
 use super::*;
 
 fn claim(floor: u64, current: u64, demand: u64, value: f64) -> Claim {
-    Claim { floor, upper: demand.max(current), current, demand, value, weight: 1.0 }
+    Claim {
+        floor,
+        upper: demand.max(current),
+        current,
+        demand,
+        value,
+        weight: 1.0,
+    }
 }
 
 fn solve(cap: u64, claims: &[Claim], swap: f64, strategy: Strategy) -> Vec<u64> {
@@ -39,8 +46,15 @@ fn weighted_max_min_protects_the_low_value_workload() {
     assert!((t - 2.0 / 3.0).abs() < 1e-3, "t* = {t}");
     let b_sat = (fair.amounts[1] - 100) as f64 / 400.0;
     // Epsilon (1e-4) plus rounding down to whole units (1/400).
-    assert!(b_sat >= t - 1e-4 - 1.0 / 400.0, "B keeps its max-min share: {b_sat} vs {t}");
-    assert!(fair.amounts[1] > 100, "fairness keeps B above its floor: {:?}", fair.amounts);
+    assert!(
+        b_sat >= t - 1e-4 - 1.0 / 400.0,
+        "B keeps its max-min share: {b_sat} vs {t}"
+    );
+    assert!(
+        fair.amounts[1] > 100,
+        "fairness keeps B above its floor: {:?}",
+        fair.amounts
+    );
 }
 
 #[test]
@@ -55,16 +69,26 @@ fn weights_scale_the_guaranteed_share() {
     // s_heavy >= t * 1000, s_light >= t * 0.5 * 1000, sum <= 900 -> t* = 0.6.
     let t = fair.fairness_level.unwrap_or(0.0);
     assert!((t - 0.6).abs() < 1e-3, "t* = {t}");
-    assert!(fair.amounts[0] >= 599 && fair.amounts[1] >= 299, "{:?}", fair.amounts);
+    assert!(
+        fair.amounts[0] >= 599 && fair.amounts[1] >= 299,
+        "{:?}",
+        fair.amounts
+    );
 }
 
 #[test]
 fn swap_cost_blocks_moves_worth_less_than_twice_the_cost() {
     // Moving a unit from B to A gains 0.1 in value but costs 2 x 0.1 in swaps.
     let claims = [claim(0, 500, 900, 1.1), claim(0, 500, 500, 1.0)];
-    assert_eq!(solve(1000, &claims, 0.1, Strategy::UtilityLp), vec![500, 500]);
+    assert_eq!(
+        solve(1000, &claims, 0.1, Strategy::UtilityLp),
+        vec![500, 500]
+    );
     // With a cheaper swap the move pays.
-    assert_eq!(solve(1000, &claims, 0.01, Strategy::UtilityLp), vec![900, 100]);
+    assert_eq!(
+        solve(1000, &claims, 0.01, Strategy::UtilityLp),
+        vec![900, 100]
+    );
 }
 
 #[test]
@@ -79,7 +103,10 @@ fn floors_beyond_capacity_are_an_error_not_a_panic() {
     let claims = [claim(600, 600, 600, 1.0), claim(600, 600, 700, 1.0)];
     assert!(matches!(
         allocate(1000, &claims, 0.1, Strategy::FairLp, 1e-4),
-        Err(OptimiserError::FloorsExceedCapacity { floors: 1200, capacity: 1000 })
+        Err(OptimiserError::FloorsExceedCapacity {
+            floors: 1200,
+            capacity: 1000
+        })
     ));
 }
 

@@ -58,9 +58,17 @@ impl PricingRule {
         let z = (demand as f64 - capacity as f64) / capacity as f64;
         let step = (self.gain * z).clamp(-self.max_step, self.max_step);
         let next = (price.0 as f64 * (1.0 + step)).round();
-        let next = if next.is_finite() { next.clamp(1.0, i64::MAX as f64) as i64 } else { price.0 };
+        let next = if next.is_finite() {
+            next.clamp(1.0, i64::MAX as f64) as i64
+        } else {
+            price.0
+        };
         // A tiny price must still move when pressed: step at least one pico-credit.
-        let next = if step > 0.0 && next == price.0 { next.saturating_add(1) } else { next };
+        let next = if step > 0.0 && next == price.0 {
+            next.saturating_add(1)
+        } else {
+            next
+        };
         Price(next.clamp(self.floor.0.max(1), self.ceiling.0.max(self.floor.0.max(1))))
     }
 
@@ -69,7 +77,11 @@ impl PricingRule {
         let span = (REPUTATION_MAX - self.premium_from).max(1) as f64;
         let above = (reputation - self.premium_from).clamp(0, REPUTATION_MAX) as f64;
         let premium = self.premium_max.max(0.0) * (above / span).min(1.0);
-        Price((base.0 as f64 * (1.0 + premium)).round().clamp(1.0, i64::MAX as f64) as i64)
+        Price(
+            (base.0 as f64 * (1.0 + premium))
+                .round()
+                .clamp(1.0, i64::MAX as f64) as i64,
+        )
     }
 }
 
@@ -90,7 +102,10 @@ mod tests {
         // Balanced: unchanged.
         assert_eq!(rule.next(p, 1000, 1000), p);
         // Never below the floor.
-        let floor = PricingRule { floor: Price(950_000), ..rule };
+        let floor = PricingRule {
+            floor: Price(950_000),
+            ..rule
+        };
         assert_eq!(floor.next(p, 0, 1000), Price(950_000));
     }
 

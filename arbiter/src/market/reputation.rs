@@ -39,7 +39,9 @@ impl Default for ReputationRules {
 impl ReputationRules {
     pub fn borrower_gain(&self, streak: u32) -> i64 {
         let doubling = streak.min(self.streak_cap).min(62);
-        self.repaid_base.saturating_mul(1_i64 << doubling).min(self.max_gain)
+        self.repaid_base
+            .saturating_mul(1_i64 << doubling)
+            .min(self.max_gain)
     }
 
     /// Commands for a loan that ended. `view` holds reputations as this round has already
@@ -57,20 +59,32 @@ impl ReputationRules {
         let t = &lease.terms;
         let holder = WorkloadKey::new(&t.host, t.holder);
         let mut out = Vec::new();
-        let streak = view.get(&holder).copied().unwrap_or_else(|| current(&holder)).streak;
-        let mut adjust = |who: WorkloadKey, delta: i64, streak: StreakUpdate, out: &mut Vec<Command>| {
-            let rep = view.entry(who.clone()).or_insert_with(|| current(&who));
-            rep.score = (rep.score + delta).clamp(0, crate::ledger::REPUTATION_MAX);
-            rep.streak = match streak {
-                StreakUpdate::Keep => rep.streak,
-                StreakUpdate::Extend => rep.streak.saturating_add(1),
-                StreakUpdate::Reset => 0,
+        let streak = view
+            .get(&holder)
+            .copied()
+            .unwrap_or_else(|| current(&holder))
+            .streak;
+        let mut adjust =
+            |who: WorkloadKey, delta: i64, streak: StreakUpdate, out: &mut Vec<Command>| {
+                let rep = view.entry(who.clone()).or_insert_with(|| current(&who));
+                rep.score = (rep.score + delta).clamp(0, crate::ledger::REPUTATION_MAX);
+                rep.streak = match streak {
+                    StreakUpdate::Keep => rep.streak,
+                    StreakUpdate::Extend => rep.streak.saturating_add(1),
+                    StreakUpdate::Reset => 0,
+                };
+                out.push(Command::AdjustReputation { who, delta, streak });
             };
-            out.push(Command::AdjustReputation { who, delta, streak });
-        };
         match end {
-            LeaseEnd::Repaid => adjust(holder, self.borrower_gain(streak), StreakUpdate::Extend, &mut out),
-            LeaseEnd::Defaulted => adjust(holder, -self.default_penalty, StreakUpdate::Reset, &mut out),
+            LeaseEnd::Repaid => adjust(
+                holder,
+                self.borrower_gain(streak),
+                StreakUpdate::Extend,
+                &mut out,
+            ),
+            LeaseEnd::Defaulted => {
+                adjust(holder, -self.default_penalty, StreakUpdate::Reset, &mut out)
+            }
         }
         for share in &t.shares {
             if let Lender::Workload(w) = share.lender {
@@ -78,7 +92,12 @@ impl ReputationRules {
                     LeaseEnd::Repaid => self.lender_gain,
                     LeaseEnd::Defaulted => -self.lender_penalty,
                 };
-                adjust(WorkloadKey::new(&t.host, w), delta, StreakUpdate::Keep, &mut out);
+                adjust(
+                    WorkloadKey::new(&t.host, w),
+                    delta,
+                    StreakUpdate::Keep,
+                    &mut out,
+                );
             }
         }
         out
@@ -94,6 +113,9 @@ mod tests {
         let r = ReputationRules::default();
         let gains: Vec<i64> = (0..8).map(|s| r.borrower_gain(s)).collect();
         assert_eq!(gains, vec![20, 40, 80, 160, 320, 640, 640, 640]);
-        assert!(r.default_penalty > 10 * r.lender_penalty, "a default costs the borrower a lot, the lender a little");
+        assert!(
+            r.default_penalty > 10 * r.lender_penalty,
+            "a default costs the borrower a lot, the lender a little"
+        );
     }
 }

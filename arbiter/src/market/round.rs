@@ -2,6 +2,7 @@
 //! an argument, the ledger is read, nothing is written (the caller applies the commands).
 
 use super::book::HostBook;
+use super::budget::{ask_caps, credit_settlement};
 use super::decide::{DecisionInput, build_decisions};
 use super::intake::{accept_bids, reason, release, want};
 use super::lending::{LendingInput, Plan, Position, plan};
@@ -10,7 +11,9 @@ use super::pricing::initial_price;
 use super::setting::enforceable;
 use super::trades::{TradeMatch, match_trades};
 use super::{Market, MarketError};
-use crate::ledger::{AccountId, Command, LeaseEnd, LeaseRecord, LedgerState, Price, Reputation, WorkloadKey};
+use crate::ledger::{
+    AccountId, Command, LeaseEnd, LeaseRecord, LedgerState, Price, Reputation, WorkloadKey,
+};
 use std::collections::BTreeMap;
 use truce_common::model::{Bid, BidId, Decision, LeaseId, Reason, Resource, Timestamp, WorkloadId};
 
@@ -54,18 +57,31 @@ pub(crate) struct Closing<'a> {
 }
 
 impl Market {
-    pub fn resolve(&self, book: &HostBook, bids: &[Bid], ledger: &LedgerState, now: Timestamp) -> Result<RoundOutcome, MarketError> {
+    pub fn resolve(
+        &self,
+        book: &HostBook,
+        bids: &[Bid],
+        ledger: &LedgerState,
+        now: Timestamp,
+    ) -> Result<RoundOutcome, MarketError> {
         let cfg = &self.config;
         let host = &book.host;
         let round = book.round + 1;
         let (bids, mut rejected) = accept_bids(book, bids, now, cfg.max_bid_age_ms);
-        let breaches: Vec<(WorkloadId, Timestamp)> = bids.values().filter(|b| b.slo_breach).map(|b| (b.workload.id, now)).collect();
+        let breaches: Vec<(WorkloadId, Timestamp)> = bids
+            .values()
+            .filter(|b| b.slo_breach)
+            .map(|b| (b.workload.id, now))
+            .collect();
         let boost = |w: WorkloadId| {
             let flagged = breaches.iter().any(|(b, _)| *b == w).then_some(now);
-            cfg.boost.multiplier(flagged.or(book.breach_at.get(&w).copied()), now)
+            cfg.boost
+                .multiplier(flagged.or(book.breach_at.get(&w).copied()), now)
         };
         let lease_ms = |w: WorkloadId| {
-            bids.get(&w).map_or(cfg.default_lease_ms, |b| b.lease_ms).clamp(cfg.min_lease_ms, cfg.max_lease_ms)
+            bids.get(&w)
+                .map_or(cfg.default_lease_ms, |b| b.lease_ms)
+                .clamp(cfg.min_lease_ms, cfg.max_lease_ms)
         };
         let key = |w: WorkloadId| WorkloadKey::new(host, w);
 
@@ -73,9 +89,20 @@ impl Market {
         let mut wallets: BTreeMap<WorkloadId, i64> = book
             .workloads
             .keys()
-            .map(|w| (*w, ledger.balance(&AccountId::Workload(key(*w))).0.saturating_add(ledger.accrual_due(&key(*w), now))))
+            .map(|w| {
+                (
+                    *w,
+                    ledger
+                        .balance(&AccountId::Workload(key(*w)))
+                        .0
+                        .saturating_add(ledger.accrual_due(&key(*w), now)),
+                )
+            })
             .collect();
-        let mut commands = vec![Command::Accrue { host: host.clone(), now }];
+        let mut commands = vec![Command::Accrue {
+            host: host.clone(),
+            now,
+        }];
 
         // Leases that end no matter what: holder gone (default) or term over (repaid).
         let mut closings: Vec<Closing<'_>> = Vec::new();
@@ -83,14 +110,30 @@ impl Market {
         for rec in ledger.leases_on(host) {
             let t = &rec.terms;
             if !book.workloads.contains_key(&t.holder) {
-                let end = if rec.is_loan() { LeaseEnd::Defaulted } else { LeaseEnd::Repaid };
-                closings.push(Closing { lease: rec, end, why: "holder_vanished" });
+                let end = if rec.is_loan() {
+                    LeaseEnd::Defaulted
+                } else {
+                    LeaseEnd::Repaid
+                };
+                closings.push(Closing {
+                    lease: rec,
+                    end,
+                    why: "holder_vanished",
+                });
             } else if t.expiry <= now {
-                closings.push(Closing { lease: rec, end: LeaseEnd::Repaid, why: "expired" });
+                closings.push(Closing {
+                    lease: rec,
+                    end: LeaseEnd::Repaid,
+                    why: "expired",
+                });
             } else {
                 match active.entry((t.holder, t.resource)) {
                     std::collections::btree_map::Entry::Occupied(_) => {
-                        closings.push(Closing { lease: rec, end: LeaseEnd::Repaid, why: "superseded" });
+                        closings.push(Closing {
+                            lease: rec,
+                            end: LeaseEnd::Repaid,
+                            why: "superseded",
+                        });
                     }
                     std::collections::btree_map::Entry::Vacant(v) => {
                         v.insert(rec);
@@ -105,7 +148,12 @@ impl Market {
         }
 
         // Entitlements, then trades on top of them.
-        let resources: Vec<Resource> = book.capacity.keys().copied().filter(|r| enforceable(*r)).collect();
+        let resources: Vec<Resource> = book
+            .capacity
+            .keys()
+            .copied()
+            .filter(|r| enforceable(*r))
+            .collect();
         let mut effective: BTreeMap<(WorkloadId, Resource), u64> = BTreeMap::new();
         for w in book.workloads.keys() {
             for r in &resources {
@@ -114,26 +162,8 @@ impl Market {
         }
         let trades = match_trades(book, &bids, &mut effective);
 
-        // Budgets for asks: willingness to pay, capped by the wallet, split over the asks in
-        // proportion to their cost at the market price, so the optimiser never grants more
-        // than a borrower can pay for.
         let price_of = |r: Resource| ledger.price(host, r).unwrap_or_else(|| initial_price(r));
-        let mut ask_cap: BTreeMap<(WorkloadId, Resource), u64> = BTreeMap::new();
-        for (w, bid) in &bids {
-            let budget = bid.willingness_to_pay.0.min(wallets.get(w).copied().unwrap_or(0)).max(0);
-            let ms = lease_ms(*w);
-            let costs: Vec<(Resource, u64, i128)> = resources
-                .iter()
-                .filter_map(|r| want(bid, *r).map(|a| (*r, a.amount, price_of(*r).cost(a.amount, ms).max(1))))
-                .collect();
-            let total: i128 = costs.iter().map(|c| c.2).sum();
-            for (r, amount, cost) in costs {
-                let share = if total <= budget as i128 { cost } else { budget as i128 * cost / total.max(1) };
-                let per_unit = price_of(r).cost(1, ms).max(0);
-                let units = if per_unit == 0 { amount } else { u64::try_from(share / per_unit).unwrap_or(u64::MAX).min(amount) };
-                ask_cap.insert((*w, r), units);
-            }
-        }
+        let ask_cap = ask_caps(&bids, &resources, &wallets, &price_of, &lease_ms);
 
         let mut allocation = BTreeMap::new();
         let mut prices = BTreeMap::new();
@@ -149,17 +179,41 @@ impl Market {
             let mut demand_total: u128 = 0;
             for (w, spec) in &book.workloads {
                 let bounds = book.bounds(*w, r);
-                let e = effective.get(&(*w, r)).copied().unwrap_or(bounds.entitlement);
-                let current = active.get(&(*w, r)).map_or(bounds.entitlement, |l| l.terms.amount);
+                let e = effective
+                    .get(&(*w, r))
+                    .copied()
+                    .unwrap_or(bounds.entitlement);
+                let current = active
+                    .get(&(*w, r))
+                    .map_or(bounds.entitlement, |l| l.terms.amount);
                 let bid = bids.get(w);
-                let ask = bid.and_then(|b| want(b, r)).filter(|a| Price::from_credits(a.max_price) >= price);
+                let ask = bid
+                    .and_then(|b| want(b, r))
+                    .filter(|a| Price::from_credits(a.max_price) >= price);
                 if let (Some(b), None, Some(a)) = (bid, ask, bid.and_then(|b| want(b, r))) {
-                    rejected.push((b.id, reason("priced_out", format!("{r}: max price {} below market {}", a.max_price, price.as_credits()))));
+                    rejected.push((
+                        b.id,
+                        reason(
+                            "priced_out",
+                            format!(
+                                "{r}: max price {} below market {}",
+                                a.max_price,
+                                price.as_credits()
+                            ),
+                        ),
+                    ));
                 }
-                let asked = ask.map_or(0, |a| a.amount.min(ask_cap.get(&(*w, r)).copied().unwrap_or(0)));
+                let asked = ask.map_or(0, |a| {
+                    a.amount.min(ask_cap.get(&(*w, r)).copied().unwrap_or(0))
+                });
                 let offered = bid.and_then(|b| release(b, r));
-                let demand = e.saturating_add(asked).saturating_sub(offered.map_or(0, |o| o.amount)).clamp(bounds.floor, bounds.ceiling);
-                let priority = bid.map_or(spec.priority, |b| b.priority.max(spec.priority)).max(1) as f64;
+                let demand = e
+                    .saturating_add(asked)
+                    .saturating_sub(offered.map_or(0, |o| o.amount))
+                    .clamp(bounds.floor, bounds.ceiling);
+                let priority = bid
+                    .map_or(spec.priority, |b| b.priority.max(spec.priority))
+                    .max(1) as f64;
                 let unit_value = ask.map_or(price.as_credits(), |a| a.max_price);
                 let boosted = priority * boost(*w);
                 let value = unit_value * boosted;
@@ -182,20 +236,36 @@ impl Market {
                     value,
                     max_price: ask.map(|a| Price::from_credits(a.max_price)),
                     release: offered.map(|o| (o.amount, Price::from_credits(o.max_price))),
-                    reputation: reputations.get(&key(*w)).copied().unwrap_or_else(|| ledger.reputation(&key(*w))).score,
+                    reputation: reputations
+                        .get(&key(*w))
+                        .copied()
+                        .unwrap_or_else(|| ledger.reputation(&key(*w)))
+                        .score,
                     lease_ms: lease_ms(*w),
                 });
             }
             let swap = cfg.swap_fraction * price.as_credits();
             let alloc = allocate(capacity, &claims, swap, cfg.strategy, cfg.fairness_epsilon)
-                .map_err(|source| MarketError::Optimiser { host: host.clone(), resource: r, source })?;
+                .map_err(|source| MarketError::Optimiser {
+                    host: host.clone(),
+                    resource: r,
+                    source,
+                })?;
             solves += alloc.solves;
             for (p, x) in positions.iter_mut().zip(&alloc.amounts) {
                 p.allocated = *x;
             }
-            let existing: BTreeMap<WorkloadId, &LeaseRecord> =
-                active.iter().filter(|((_, res), _)| *res == r).map(|((w, _), l)| (*w, *l)).collect();
-            let longest = positions.iter().filter(|p| p.allocated > p.effective).map(|p| p.lease_ms).max().unwrap_or(0);
+            let existing: BTreeMap<WorkloadId, &LeaseRecord> = active
+                .iter()
+                .filter(|((_, res), _)| *res == r)
+                .map(|((w, _), l)| (*w, *l))
+                .collect();
+            let longest = positions
+                .iter()
+                .filter(|p| p.allocated > p.effective)
+                .map(|p| p.lease_ms)
+                .max()
+                .unwrap_or(0);
             let lender_price = |base: Price, rep: i64| cfg.pricing.lender_price(base, rep);
             let input = LendingInput {
                 positions: &positions,
@@ -208,7 +278,10 @@ impl Market {
             };
             let resource_plans = plan(&input, &mut wallets);
             for p in &positions {
-                let held = resource_plans.iter().find(|pl| pl.workload == p.workload).map_or(p.entitlement, |pl| pl.amount);
+                let held = resource_plans
+                    .iter()
+                    .find(|pl| pl.workload == p.workload)
+                    .map_or(p.entitlement, |pl| pl.amount);
                 allocation.insert((p.workload, r), held);
             }
             let next = cfg.pricing.next(price, demand_total, capacity);
@@ -218,19 +291,37 @@ impl Market {
 
         // Active leases that no plan renews end now: the need dropped or the position changed.
         for ((w, r), rec) in &active {
-            let renewed = plans.get(r).is_some_and(|ps| ps.iter().any(|p| p.workload == *w && p.renew == Some(rec.terms.id)));
+            let renewed = plans.get(r).is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.workload == *w && p.renew == Some(rec.terms.id))
+            });
             if !renewed {
-                closings.push(Closing { lease: rec, end: LeaseEnd::Repaid, why: "position_changed" });
+                closings.push(Closing {
+                    lease: rec,
+                    end: LeaseEnd::Repaid,
+                    why: "position_changed",
+                });
             }
         }
         let closed = closings
             .iter()
-            .map(|c| ClosedLease { id: c.lease.terms.id, holder: c.lease.terms.holder, resource: c.lease.terms.resource, end: c.end, why: c.why })
+            .map(|c| ClosedLease {
+                id: c.lease.terms.id,
+                holder: c.lease.terms.holder,
+                resource: c.lease.terms.resource,
+                end: c.end,
+                why: c.why,
+            })
             .collect();
         for c in &closings {
-            commands.push(Command::CloseLease { id: c.lease.terms.id, at: now, end: c.end });
+            commands.push(Command::CloseLease {
+                id: c.lease.terms.id,
+                at: now,
+                end: c.end,
+            });
             let rules = &cfg.reputation;
-            commands.extend(rules.on_close(c.lease, c.end, &mut reputations, |k| ledger.reputation(k)));
+            commands
+                .extend(rules.on_close(c.lease, c.end, &mut reputations, |k| ledger.reputation(k)));
         }
         let decided = build_decisions(&DecisionInput {
             book,
@@ -247,7 +338,11 @@ impl Market {
         commands.extend(decided.commands);
         for (r, p) in &prices {
             if ledger.price(host, *r) != Some(*p) {
-                commands.push(Command::SetPrice { host: host.clone(), resource: *r, price: *p });
+                commands.push(Command::SetPrice {
+                    host: host.clone(),
+                    resource: *r,
+                    price: *p,
+                });
             }
         }
         Ok(RoundOutcome {
@@ -262,16 +357,5 @@ impl Market {
             closed,
             solves,
         })
-    }
-}
-
-/// Add what closing `rec` at `now` gives back to the holder and pays workload lenders.
-fn credit_settlement(wallets: &mut BTreeMap<WorkloadId, i64>, rec: &LeaseRecord, now: Timestamp, end: LeaseEnd) {
-    let s = rec.settle(now, end);
-    *wallets.entry(rec.terms.holder).or_insert(0) += s.refund;
-    for (lender, paid) in s.to_lenders {
-        if let truce_common::model::Lender::Workload(w) = lender {
-            *wallets.entry(w).or_insert(0) += paid;
-        }
     }
 }

@@ -32,19 +32,36 @@ impl std::fmt::Debug for MarketResolver {
 
 impl MarketResolver {
     pub fn new(exchange: Exchange, defaults: HostDefaults) -> MarketResolver {
-        MarketResolver { inner: Mutex::new((exchange, defaults)) }
+        MarketResolver {
+            inner: Mutex::new((exchange, defaults)),
+        }
     }
 }
 
 /// Register the host, or add workloads that bid for the first time (entitlements are re-split
 /// equally among all known workloads).
-fn ensure_host(exchange: &mut Exchange, defaults: &HostDefaults, host: &HostId, bids: &[Bid], now: Timestamp) {
+fn ensure_host(
+    exchange: &mut Exchange,
+    defaults: &HostDefaults,
+    host: &HostId,
+    bids: &[Bid],
+    now: Timestamp,
+) {
     let known = exchange.book(host).cloned();
-    let mut workloads: BTreeMap<_, _> =
-        known.as_ref().map(|b| b.workloads.iter().map(|(w, s)| (*w, s.workload.clone())).collect()).unwrap_or_default();
+    let mut workloads: BTreeMap<_, _> = known
+        .as_ref()
+        .map(|b| {
+            b.workloads
+                .iter()
+                .map(|(w, s)| (*w, s.workload.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     let before = workloads.len();
     for b in bids {
-        workloads.entry(b.workload.id).or_insert_with(|| b.workload.clone());
+        workloads
+            .entry(b.workload.id)
+            .or_insert_with(|| b.workload.clone());
     }
     if known.is_some() && workloads.len() == before {
         return;
@@ -58,15 +75,34 @@ fn ensure_host(exchange: &mut Exchange, defaults: &HostDefaults, host: &HostId, 
             .map(|(r, cap)| {
                 let e = cap / n;
                 let floor = (e as f64 * defaults.floor_fraction.clamp(0.0, 1.0)) as u64;
-                (*r, Bounds { floor, entitlement: e, ceiling: *cap })
+                (
+                    *r,
+                    Bounds {
+                        floor,
+                        entitlement: e,
+                        ceiling: *cap,
+                    },
+                )
             })
             .collect();
-        book.workloads.insert(id, WorkloadSpec { workload, weight: 100, priority: 1, bounds });
+        book.workloads.insert(
+            id,
+            WorkloadSpec {
+                workload,
+                weight: 100,
+                priority: 1,
+                bounds,
+            },
+        );
     }
     if let Some(old) = known {
         book.round = old.round;
     }
-    let income = book.workloads.keys().map(|w| (*w, defaults.income_per_second)).collect();
+    let income = book
+        .workloads
+        .keys()
+        .map(|w| (*w, defaults.income_per_second))
+        .collect();
     if let Err(err) = exchange.set_host(book, &income, now) {
         tracing::warn!(host = %host, cause = %err, "could not register the host with the market");
     }
@@ -76,7 +112,10 @@ impl RoundResolver for MarketResolver {
     fn resolve(&self, input: &RoundInput<'_>) -> Vec<Decision> {
         // A panic elsewhere while holding the lock leaves the exchange consistent (the ledger
         // commits or not as a whole), so a poisoned lock is still usable.
-        let mut guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (exchange, defaults) = &mut *guard;
         ensure_host(exchange, defaults, input.host, input.bids, input.now);
         match exchange.round(input.host, input.bids, input.now) {
@@ -100,9 +139,20 @@ mod tests {
     fn bid(w: u64, id: u64, now: Timestamp, ask: u64) -> Bid {
         Bid {
             id: BidId(id),
-            workload: WorkloadRef { id: WorkloadId(w), path: format!("/w{w}") },
+            workload: WorkloadRef {
+                id: WorkloadId(w),
+                path: format!("/w{w}"),
+            },
             at: now,
-            asks: if ask > 0 { vec![Ask { resource: Resource::Cpu, amount: ask, max_price: 0.01 }] } else { vec![] },
+            asks: if ask > 0 {
+                vec![Ask {
+                    resource: Resource::Cpu,
+                    amount: ask,
+                    max_price: 0.01,
+                }]
+            } else {
+                vec![]
+            },
             releases: vec![],
             trades: vec![],
             willingness_to_pay: Credits::from_credits(100.0),
@@ -127,19 +177,37 @@ mod tests {
         let resolver = MarketResolver::new(Exchange::new(ledger, Market::default()), defaults);
         let host = HostId("h".into());
         let mut leases = Vec::new();
-        for (i, now) in [60_000u64, 160_000, 161_000, 162_000].into_iter().enumerate() {
+        for (i, now) in [60_000u64, 160_000, 161_000, 162_000]
+            .into_iter()
+            .enumerate()
+        {
             let now = Timestamp(now);
-            let bids = [bid(1, 10 * i as u64, now, 1000), bid(2, 10 * i as u64 + 1, now, 0)];
-            let decisions = resolver.resolve(&RoundInput { host: &host, round: i as u64, now, bids: &bids });
+            let bids = [
+                bid(1, 10 * i as u64, now, 1000),
+                bid(2, 10 * i as u64 + 1, now, 0),
+            ];
+            let decisions = resolver.resolve(&RoundInput {
+                host: &host,
+                round: i as u64,
+                now,
+                bids: &bids,
+            });
             let mine = decisions.iter().find(|d| d.workload.id == WorkloadId(1));
             if i == 0 {
                 // Registered just now: no income yet, so nothing to pay a loan with.
                 assert!(mine.is_none(), "{decisions:?}");
                 continue;
             }
-            leases.push(mine.expect("the asker gets a decision once it has earned").lease.id);
+            leases.push(
+                mine.expect("the asker gets a decision once it has earned")
+                    .lease
+                    .id,
+            );
         }
-        assert!(leases.windows(2).all(|w| w[0] == w[1]), "renewed, not reopened: {leases:?}");
+        assert!(
+            leases.windows(2).all(|w| w[0] == w[1]),
+            "renewed, not reopened: {leases:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

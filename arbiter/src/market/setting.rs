@@ -19,13 +19,24 @@ pub const DEFAULT_WEIGHT: u64 = 100;
 /// The setting for holding `x` units of `r` against an entitlement of `e`, or None for a
 /// resource truce cannot enforce.
 pub fn setting_for(r: Resource, x: u64, e: u64, cpu_period_us: u64) -> Option<Setting> {
-    let weight = || ((DEFAULT_WEIGHT as u128 * x as u128) / e.max(1) as u128).clamp(1, 10_000) as u32;
+    let weight =
+        || ((DEFAULT_WEIGHT as u128 * x as u128) / e.max(1) as u128).clamp(1, 10_000) as u32;
     match r {
         Resource::Cpu if x > e => Some(Setting::CpuWeight { weight: weight() }),
-        Resource::Cpu => Some(Setting::CpuMax { millicores: x, period_us: cpu_period_us }),
+        Resource::Cpu => Some(Setting::CpuMax {
+            millicores: x,
+            period_us: cpu_period_us,
+        }),
         Resource::Memory => Some(Setting::MemoryHigh { bytes: x }),
-        Resource::Io { dev } if x > e => Some(Setting::IoWeight { dev, weight: weight() }),
-        Resource::Io { dev } => Some(Setting::IoMax { dev, rbps: Some(x), wbps: Some(x) }),
+        Resource::Io { dev } if x > e => Some(Setting::IoWeight {
+            dev,
+            weight: weight(),
+        }),
+        Resource::Io { dev } => Some(Setting::IoMax {
+            dev,
+            rbps: Some(x),
+            wbps: Some(x),
+        }),
         Resource::Net => None,
     }
 }
@@ -42,19 +53,38 @@ mod tests {
 
     #[test]
     fn raised_uses_weights_and_limited_uses_max() {
-        assert_eq!(setting_for(Resource::Cpu, 1500, 1000, 100_000), Some(Setting::CpuWeight { weight: 150 }));
+        assert_eq!(
+            setting_for(Resource::Cpu, 1500, 1000, 100_000),
+            Some(Setting::CpuWeight { weight: 150 })
+        );
         assert_eq!(
             setting_for(Resource::Cpu, 400, 1000, 100_000),
-            Some(Setting::CpuMax { millicores: 400, period_us: 100_000 })
+            Some(Setting::CpuMax {
+                millicores: 400,
+                period_us: 100_000
+            })
         );
         let dev = DeviceId { major: 8, minor: 0 };
-        assert_eq!(setting_for(Resource::Io { dev }, 10, 0, 100_000), Some(Setting::IoWeight { dev, weight: 1000 }));
+        assert_eq!(
+            setting_for(Resource::Io { dev }, 10, 0, 100_000),
+            Some(Setting::IoWeight { dev, weight: 1000 })
+        );
         assert_eq!(
             setting_for(Resource::Io { dev }, 5, 10, 100_000),
-            Some(Setting::IoMax { dev, rbps: Some(5), wbps: Some(5) })
+            Some(Setting::IoMax {
+                dev,
+                rbps: Some(5),
+                wbps: Some(5)
+            })
         );
-        assert_eq!(setting_for(Resource::Memory, 7, 9, 100_000), Some(Setting::MemoryHigh { bytes: 7 }));
+        assert_eq!(
+            setting_for(Resource::Memory, 7, 9, 100_000),
+            Some(Setting::MemoryHigh { bytes: 7 })
+        );
         assert_eq!(setting_for(Resource::Net, 7, 9, 100_000), None);
-        assert_eq!(setting_for(Resource::Cpu, 10_000_000, 1, 100_000), Some(Setting::CpuWeight { weight: 10_000 }));
+        assert_eq!(
+            setting_for(Resource::Cpu, 10_000_000, 1, 100_000),
+            Some(Setting::CpuWeight { weight: 10_000 })
+        );
     }
 }

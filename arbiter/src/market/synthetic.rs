@@ -5,7 +5,8 @@ use super::book::{Bounds, HostBook, WorkloadSpec};
 use crate::ledger::{Command, LedgerState, WorkloadKey};
 use std::collections::BTreeMap;
 use truce_common::model::{
-    Ask, Bid, BidId, Credits, DeviceId, HostId, Reason, Release, Resource, Timestamp, TradeOffer, WorkloadId, WorkloadRef,
+    Ask, Bid, BidId, Credits, DeviceId, HostId, Reason, Release, Resource, Timestamp, TradeOffer,
+    WorkloadId, WorkloadRef,
 };
 
 /// SplitMix64: tiny, deterministic, no dependency.
@@ -37,8 +38,12 @@ pub const DISK: DeviceId = DeviceId { major: 8, minor: 0 };
 /// A host with `n` workloads: 32 cores, 64 GiB, one disk at 1 GB/s; each workload is entitled
 /// to an equal share of 90 % of it, may fall to a quarter of that and rise to half the host.
 pub fn host_book(host: HostId, n: usize) -> HostBook {
-    let capacity: BTreeMap<Resource, u64> =
-        [(Resource::Cpu, 32_000), (Resource::Memory, 64 << 30), (Resource::Io { dev: DISK }, 1_000_000_000)].into();
+    let capacity: BTreeMap<Resource, u64> = [
+        (Resource::Cpu, 32_000),
+        (Resource::Memory, 64 << 30),
+        (Resource::Io { dev: DISK }, 1_000_000_000),
+    ]
+    .into();
     let mut book = HostBook::new(host, capacity.clone());
     for i in 0..n {
         let id = WorkloadId(1000 + i as u64);
@@ -46,12 +51,27 @@ pub fn host_book(host: HostId, n: usize) -> HostBook {
             .iter()
             .map(|(r, cap)| {
                 let e = cap / 10 * 9 / n.max(1) as u64;
-                (*r, Bounds { floor: e / 4, entitlement: e, ceiling: cap / 2 })
+                (
+                    *r,
+                    Bounds {
+                        floor: e / 4,
+                        entitlement: e,
+                        ceiling: cap / 2,
+                    },
+                )
             })
             .collect();
         book.workloads.insert(
             id,
-            WorkloadSpec { workload: WorkloadRef { id, path: format!("/truce/w{i}") }, weight: 100, priority: 1, bounds },
+            WorkloadSpec {
+                workload: WorkloadRef {
+                    id,
+                    path: format!("/truce/w{i}"),
+                },
+                weight: 100,
+                priority: 1,
+                bounds,
+            },
         );
     }
     book
@@ -61,9 +81,16 @@ pub fn host_book(host: HostId, n: usize) -> HostBook {
 pub fn fund(state: &mut LedgerState, book: &HostBook, per_second: Credits, seconds: u64) {
     for w in book.workloads.keys() {
         let who = WorkloadKey::new(&book.host, *w);
-        let _ = state.apply(&Command::SetIncome { who, per_second, at: Timestamp(0) });
+        let _ = state.apply(&Command::SetIncome {
+            who,
+            per_second,
+            at: Timestamp(0),
+        });
     }
-    let _ = state.apply(&Command::Accrue { host: book.host.clone(), now: Timestamp(seconds * 1000) });
+    let _ = state.apply(&Command::Accrue {
+        host: book.host.clone(),
+        now: Timestamp(seconds * 1000),
+    });
 }
 
 /// One round of bids for `book`: about 40 % ask, 20 % release, 10 % offer a trade, 10 % breach.
@@ -82,25 +109,40 @@ pub fn bids(book: &HostBook, rng: &mut SplitMix, now: Timestamp, first_id: u64) 
             priority: 1 + rng.below(4) as u32,
             slo_breach: rng.unit() < 0.1,
             lease_ms: 5_000 + rng.below(10_000),
-            reasons: vec![Reason { code: "synthetic".into(), detail: format!("bench bid for {w}") }],
+            reasons: vec![Reason {
+                code: "synthetic".into(),
+                detail: format!("bench bid for {w}"),
+            }],
         };
         let e = |r: Resource| book.bounds(*w, r).entitlement;
         if roll < 0.4 {
             for r in [Resource::Cpu, Resource::Io { dev: DISK }] {
                 if rng.unit() < 0.7 {
                     let amount = (e(r) as f64 * (0.1 + rng.unit())) as u64;
-                    let price = super::pricing::initial_price(r).as_credits() * (0.8 + 2.2 * rng.unit());
-                    bid.asks.push(Ask { resource: r, amount, max_price: price });
+                    let price =
+                        super::pricing::initial_price(r).as_credits() * (0.8 + 2.2 * rng.unit());
+                    bid.asks.push(Ask {
+                        resource: r,
+                        amount,
+                        max_price: price,
+                    });
                 }
             }
         } else if roll < 0.6 {
             for r in [Resource::Cpu, Resource::Memory, Resource::Io { dev: DISK }] {
                 let amount = (e(r) as f64 * 0.5 * rng.unit()) as u64;
-                bid.releases.push(Release { resource: r, amount, min_price: 0.0 });
+                bid.releases.push(Release {
+                    resource: r,
+                    amount,
+                    min_price: 0.0,
+                });
             }
         } else if roll < 0.7 {
-            let (give, want) =
-                if rng.unit() < 0.5 { (Resource::Cpu, Resource::Io { dev: DISK }) } else { (Resource::Io { dev: DISK }, Resource::Cpu) };
+            let (give, want) = if rng.unit() < 0.5 {
+                (Resource::Cpu, Resource::Io { dev: DISK })
+            } else {
+                (Resource::Io { dev: DISK }, Resource::Cpu)
+            };
             bid.trades.push(TradeOffer {
                 give,
                 give_amount: e(give) / 4,

@@ -1,7 +1,9 @@
 //! Rule-by-rule tests of the round with simulated time and an in-memory ledger.
 
 use super::*;
-use crate::ledger::{AccountId, Command, LeaseEnd, LedgerState, Price, REPUTATION_START, StreakUpdate, WorkloadKey};
+use crate::ledger::{
+    AccountId, Command, LeaseEnd, LedgerState, Price, REPUTATION_START, StreakUpdate, WorkloadKey,
+};
 use std::collections::BTreeMap;
 use truce_common::model::*;
 
@@ -20,11 +22,36 @@ fn book() -> HostBook {
     let mut b = HostBook::new(host(), capacity);
     for w in [V, A, L] {
         let bounds = BTreeMap::from([
-            (Resource::Cpu, Bounds { floor: 300, entitlement: 1200, ceiling: 3000 }),
-            (Resource::Io { dev: DISK }, Bounds { floor: 50, entitlement: 300, ceiling: 800 }),
+            (
+                Resource::Cpu,
+                Bounds {
+                    floor: 300,
+                    entitlement: 1200,
+                    ceiling: 3000,
+                },
+            ),
+            (
+                Resource::Io { dev: DISK },
+                Bounds {
+                    floor: 50,
+                    entitlement: 300,
+                    ceiling: 800,
+                },
+            ),
         ]);
-        let workload = WorkloadRef { id: w, path: format!("/w{}", w.0) };
-        b.workloads.insert(w, WorkloadSpec { workload, weight: 100, priority: 1, bounds });
+        let workload = WorkloadRef {
+            id: w,
+            path: format!("/w{}", w.0),
+        };
+        b.workloads.insert(
+            w,
+            WorkloadSpec {
+                workload,
+                weight: 100,
+                priority: 1,
+                bounds,
+            },
+        );
     }
     b
 }
@@ -33,16 +60,28 @@ fn ledger() -> LedgerState {
     let mut s = LedgerState::new();
     for w in [V, A, L] {
         let who = WorkloadKey::new(&host(), w);
-        s.apply(&Command::SetIncome { who, per_second: Credits::from_credits(1.0), at: Timestamp(0) }).ok();
+        s.apply(&Command::SetIncome {
+            who,
+            per_second: Credits::from_credits(1.0),
+            at: Timestamp(0),
+        })
+        .ok();
     }
-    s.apply(&Command::Accrue { host: host(), now: Timestamp(100_000) }).ok();
+    s.apply(&Command::Accrue {
+        host: host(),
+        now: Timestamp(100_000),
+    })
+    .ok();
     s
 }
 
 fn bid(w: WorkloadId, id: u64, at: Timestamp) -> Bid {
     Bid {
         id: BidId(id),
-        workload: WorkloadRef { id: w, path: format!("/w{}", w.0) },
+        workload: WorkloadRef {
+            id: w,
+            path: format!("/w{}", w.0),
+        },
         at,
         asks: vec![],
         releases: vec![],
@@ -51,24 +90,40 @@ fn bid(w: WorkloadId, id: u64, at: Timestamp) -> Bid {
         priority: 1,
         slo_breach: false,
         lease_ms: 10_000,
-        reasons: vec![Reason { code: "test".into(), detail: format!("bid {id}") }],
+        reasons: vec![Reason {
+            code: "test".into(),
+            detail: format!("bid {id}"),
+        }],
     }
 }
 
 fn asking(w: WorkloadId, id: u64, at: Timestamp, amount: u64) -> Bid {
     let mut b = bid(w, id, at);
-    b.asks.push(Ask { resource: Resource::Cpu, amount, max_price: 0.01 });
+    b.asks.push(Ask {
+        resource: Resource::Cpu,
+        amount,
+        max_price: 0.01,
+    });
     b
 }
 
 fn releasing(w: WorkloadId, id: u64, at: Timestamp, amount: u64) -> Bid {
     let mut b = bid(w, id, at);
-    b.releases.push(Release { resource: Resource::Cpu, amount, min_price: 0.0 });
+    b.releases.push(Release {
+        resource: Resource::Cpu,
+        amount,
+        min_price: 0.0,
+    });
     b
 }
 
 /// Resolve and apply every command; each must succeed and conserve credits.
-fn round(book: &mut HostBook, ledger: &mut LedgerState, bids: &[Bid], now: Timestamp) -> RoundOutcome {
+fn round(
+    book: &mut HostBook,
+    ledger: &mut LedgerState,
+    bids: &[Bid],
+    now: Timestamp,
+) -> RoundOutcome {
     let out = match Market::default().resolve(book, bids, ledger, now) {
         Ok(o) => o,
         Err(e) => panic!("resolve failed: {e:?}"),
@@ -84,7 +139,11 @@ fn round(book: &mut HostBook, ledger: &mut LedgerState, bids: &[Bid], now: Times
 }
 
 fn decision(out: &RoundOutcome, w: WorkloadId, r: Resource) -> &Decision {
-    match out.decisions.iter().find(|d| d.workload.id == w && d.lease.resource == r) {
+    match out
+        .decisions
+        .iter()
+        .find(|d| d.workload.id == w && d.lease.resource == r)
+    {
         Some(d) => d,
         None => panic!("no decision for {w} {r}: {:#?}", out.decisions),
     }
@@ -99,59 +158,143 @@ fn asker_borrows_from_the_pool_and_the_others_are_limited_for_it() {
     let (mut b, mut l) = (book(), ledger());
     let out = round(&mut b, &mut l, &[asking(V, 1, T0, 1000)], T0);
     let v = decision(&out, V, Resource::Cpu);
-    assert!(matches!(v.setting, Setting::CpuWeight { weight } if weight > 100), "{:?}", v.setting);
+    assert!(
+        matches!(v.setting, Setting::CpuWeight { weight } if weight > 100),
+        "{:?}",
+        v.setting
+    );
     assert_eq!(v.lease.lender, Lender::Pool);
     assert!(v.lease.amount > 1200 && v.lease.price > 0.0);
     assert_eq!(v.lease.expiry, T0.plus_ms(10_000));
-    assert!(v.reasons.iter().any(|r| r.code == "loan") && v.reasons.iter().any(|r| r.code == "test"));
+    assert!(
+        v.reasons.iter().any(|r| r.code == "loan") && v.reasons.iter().any(|r| r.code == "test")
+    );
     let a = decision(&out, A, Resource::Cpu);
-    assert!(matches!(a.setting, Setting::CpuMax { millicores, .. } if (300..1200).contains(&millicores)));
-    assert_eq!(a.caused_by, vec![BidId(1)], "the cut traces to the asker's bid");
-    let total: u64 = [V, A, L].iter().map(|w| out.allocation[&(*w, Resource::Cpu)]).sum();
+    assert!(
+        matches!(a.setting, Setting::CpuMax { millicores, .. } if (300..1200).contains(&millicores))
+    );
+    assert_eq!(
+        a.caused_by,
+        vec![BidId(1)],
+        "the cut traces to the asker's bid"
+    );
+    let total: u64 = [V, A, L]
+        .iter()
+        .map(|w| out.allocation[&(*w, Resource::Cpu)])
+        .sum();
     assert!(total <= 4000, "capacity holds: {total}");
     // Fairness keeps the others well above their floors (t* = 3100/3700 of demand above floor).
-    assert!(out.allocation[&(A, Resource::Cpu)] >= 300 + 750, "{:?}", out.allocation);
+    assert!(
+        out.allocation[&(A, Resource::Cpu)] >= 300 + 750,
+        "{:?}",
+        out.allocation
+    );
     let escrow = l.total_escrow();
-    let balance = |w| l.balance(&AccountId::Workload(WorkloadKey::new(&host(), w))).0;
+    let balance = |w| {
+        l.balance(&AccountId::Workload(WorkloadKey::new(&host(), w)))
+            .0
+    };
     assert!(escrow > 0);
-    assert_eq!(balance(V) + escrow, balance(A), "the borrower paid exactly the escrow");
+    assert_eq!(
+        balance(V) + escrow,
+        balance(A),
+        "the borrower paid exactly the escrow"
+    );
 }
 
 #[test]
 fn reputable_lender_lends_and_an_unreputable_one_does_not() {
     let (mut b, mut l) = (book(), ledger());
-    let out = round(&mut b, &mut l, &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)], T0);
+    let out = round(
+        &mut b,
+        &mut l,
+        &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)],
+        T0,
+    );
     let v = decision(&out, V, Resource::Cpu);
-    let rec = l.lease(v.lease.id).map(|r| r.terms.shares.clone()).unwrap_or_default();
-    assert_eq!(rec.first().map(|s| s.lender.clone()), Some(Lender::Workload(L)), "{rec:?}");
-    assert!(decision(&out, L, Resource::Cpu).reasons.iter().any(|r| r.code == "lent"));
-    assert!(v.caused_by.contains(&BidId(2)), "the loan traces to the lender's bid");
+    let rec = l
+        .lease(v.lease.id)
+        .map(|r| r.terms.shares.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        rec.first().map(|s| s.lender.clone()),
+        Some(Lender::Workload(L)),
+        "{rec:?}"
+    );
+    assert!(
+        decision(&out, L, Resource::Cpu)
+            .reasons
+            .iter()
+            .any(|r| r.code == "lent")
+    );
+    assert!(
+        v.caused_by.contains(&BidId(2)),
+        "the loan traces to the lender's bid"
+    );
 
     let (mut b, mut l) = (book(), ledger());
-    l.apply(&Command::AdjustReputation { who: WorkloadKey::new(&host(), L), delta: -2000, streak: StreakUpdate::Keep }).ok();
-    let out = round(&mut b, &mut l, &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)], T0);
+    l.apply(&Command::AdjustReputation {
+        who: WorkloadKey::new(&host(), L),
+        delta: -2000,
+        streak: StreakUpdate::Keep,
+    })
+    .ok();
+    let out = round(
+        &mut b,
+        &mut l,
+        &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)],
+        T0,
+    );
     let v = decision(&out, V, Resource::Cpu);
-    let shares = l.lease(v.lease.id).map(|r| r.terms.shares.clone()).unwrap_or_default();
-    assert!(shares.iter().all(|s| s.lender == Lender::Pool), "{shares:?}");
+    let shares = l
+        .lease(v.lease.id)
+        .map(|r| r.terms.shares.clone())
+        .unwrap_or_default();
+    assert!(
+        shares.iter().all(|s| s.lender == Lender::Pool),
+        "{shares:?}"
+    );
 }
 
 #[test]
 fn same_need_renews_the_lease_and_a_dropped_need_repays_it() {
     let (mut b, mut l) = (book(), ledger());
-    let first = round(&mut b, &mut l, &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)], T0);
+    let first = round(
+        &mut b,
+        &mut l,
+        &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)],
+        T0,
+    );
     let lease = decision(&first, V, Resource::Cpu).lease.clone();
     let t1 = T0.plus_ms(2_000);
-    let second = round(&mut b, &mut l, &[asking(V, 3, t1, 1000), releasing(L, 4, t1, 600)], t1);
+    let second = round(
+        &mut b,
+        &mut l,
+        &[asking(V, 3, t1, 1000), releasing(L, 4, t1, 600)],
+        t1,
+    );
     let renewed = decision(&second, V, Resource::Cpu);
     assert_eq!(renewed.lease.id, lease.id, "renewed, not reopened");
     assert_eq!(renewed.lease.expiry, t1.plus_ms(10_000));
-    assert!(second.commands.contains(&Command::RenewLease { id: lease.id, expiry: t1.plus_ms(10_000) }));
+    assert!(second.commands.contains(&Command::RenewLease {
+        id: lease.id,
+        expiry: t1.plus_ms(10_000)
+    }));
 
     let t2 = T0.plus_ms(4_000);
     let third = round(&mut b, &mut l, &[bid(V, 5, t2), bid(L, 6, t2)], t2);
-    assert!(third.closed.iter().any(|c| c.id == lease.id && c.end == LeaseEnd::Repaid && c.why == "position_changed"));
+    assert!(
+        third
+            .closed
+            .iter()
+            .any(|c| c.id == lease.id && c.end == LeaseEnd::Repaid && c.why == "position_changed")
+    );
     assert_eq!(l.closed_lease(lease.id), Some(LeaseEnd::Repaid));
-    assert!(l.leases_on(&host()).next().is_none(), "everyone is back at entitlement: {:?}", third.allocation);
+    assert!(
+        l.leases_on(&host()).next().is_none(),
+        "everyone is back at entitlement: {:?}",
+        third.allocation
+    );
     assert_eq!(rep(&l, V), REPUTATION_START + 20);
     assert_eq!(rep(&l, L), REPUTATION_START + 20);
 }
@@ -163,109 +306,41 @@ fn expired_lease_is_repaid_and_a_new_one_opened() {
     let old = decision(&first, V, Resource::Cpu).lease.id;
     let later = T0.plus_ms(15_000);
     let out = round(&mut b, &mut l, &[asking(V, 2, later, 1000)], later);
-    assert!(out.closed.iter().any(|c| c.id == old && c.why == "expired" && c.end == LeaseEnd::Repaid));
+    assert!(
+        out.closed
+            .iter()
+            .any(|c| c.id == old && c.why == "expired" && c.end == LeaseEnd::Repaid)
+    );
     assert_ne!(decision(&out, V, Resource::Cpu).lease.id, old);
 }
 
 #[test]
 fn vanished_borrower_defaults_costing_it_a_lot_and_the_lender_a_little() {
     let (mut b, mut l) = (book(), ledger());
-    round(&mut b, &mut l, &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)], T0);
+    round(
+        &mut b,
+        &mut l,
+        &[asking(V, 1, T0, 1000), releasing(L, 2, T0, 600)],
+        T0,
+    );
     let lender = AccountId::Workload(WorkloadKey::new(&host(), L));
     let before = l.balance(&lender);
     b.workloads.remove(&V);
     let t1 = T0.plus_ms(1_000);
     let out = round(&mut b, &mut l, &[releasing(L, 3, t1, 600)], t1);
-    assert!(out.closed.iter().any(|c| c.holder == V && c.end == LeaseEnd::Defaulted && c.why == "holder_vanished"));
+    assert!(
+        out.closed
+            .iter()
+            .any(|c| c.holder == V && c.end == LeaseEnd::Defaulted && c.why == "holder_vanished")
+    );
     assert_eq!(rep(&l, V), REPUTATION_START - 2_500);
     assert_eq!(rep(&l, L), REPUTATION_START - 100);
-    assert!(l.balance(&lender).0 > before.0 + 1_000, "the lender keeps the whole escrow share");
+    assert!(
+        l.balance(&lender).0 > before.0 + 1_000,
+        "the lender keeps the whole escrow share"
+    );
 }
 
-#[test]
-fn slo_breach_boosts_for_a_bounded_time() {
-    let (mut b, mut l) = (book(), ledger());
-    let mut breached = asking(A, 2, T0, 1000);
-    breached.slo_breach = true;
-    let out = round(&mut b, &mut l, &[asking(V, 1, T0, 1000), breached], T0);
-    assert!(out.allocation[&(A, Resource::Cpu)] > out.allocation[&(V, Resource::Cpu)], "{:?}", out.allocation);
-    assert!(decision(&out, A, Resource::Cpu).reasons.iter().any(|r| r.code == "slo_boost"));
-    // 40 s later (hold is 30 s) the boost is gone and both ask the same.
-    let later = T0.plus_ms(40_000);
-    let out = round(&mut b, &mut l, &[asking(V, 3, later, 1000), asking(A, 4, later, 1000)], later);
-    assert!(!decision(&out, A, Resource::Cpu).reasons.iter().any(|r| r.code == "slo_boost"));
-}
-
-#[test]
-fn matching_trade_offers_swap_entitlements() {
-    let (mut b, mut l) = (book(), ledger());
-    let mut a = bid(A, 1, T0);
-    a.trades.push(TradeOffer { give: Resource::Cpu, give_amount: 300, want: Resource::Io { dev: DISK }, want_amount: 100 });
-    let mut v = bid(V, 2, T0);
-    v.trades.push(TradeOffer { give: Resource::Io { dev: DISK }, give_amount: 200, want: Resource::Cpu, want_amount: 250 });
-    let out = round(&mut b, &mut l, &[a, v], T0);
-    assert_eq!(out.trades.len(), 1);
-    assert_eq!(out.allocation[&(A, Resource::Cpu)], 950);
-    assert_eq!(out.allocation[&(V, Resource::Cpu)], 1450);
-    assert_eq!(out.allocation[&(A, Resource::Io { dev: DISK })], 400);
-    let d = decision(&out, A, Resource::Cpu);
-    assert_eq!(d.lease.lender, Lender::Workload(V));
-    assert!(d.reasons.iter().any(|r| r.code == "trade") && d.caused_by == vec![BidId(1), BidId(2)]);
-    let balance = |w| l.balance(&AccountId::Workload(WorkloadKey::new(&host(), w)));
-    assert_eq!(l.total_escrow(), 0, "a trade moves no credits");
-    assert_eq!(balance(A), balance(V));
-}
-
-#[test]
-fn price_rises_with_excess_demand_and_falls_when_idle() {
-    let (mut b, mut l) = (book(), ledger());
-    let mut last = crate::market::pricing::initial_price(Resource::Cpu);
-    for i in 0..5u64 {
-        let now = T0.plus_ms(i * 1000);
-        round(&mut b, &mut l, &[asking(V, 10 * i, now, 1500), asking(A, 10 * i + 1, now, 1500)], now);
-        let p = l.price(&host(), Resource::Cpu).unwrap_or(Price(0));
-        assert!(p > last && p.0 <= (last.0 as f64 * 1.1).round() as i64, "round {i}: {last:?} -> {p:?}");
-        last = p;
-    }
-    for i in 5..8u64 {
-        let now = T0.plus_ms(i * 1000);
-        round(&mut b, &mut l, &[], now);
-        let p = l.price(&host(), Resource::Cpu).unwrap_or(Price(0));
-        assert!(p < last && p.0 >= (last.0 as f64 * 0.9).round() as i64, "idle round {i}: {last:?} -> {p:?}");
-        last = p;
-    }
-}
-
-#[test]
-fn foreign_and_stale_bids_are_set_aside_with_a_reason() {
-    let (mut b, mut l) = (book(), ledger());
-    let foreign = asking(WorkloadId(99), 1, T0, 10);
-    let stale = asking(V, 2, Timestamp(T0.0 - 60_000), 10);
-    let out = round(&mut b, &mut l, &[foreign, stale], T0);
-    let codes: Vec<&str> = out.rejected.iter().map(|(_, r)| r.code.as_str()).collect();
-    assert_eq!(codes, vec!["unknown_workload", "stale_bid"]);
-    assert!(out.decisions.is_empty());
-}
-
-#[test]
-fn priced_out_ask_gets_nothing() {
-    let (mut b, mut l) = (book(), ledger());
-    let mut cheap = asking(V, 1, T0, 1000);
-    cheap.asks[0].max_price = 0.0001;
-    let out = round(&mut b, &mut l, &[cheap], T0);
-    assert!(out.rejected.iter().any(|(_, r)| r.code == "priced_out"));
-    assert!(out.decisions.is_empty(), "{:?}", out.decisions);
-}
-
-#[test]
-fn broke_workload_cannot_borrow() {
-    let (mut b, mut l) = (book(), ledger());
-    let v = AccountId::Workload(WorkloadKey::new(&host(), V));
-    let all = l.balance(&v);
-    l.apply(&Command::Transfer { from: v.clone(), to: AccountId::Pool(host()), amount: all }).ok();
-    // No income accrues between 100 s and T0? It does: T0 is 1000 s, so stop the schedule first.
-    l.apply(&Command::SetIncome { who: WorkloadKey::new(&host(), V), per_second: Credits(0), at: Timestamp(100_000) }).ok();
-    let out = round(&mut b, &mut l, &[asking(V, 1, T0, 1000)], T0);
-    assert_eq!(out.allocation[&(V, Resource::Cpu)], 1200, "{:?}", out.allocation);
-    assert!(l.leases_on(&host()).all(|r| r.terms.holder != V || !r.is_loan()));
-}
+/// Boost, trades, prices, intake and budgets.
+#[path = "tests_rules.rs"]
+mod rules;

@@ -45,19 +45,37 @@ pub fn match_trades(
                     continue;
                 }
                 let Some(counter) = b_bid.trades.iter().find(|o| {
-                    o.give == w && o.want == g && offer.give_amount >= o.want_amount && o.give_amount >= offer.want_amount
+                    o.give == w
+                        && o.want == g
+                        && offer.give_amount >= o.want_amount
+                        && o.give_amount >= offer.want_amount
                 }) else {
                     continue;
                 };
                 let (to_b, to_a) = (counter.want_amount, offer.want_amount);
                 let e = |x: WorkloadId, r: Resource, ent: &BTreeMap<_, u64>| {
-                    ent.get(&(x, r)).copied().unwrap_or_else(|| book.bounds(x, r).entitlement)
+                    ent.get(&(x, r))
+                        .copied()
+                        .unwrap_or_else(|| book.bounds(x, r).entitlement)
                 };
-                let (ag, aw, bg, bw) = (e(*a, g, entitlement), e(*a, w, entitlement), e(*b, g, entitlement), e(*b, w, entitlement));
-                let fits = ag.checked_sub(to_b).is_some_and(|v| v >= book.bounds(*a, g).floor)
-                    && bw.checked_sub(to_a).is_some_and(|v| v >= book.bounds(*b, w).floor)
-                    && bg.checked_add(to_b).is_some_and(|v| v <= book.bounds(*b, g).ceiling)
-                    && aw.checked_add(to_a).is_some_and(|v| v <= book.bounds(*a, w).ceiling);
+                let (ag, aw, bg, bw) = (
+                    e(*a, g, entitlement),
+                    e(*a, w, entitlement),
+                    e(*b, g, entitlement),
+                    e(*b, w, entitlement),
+                );
+                let fits = ag
+                    .checked_sub(to_b)
+                    .is_some_and(|v| v >= book.bounds(*a, g).floor)
+                    && bw
+                        .checked_sub(to_a)
+                        .is_some_and(|v| v >= book.bounds(*b, w).floor)
+                    && bg
+                        .checked_add(to_b)
+                        .is_some_and(|v| v <= book.bounds(*b, g).ceiling)
+                    && aw
+                        .checked_add(to_a)
+                        .is_some_and(|v| v <= book.bounds(*a, w).ceiling);
                 if !fits {
                     continue;
                 }
@@ -65,7 +83,14 @@ pub fn match_trades(
                 entitlement.insert((*b, g), bg + to_b);
                 entitlement.insert((*b, w), bw - to_a);
                 entitlement.insert((*a, w), aw + to_a);
-                matched.push(TradeMatch { a: *a, a_bid: a_bid.id, b: *b, b_bid: b_bid.id, a_gives: (g, to_b), b_gives: (w, to_a) });
+                matched.push(TradeMatch {
+                    a: *a,
+                    a_bid: a_bid.id,
+                    b: *b,
+                    b_bid: b_bid.id,
+                    a_gives: (g, to_b),
+                    b_gives: (w, to_a),
+                });
                 break;
             }
         }

@@ -9,10 +9,24 @@ use anyhow::Result;
 use std::process::Command;
 
 pub fn run(rest: &[String]) -> Result<()> {
-    let mut args: Vec<String> = ["run", "--release", "-q", "-p", "truce-arbiter", "--example", "round_bench", "--"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "truce-arbiter",
+        "--example",
+        "round_bench",
+        "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(rest.iter().cloned());
-    run_step("market round benchmark", Command::new(env!("CARGO")).args(&args).current_dir(workspace_root()))
+    run_step(
+        "market round benchmark",
+        Command::new(env!("CARGO"))
+            .args(&args)
+            .current_dir(workspace_root()),
+    )
 }
