@@ -134,7 +134,7 @@ async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, win
     let start = Instant::now();
     let measure_from = start + warmup;
     let stop = measure_from + window;
-    let per_tick = (rate as f64 * 0.05).max(1.0);
+    let per_tick = rate as f64 * 0.05;
     let sent_w = sent.clone();
     let mut send = raw.send;
     let writer = tokio::spawn(async move {
