@@ -21,6 +21,8 @@ mod error;
 mod inspect;
 mod message;
 mod report;
+#[cfg(feature = "quic")]
+mod stream;
 
 #[cfg(test)]
 mod golden;
@@ -37,6 +39,8 @@ pub use message::{
     RETIRED_TYPE_IDS, SessionId, UnsupportedVersion, Welcome, type_name,
 };
 pub use report::{Report, SignalSummary, WorkloadReport};
+#[cfg(feature = "quic")]
+pub use stream::{FrameError, read_frame, write_frame};
 
 /// The ALPN protocol id both endpoints require; a peer without it fails the TLS handshake.
 pub const ALPN: &[u8] = b"truce/1";
