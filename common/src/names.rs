@@ -41,6 +41,8 @@ pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_MIGRATE: &str = "sched_migrate_task";
 pub const PROG_SCHED_EXIT: &str = "sched_process_exit";
 pub const PROG_SCHED_FREE: &str = "sched_process_free";
+/// 10 Hz per-CPU clock charging the running task's on-CPU time (a perf_event program).
+pub const PROG_SCHED_TICK: &str = "sched_tick";
 pub const PROG_BLOCK_BIO_QUEUE: &str = "block_bio_queue";
 pub const PROG_BLOCK_ISSUE: &str = "block_rq_issue";
 pub const PROG_BLOCK_COMPLETE: &str = "block_rq_complete";
@@ -73,6 +75,7 @@ pub const ALL_PROGRAMS: &[&str] = &[
     PROG_SCHED_MIGRATE,
     PROG_SCHED_EXIT,
     PROG_SCHED_FREE,
+    PROG_SCHED_TICK,
     PROG_BLOCK_BIO_QUEUE,
     PROG_BLOCK_ISSUE,
     PROG_BLOCK_COMPLETE,

@@ -91,6 +91,39 @@ fn burner_on_cpu_time_matches_cpu_stat_and_forget_drops_it() -> Result<()> {
     Ok(())
 }
 
+/// Regression: on-CPU time was charged only at switch-out, so a busy loop on an idle CPU
+/// (one to three switches a second) showed anywhere between 57 % and 144 % of a CPU in a
+/// one-second period. The per-CPU tick charges it while it runs. The burner gets CPU 1 to
+/// itself (this thread stays on CPU 0) so its slices are long, and every one-second window
+/// must match cpu.stat over the same window.
+#[test]
+fn a_busy_loop_is_charged_while_it_runs_not_only_when_it_switches_out() -> Result<()> {
+    let _serial = privileged();
+    let probes = load(PerfMode::Off)?;
+    let mut tree = TestCgroupTree::new("running")?;
+    let cg = tree.child("burner")?;
+    let mut here = nix::sched::CpuSet::new();
+    here.set(0).context("cpu set")?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &here).context("pinning the test thread to CPU 0")?;
+    let burner = cpu_burner(&cg)?;
+    burner.pin(1)?;
+    thread::sleep(Duration::from_millis(500));
+    let on_cpu = |s: &ProbeSnapshot| s.sched.get(&cg.id).map(|v| v.on_cpu_ns).unwrap_or(0);
+    let mut last = (on_cpu(&snapshot(&probes)?), cg.cpu_usage_usec()?);
+    for window in 0..4 {
+        thread::sleep(Duration::from_secs(1));
+        let now = (on_cpu(&snapshot(&probes)?), cg.cpu_usage_usec()?);
+        let measured = now.0.saturating_sub(last.0) as f64;
+        let reference = now.1.saturating_sub(last.1) as f64 * 1000.0;
+        assert!(reference > 0.2e9, "the burner barely ran in window {window} ({reference} ns); the machine is too loaded to measure");
+        // The tick runs at 10 Hz, so each end of a window may lag by up to 100 ms.
+        assert_close(&format!("window {window}: on-CPU ns of a running burner vs cpu.stat"), measured, reference, 0.0, 210e6);
+        last = now;
+    }
+    burner.stop();
+    Ok(())
+}
+
 #[test]
 fn pinned_burners_wait_for_and_delay_each_other() -> Result<()> {
     let _serial = privileged();

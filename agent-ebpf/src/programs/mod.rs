@@ -13,6 +13,7 @@ mod sched_migrate_task;
 mod sched_process_exit;
 mod sched_process_free;
 mod sched_switch;
+mod sched_tick;
 mod sched_wakeup;
 mod sched_wakeup_new;
 

@@ -111,6 +111,20 @@ pub fn charge_switch_out(cpu: &mut CpuSched, task_key: u64, cgroup: u64, involun
     result
 }
 
+/// Charge the running task (of `cgroup`) its on-CPU time up to `now` and restart its slice
+/// there (the periodic tick; see `sched_tick`). No switch is counted.
+#[inline(always)]
+pub fn charge_running(cpu: &mut CpuSched, cgroup: u64, now: u64) -> Result<(), u32> {
+    let mut result = Ok(());
+    if cpu.batch_cgroup != cgroup {
+        result = flush(cpu);
+        cpu.batch_cgroup = cgroup;
+    }
+    cpu.batch.on_cpu_ns += now.saturating_sub(cpu.switched_in_ns);
+    cpu.switched_in_ns = now;
+    result
+}
+
 /// Move the batch into `SCHED_STATS` (and the diagonal `DELAY_MATRIX` cell) and empty it.
 /// On failure the batch is still emptied: its counts are lost and the error is counted,
 /// as an update failure always was.

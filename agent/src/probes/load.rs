@@ -4,7 +4,10 @@ use std::{collections::HashSet, fs, fs::File, sync::Mutex, os::fd::{AsFd, AsRawF
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, PerfEvent, RawTracePoint, TracePoint,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
 };
 use truce_common::{abi::TracepointOffsets, names};
 
@@ -117,6 +120,7 @@ impl Probes {
         for program in SCHED_PROGRAMS {
             probes.attach_raw_tracepoint(program)?;
         }
+        probes.attach_sched_tick()?;
         probes.capabilities.block = GroupStatus::from_result(block_layout.and_then(|()| {
             probes.attach_tracepoint(names::PROG_BLOCK_BIO_QUEUE, "block", "block_bio_queue")?;
             probes.attach_tracepoint(names::PROG_BLOCK_ISSUE, "block", "block_rq_issue")?;
@@ -166,6 +170,30 @@ impl Probes {
         Ok(())
     }
 
+    /// The 10 Hz per-CPU clock that charges long-running tasks between switches (see
+    /// agent-ebpf `sched_tick`), on every online CPU.
+    fn attach_sched_tick(&mut self) -> Result<(), ProbeError> {
+        let program = names::PROG_SCHED_TICK;
+        let prog: &mut PerfEvent = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProbeError::MissingProgram { name: program })?
+            .try_into()
+            .map_err(|_| ProbeError::MissingProgram { name: program })?;
+        prog.load().map_err(ProbeError::program(program, "load"))?;
+        let cpus = aya::util::online_cpus().map_err(|(_, source)| ProbeError::ReadProcFile { path: "/sys/devices/system/cpu/online".into(), source })?;
+        for cpu in cpus {
+            prog.attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Frequency(SCHED_TICK_HZ),
+                false,
+            )
+            .map_err(ProbeError::program(program, "attach"))?;
+        }
+        Ok(())
+    }
+
     fn attach_net(&mut self, root: Option<&Path>) -> Result<(), ProbeError> {
         let root = match root {
             Some(root) => root.to_path_buf(),
@@ -188,6 +216,9 @@ impl Probes {
         Ok(())
     }
 }
+
+/// How often each CPU charges its running task (bounds the on-CPU accounting lag to 100 ms).
+const SCHED_TICK_HZ: u64 = 10;
 
 const SCHED_PROGRAMS: [&str; 6] = [
     names::PROG_SCHED_SWITCH,
