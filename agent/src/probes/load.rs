@@ -186,7 +186,7 @@ impl Probes {
             prog.attach(
                 PerfEventConfig::Software(SoftwareEvent::CpuClock),
                 PerfEventScope::AllProcessesOneCpu { cpu },
-                SamplePolicy::Frequency(SCHED_TICK_HZ),
+                SamplePolicy::Period(1_000_000_000 / SCHED_TICK_HZ),
                 false,
             )
             .map_err(ProbeError::program(program, "attach"))?;
@@ -218,6 +218,7 @@ impl Probes {
 }
 
 /// How often each CPU charges its running task (bounds the on-CPU accounting lag to 100 ms).
+/// A fixed cpu-clock period (ns), not a frequency: on 6.1 the frequency mode never fired here.
 const SCHED_TICK_HZ: u64 = 10;
 
 const SCHED_PROGRAMS: [&str; 6] = [
