@@ -146,24 +146,14 @@ impl Probes {
     }
 
     fn attach_tracepoint(&mut self, program: &'static str, group: &str, event: &str) -> Result<(), ProbeError> {
-        let prog: &mut TracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or(ProbeError::MissingProgram { name: program })?
-            .try_into()
-            .map_err(|_| ProbeError::MissingProgram { name: program })?;
+        let prog: &mut TracePoint = program_of(&mut self.ebpf, program)?;
         prog.load().map_err(ProbeError::program(program, "load"))?;
         prog.attach(group, event).map_err(ProbeError::program(program, "attach"))?;
         Ok(())
     }
 
     fn attach_raw_tracepoint(&mut self, program: &'static str) -> Result<(), ProbeError> {
-        let prog: &mut RawTracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or(ProbeError::MissingProgram { name: program })?
-            .try_into()
-            .map_err(|_| ProbeError::MissingProgram { name: program })?;
+        let prog: &mut RawTracePoint = program_of(&mut self.ebpf, program)?;
         prog.load().map_err(ProbeError::program(program, "load"))?;
         // The program names are the kernel tracepoint names.
         prog.attach(program).map_err(ProbeError::program(program, "attach"))?;
@@ -174,12 +164,7 @@ impl Probes {
     /// agent-ebpf `sched_tick`), on every online CPU.
     fn attach_sched_tick(&mut self) -> Result<(), ProbeError> {
         let program = names::PROG_SCHED_TICK;
-        let prog: &mut PerfEvent = self
-            .ebpf
-            .program_mut(program)
-            .ok_or(ProbeError::MissingProgram { name: program })?
-            .try_into()
-            .map_err(|_| ProbeError::MissingProgram { name: program })?;
+        let prog: &mut PerfEvent = program_of(&mut self.ebpf, program)?;
         prog.load().map_err(ProbeError::program(program, "load"))?;
         let cpus = aya::util::online_cpus().map_err(|(_, source)| ProbeError::ReadProcFile { path: "/sys/devices/system/cpu/online".into(), source })?;
         for cpu in cpus {
@@ -201,12 +186,7 @@ impl Probes {
         };
         let cgroup = File::open(&root).map_err(|source| ProbeError::CgroupOpen { path: root.clone(), source })?;
         for (program, kind) in [(names::PROG_NET_INGRESS, CgroupSkbAttachType::Ingress), (names::PROG_NET_EGRESS, CgroupSkbAttachType::Egress)] {
-            let prog: &mut CgroupSkb = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram { name: program })?
-                .try_into()
-                .map_err(|_| ProbeError::MissingProgram { name: program })?;
+            let prog: &mut CgroupSkb = program_of(&mut self.ebpf, program)?;
             prog.load().map_err(ProbeError::program(program, "load"))?;
             // On 5.7+ aya attaches through a bpf_link, which always coexists with other
             // programs on the root; link_create rejects BPF_F_ALLOW_MULTI, so no flags.
@@ -215,6 +195,18 @@ impl Probes {
         }
         Ok(())
     }
+}
+
+/// The program `name` from the loaded object, as its expected type; a missing program and
+/// one of another type are both reported as missing (the object does not match the loader).
+fn program_of<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    ebpf.program_mut(name)
+        .ok_or(ProbeError::MissingProgram { name })?
+        .try_into()
+        .map_err(|_| ProbeError::MissingProgram { name })
 }
 
 /// How often each CPU charges its running task (bounds the on-CPU accounting lag to 100 ms).
