@@ -108,6 +108,25 @@ pub(super) fn samples() -> Vec<(&'static str, Message)> {
                     estimate: Some(estimate()),
                     forecasts: vec![forecast()],
                 }],
+                inventory: None,
+            }),
+        ),
+        (
+            "report_with_inventory",
+            Message::Report(Report {
+                seq: 4,
+                host: host(),
+                at,
+                period_ms: 1000,
+                workloads: vec![],
+                inventory: Some(Inventory {
+                    capacity: vec![Capacity { resource: Resource::Cpu, amount: 2000 }, Capacity { resource: Resource::Memory, amount: 1 << 30 }],
+                    managed: vec![ManagedWorkload {
+                        workload: workload(),
+                        priority: 50,
+                        bounds: vec![ResourceBounds { resource: Resource::Cpu, floor: Some(200), ceiling: None }],
+                    }],
+                }),
             }),
         ),
         ("bid", Message::Bid(bid())),

@@ -38,7 +38,7 @@ pub use message::{
     Ack, Decisions, ErrorCode, ErrorMessage, Hello, LeaseRelease, LeaseRenew, MESSAGE_TYPES, Message,
     RETIRED_TYPE_IDS, SessionId, UnsupportedVersion, Welcome, type_name,
 };
-pub use report::{Report, SignalSummary, WorkloadReport};
+pub use report::{Capacity, Inventory, ManagedWorkload, Report, ResourceBounds, SignalSummary, WorkloadReport};
 #[cfg(feature = "quic")]
 pub use stream::{FrameError, read_frame, write_frame};
 

@@ -1,7 +1,7 @@
 //! What an agent reports each period: a compact summary per workload, not the raw sample.
 
 use crate::estimate::{DemandForecast, InterferenceEstimate};
-use crate::model::{HostId, Timestamp, WorkloadRef};
+use crate::model::{HostId, Resource, Timestamp, WorkloadRef};
 use crate::signal::WorkloadSample;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,42 @@ pub struct Report {
     pub at: Timestamp,
     pub period_ms: u64,
     pub workloads: Vec<WorkloadReport>,
+    /// What the market may trade on this host. Added after version 1 shipped: absent from older
+    /// agents' reports (and left out of the encoding when `None`), so both sides still decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+}
+
+/// The host's tradeable capacity and the workloads its agent may enforce (those under its
+/// configured roots), with their configured bounds. The arbiter builds the host's market book
+/// from it; without it, hosts fall back to the arbiter's configured defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Per resource, in its unit (millicores, bytes, bytes/s on one device).
+    pub capacity: Vec<Capacity>,
+    pub managed: Vec<ManagedWorkload>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub resource: Resource,
+    pub amount: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManagedWorkload {
+    pub workload: WorkloadRef,
+    /// Configured priority (at least 1).
+    pub priority: u32,
+    /// Configured floors and ceilings; a resource not listed has none.
+    pub bounds: Vec<ResourceBounds>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceBounds {
+    pub resource: Resource,
+    pub floor: Option<u64>,
+    pub ceiling: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

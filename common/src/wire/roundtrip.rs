@@ -191,7 +191,7 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(version, s, host, round_ms)| Message::Welcome(Welcome { version, session: SessionId(s), host, round_ms })),
         (any::<u16>(), any::<u16>()).prop_map(|(a, b)| Message::UnsupportedVersion(UnsupportedVersion { supported_min: a, supported_max: b })),
         (any::<u64>(), host(), any::<u64>(), any::<u64>(), vec(wl_report, 0..3))
-            .prop_map(|(seq, host, at, period_ms, workloads)| Message::Report(Report { seq, host, at: Timestamp(at), period_ms, workloads })),
+            .prop_map(|(seq, host, at, period_ms, workloads)| Message::Report(Report { seq, host, at: Timestamp(at), period_ms, workloads, inventory: None })),
         bid().prop_map(Message::Bid),
         (any::<u64>(), any::<u64>(), vec(decision(), 0..3)).prop_map(|(round, at, decisions)| Message::Decisions(Decisions { round, at: Timestamp(at), decisions })),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(seq, l, extend_ms)| Message::LeaseRenew(LeaseRenew { seq, lease: LeaseId(l), extend_ms })),
