@@ -1,7 +1,7 @@
 //! truce-agent: per-host probes, interference estimates, bids and cgroup v2 leases.
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use truce_agent::cmd::{self, LogFormat, observe, record, replay, run};
+use truce_agent::cmd::{self, LogFormat, explain, observe, record, replay, run};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,9 @@ enum Command {
     Record(record::RecordArgs),
     /// Run the estimator, forecaster and bidder on a recording and print the bids.
     Replay(replay::ReplayArgs),
+    /// Why a workload's cgroup is where it is: its files now, what truce changed (journal), the
+    /// leases with their decisions' reasons, the bid behind them, and its interference estimate.
+    Explain(explain::ExplainArgs),
     /// Print the default configuration file, commented.
     Config {
         #[arg(long, required = true)]
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             Command::Record(a) => record::run(a).await,
             Command::Replay(a) => replay::run(a),
             Command::Run(a) => run::run(a).await,
+            Command::Explain(a) => explain::run(a),
             Command::Config { .. } => {
                 print!("{}", truce_agent::config::DEFAULT_TOML);
                 Ok(())

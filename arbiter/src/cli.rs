@@ -1,7 +1,9 @@
 //! The `truce-arbiter` command line: certificates, the server, and its configuration.
 
-use truce_arbiter::config::{DEFAULT_TOML, FileConfig};
-use truce_arbiter::server::{CancellationToken, HostCapacity, ProportionalResolver, Server, ServerConfig, certs};
+use truce_arbiter::config::{DEFAULT_TOML, FileConfig, ResolverKind, Settings};
+use truce_arbiter::ledger::Ledger;
+use truce_arbiter::market::{Exchange, Market, MarketResolver};
+use truce_arbiter::server::{CancellationToken, ProportionalResolver, RoundResolver, Server, certs};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -37,6 +39,9 @@ pub enum Command {
         /// Overrides `certs_dir` from the file.
         #[arg(long, env = "TRUCE_ARBITER_CERTS")]
         certs: Option<PathBuf>,
+        /// Overrides `state_dir` from the file (where the ledger is kept).
+        #[arg(long, env = "TRUCE_ARBITER_STATE")]
+        state_dir: Option<PathBuf>,
     },
     /// Show the configuration.
     Config {
@@ -87,7 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{DEFAULT_TOML}");
             Ok(())
         }
-        Command::Serve { config, listen, certs } => {
+        Command::Serve { config, listen, certs, state_dir } => {
             let mut file = match &config {
                 Some(path) => FileConfig::load(path)?,
                 None => FileConfig::default(),
@@ -98,15 +103,34 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(c) = certs {
                 file.certs_dir = c;
             }
-            let (server_config, capacity) = file.validate()?;
+            if let Some(d) = state_dir {
+                file.state_dir = d;
+            }
+            let settings = file.validate()?;
             let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-            runtime.block_on(serve(server_config, capacity))
+            runtime.block_on(serve(settings))
         }
     }
 }
 
-async fn serve(config: ServerConfig, capacity: HostCapacity) -> Result<()> {
-    let server = Server::bind(config, Arc::new(ProportionalResolver::new(capacity)))?;
+fn resolver(settings: &Settings) -> Result<Arc<dyn RoundResolver>> {
+    Ok(match settings.resolver {
+        ResolverKind::Proportional => Arc::new(ProportionalResolver::new(settings.capacity.clone())),
+        ResolverKind::Market => {
+            let path = &settings.ledger_path;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating the state directory {} (`state_dir`)", dir.display()))?;
+            }
+            let ledger = Ledger::open(path).with_context(|| format!("opening the ledger {}", path.display()))?;
+            tracing::info!(ledger = %path.display(), minted = ledger.state().minted().0, "ledger open");
+            let exchange = Exchange::new(ledger, Market::new(settings.market.clone()));
+            Arc::new(MarketResolver::new(exchange, settings.defaults.clone()))
+        }
+    })
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let server = Server::bind(settings.server.clone(), resolver(&settings)?)?;
     let cancel = CancellationToken::new();
     let signals = cancel.clone();
     tokio::spawn(async move {

@@ -1,7 +1,10 @@
 //! The arbiter's configuration file (TOML) and its validation into a [`ServerConfig`].
 
 use crate::server::tls::TlsFiles;
+use crate::market::{HostDefaults, MarketConfig};
 use crate::server::{HostCapacity, ServerConfig};
+use std::collections::BTreeMap;
+use truce_common::model::{Credits, Resource};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,14 @@ max_pending_bids = 4096
 # Frames queued to one agent; an agent that lets it overflow is disconnected.
 outbound_queue = 1024
 
-# What each host may be granted per round until the market replaces the proportional resolver.
+# Where the ledger (credits, leases, reputation, prices) is stored: ledger.redb.
+state_dir = "/var/lib/truce-arbiter"
+# Who resolves rounds: "market" (optimiser, ledger, lending pool, prices, reputation) or
+# "proportional" (asks pro rata out of [capacity], no ledger; for testing the transport).
+resolver = "market"
+
+# A host's capacity when its agent reports none (agents report their own), and the lease
+# bounds. With resolver = "proportional", what each host may be granted per round.
 [capacity]
 cpu_millicores = 4000
 memory_bytes = 8589934592
@@ -43,6 +53,14 @@ io_bps = 209715200
 price = 0.0
 min_lease_ms = 1000
 max_lease_ms = 300000
+
+[market]
+# Credits each workload earns per second: the only way credits are created.
+income_per_second = 1.0
+# A workload's floor, as a fraction of its equal share, where its agent configures none.
+floor_fraction = 0.25
+# Lease length for workloads that did not bid (cut workloads, lenders).
+default_lease_ms = 10000
 "#;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -60,7 +78,42 @@ pub struct FileConfig {
     pub agent_burst: u32,
     pub max_pending_bids: usize,
     pub outbound_queue: usize,
+    pub state_dir: PathBuf,
+    pub resolver: ResolverKind,
     pub capacity: CapacityConfig,
+    pub market: MarketSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolverKind {
+    Market,
+    Proportional,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketSection {
+    pub income_per_second: f64,
+    pub floor_fraction: f64,
+    pub default_lease_ms: u64,
+}
+
+impl Default for MarketSection {
+    fn default() -> Self {
+        MarketSection { income_per_second: 1.0, floor_fraction: 0.25, default_lease_ms: 10_000 }
+    }
+}
+
+/// A validated configuration: everything `serve` needs, typed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerConfig,
+    pub resolver: ResolverKind,
+    pub capacity: HostCapacity,
+    pub ledger_path: PathBuf,
+    pub market: MarketConfig,
+    pub defaults: HostDefaults,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -89,7 +142,10 @@ impl Default for FileConfig {
             agent_burst: 4_000,
             max_pending_bids: 4_096,
             outbound_queue: 1_024,
+            state_dir: PathBuf::from("/var/lib/truce-arbiter"),
+            resolver: ResolverKind::Market,
             capacity: CapacityConfig::default(),
+            market: MarketSection::default(),
         }
     }
 }
@@ -132,8 +188,8 @@ impl FileConfig {
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
     }
 
-    /// Check every field and produce the typed server settings and resolver capacity.
-    pub fn validate(&self) -> Result<(ServerConfig, HostCapacity), ConfigError> {
+    /// Check every field and produce the typed settings.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
         let invalid = |key, reason: &str| ConfigError::Invalid { key, reason: reason.to_string() };
         let listen: SocketAddr = self.listen.parse().map_err(|e: std::net::AddrParseError| invalid("listen", &e.to_string()))?;
         let positive = |key, v: u64| if v == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(v) };
@@ -175,7 +231,29 @@ impl FileConfig {
             min_lease_ms: c.min_lease_ms,
             max_lease_ms: c.max_lease_ms,
         };
-        Ok((s, cap))
+        let m = &self.market;
+        if !m.income_per_second.is_finite() || m.income_per_second < 0.0 {
+            return Err(invalid("market.income_per_second", "must be a finite number >= 0"));
+        }
+        if !(0.0..=1.0).contains(&m.floor_fraction) {
+            return Err(invalid("market.floor_fraction", "must be between 0 and 1"));
+        }
+        if m.default_lease_ms < c.min_lease_ms || m.default_lease_ms > c.max_lease_ms {
+            return Err(invalid("market.default_lease_ms", "must lie within capacity.min_lease_ms..=capacity.max_lease_ms"));
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(invalid("state_dir", "must name a directory"));
+        }
+        let market = MarketConfig {
+            default_lease_ms: m.default_lease_ms,
+            min_lease_ms: c.min_lease_ms,
+            max_lease_ms: c.max_lease_ms,
+            ..MarketConfig::default()
+        };
+        let mut capacity = BTreeMap::from([(Resource::Cpu, c.cpu_millicores), (Resource::Memory, c.memory_bytes)]);
+        capacity.retain(|_, v| *v > 0);
+        let defaults = HostDefaults { capacity, floor_fraction: m.floor_fraction, income_per_second: Credits::from_credits(m.income_per_second) };
+        Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults })
     }
 }
 
@@ -198,5 +276,9 @@ mod tests {
         assert!(err.to_string().contains("keep_alive_ms"), "{err}");
         let bad = FileConfig { listen: "nowhere".into(), ..FileConfig::default() };
         assert!(bad.validate().expect_err("bad listen").to_string().contains("listen"));
+        let bad = FileConfig { market: MarketSection { floor_fraction: 2.0, ..MarketSection::default() }, ..FileConfig::default() };
+        assert!(bad.validate().expect_err("bad fraction").to_string().contains("market.floor_fraction"));
+        let err = toml::from_str::<FileConfig>("resolver = \"auction\"").expect_err("unknown resolver");
+        assert!(err.to_string().contains("resolver"), "{err}");
     }
 }

@@ -148,5 +148,6 @@ pub fn report(host: &str, seq: u64, workload_ids: &[u64]) -> Report {
                 forecasts: vec![],
             })
             .collect(),
+        inventory: None,
     }
 }

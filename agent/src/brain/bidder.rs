@@ -32,10 +32,12 @@ pub struct BidderParams {
 impl Default for BidderParams {
     fn default() -> BidderParams {
         BidderParams {
-            price_cpu: 1e-5,
-            price_memory: 1e-11,
-            price_io: 1e-10,
-            price_net: 1e-10,
+            // The arbiter market's opening prices (arbiter/src/market/pricing.rs): a bid at
+            // urgency 1 meets the opening price, and urgency outbids a price that has risen.
+            price_cpu: 1e-3,
+            price_memory: 1e-9,
+            price_io: 1e-8,
+            price_net: 1e-8,
             contention_threshold: 0.1,
             overload_threshold: 0.2,
             release_margin: 0.2,

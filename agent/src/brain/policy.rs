@@ -55,7 +55,8 @@ pub struct WorkloadPolicy {
 }
 
 impl Default for WorkloadPolicy {
-    /// An unconfigured workload: lowest priority, no SLO, no bounds, a small budget.
+    /// An unconfigured workload: lowest priority, no SLO, no bounds, and a budget of what the
+    /// arbiter's default income pays it (1 credit per second).
     fn default() -> WorkloadPolicy {
         WorkloadPolicy {
             priority: 1,
@@ -64,7 +65,7 @@ impl Default for WorkloadPolicy {
             memory: Bounds::default(),
             io: Bounds::default(),
             net: Bounds::default(),
-            budget_credits_per_hour: 10.0,
+            budget_credits_per_hour: 3600.0,
             lease_ms: 60_000,
         }
     }

@@ -1,8 +1,10 @@
 //! One module per `truce-agent` subcommand, plus the sampling pipeline they share.
 
+pub mod explain;
 pub mod observe;
 pub mod record;
 pub mod replay;
+mod reporting;
 pub mod run;
 pub mod sampler;
 mod table;

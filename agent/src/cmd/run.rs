@@ -3,18 +3,21 @@
 //! touched is restored on SIGTERM/SIGINT, and a restart undoes what a crash left (journal).
 
 use super::sampler::{Sampler, now};
-use crate::brain::{Brain, BrainParams, RoundInputs};
+use super::reporting;
+use crate::brain::{Brain, BrainParams, Round, RoundInputs};
 use crate::config::AgentConfig;
-use crate::enforce::{Enforcer, Floors, under_roots};
+use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Status, WorkloadStatus, status_path, under_roots};
 use crate::cgroupfs::Mode;
 use crate::probes::{PerfMode, error_chain};
 use crate::transport::{ArbiterClient, ArbiterEndpoint, CancellationToken, ClientConfig, Inbound, Outbound};
 use crate::workload_config::Config as WorkloadConfig;
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use truce_common::model::HostId;
-use truce_common::wire::{Report, SignalSummary, WorkloadReport};
+use truce_common::model::{Bid, HostId, WorkloadId};
+use truce_common::wire::Inventory;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -48,11 +51,29 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let mut ticker = tokio::time::interval(cfg.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
-    tracing::info!(host = %cfg.host, roots = ?cfg.roots, "truce-agent running");
+    let host = HostId(cfg.host.clone());
+    let status_file = status_path(&cfg.journal);
+    let mut last_bids: HashMap<WorkloadId, Bid> = HashMap::new();
+    let mut last_round: Option<(Round, Vec<(WorkloadId, String, String)>)> = None;
+    let mut sent_inventory: Option<(Inventory, u64)> = None;
+    tracing::info!(host = %cfg.host, roots = ?cfg.roots, status = %status_file.display(), "truce-agent running");
     let result: Result<()> = loop {
+        // Leases revert at their expiry, not at the next period: "lease + at most a moment".
+        let next_expiry = enforcer.leases().next_expiry();
+        let lapse = async {
+            match next_expiry {
+                Some(at) => tokio::time::sleep(Duration::from_millis(at.0.saturating_sub(now().0))).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
+            () = lapse => {
+                for l in enforcer.tick(now()) {
+                    tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
+                }
+            }
             msg = inbound.recv() => match msg {
                 Some(Inbound::Decisions(d)) if !enforcing => {
                     tracing::debug!(decisions = d.decisions.len(), "observe-only host: decisions not enforced");
@@ -64,6 +85,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                             tracing::warn!(cgroup = %decision.workload.path, decision = decision.id.0, cause = %error_chain(&e), "decision not applied");
                         }
                     }
+                    write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
                 }
                 Some(Inbound::State(s)) => tracing::info!(state = ?s, "arbiter connection"),
                 Some(Inbound::Refused(e)) => tracing::warn!(code = ?e.code, message = %e.message, "arbiter refused a request"),
@@ -71,7 +93,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 None => break Err(anyhow::anyhow!("the arbiter client stopped")),
             },
             _ = ticker.tick() => {
-                // Leases lapse here whether or not the arbiter is reachable.
+                // Also here: retries of reverts that failed earlier.
                 for l in enforcer.tick(now()) {
                     tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
                 }
@@ -90,28 +112,32 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 }
                 let round = brain.observe(&sample, &inputs);
                 seq += 1;
-                let report = Report {
-                    seq,
-                    host: HostId(cfg.host.clone()),
-                    at: sample.at,
-                    period_ms: sample.period_ms,
-                    workloads: sample.workloads.iter().map(|w| WorkloadReport {
-                        workload: w.workload.clone(),
-                        name: w.name.clone(),
-                        signals: SignalSummary::from_sample(w, sample.period_ms),
-                        estimate: round.estimates.iter().find(|e| e.workload == w.workload.id).cloned(),
-                        forecasts: round.forecasts.iter().filter(|f| f.workload == w.workload.id).cloned().collect(),
-                    }).collect(),
+                // The inventory travels when it changed, and every 30 periods so that a new
+                // arbiter (fail-over) learns it soon.
+                let inventory = reporting::inventory(&sample, &cfg.roots, &inputs.policies);
+                let resend = match &sent_inventory {
+                    Some((sent, at)) => *sent != inventory || seq >= at + 30,
+                    None => true,
                 };
-                client.send(Outbound::Report(report));
-                // Bid only for what this agent may change; reports cover every workload.
-                for bid in round.bids.into_iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)) {
-                    client.send(Outbound::Bid(bid));
+                let attach = resend.then(|| inventory.clone());
+                if resend {
+                    sent_inventory = Some((inventory, seq));
                 }
+                client.send(Outbound::Report(reporting::report(seq, &host, &sample, &round, attach)));
+                // Bid only for what this agent may change; reports cover every workload.
+                for bid in round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)) {
+                    last_bids.insert(bid.workload.id, bid.clone());
+                    client.send(Outbound::Bid(bid.clone()));
+                }
+                last_bids.retain(|w, _| sample.workloads.iter().any(|s| s.workload.id == *w));
+                let names = sample.workloads.iter().map(|w| (w.workload.id, w.workload.path.clone(), w.name.clone())).collect();
+                last_round = Some((round, names));
+                write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
             }
         }
     };
     let left = enforcer.restore_all();
+    write_status(&status_file, &cfg.host, enforcing, &enforcer, None, &HashMap::new(), cfg.period);
     if left > 0 {
         tracing::error!(slots = left, journal = %cfg.journal.display(), "some cgroups could not be restored; the next start retries them");
     } else {
@@ -138,5 +164,62 @@ fn read_latency_ms(path: &std::path::Path) -> Option<f64> {
             tracing::debug!(file = %path.display(), cause = %e, "SLO latency file unreadable this period");
             None
         }
+    }
+}
+
+/// Rewrite the status file `truce-agent explain` reads. A failure is logged, never fatal: the
+/// status explains, it does not decide anything.
+fn write_status(
+    path: &Path,
+    host: &str,
+    enforcing: bool,
+    enforcer: &Enforcer,
+    round: Option<&(Round, Vec<(WorkloadId, String, String)>)>,
+    bids: &HashMap<WorkloadId, Bid>,
+    period: Duration,
+) {
+    let leases = enforcer
+        .leases()
+        .iter()
+        .map(|l| LeaseStatus {
+            lease: l.id.0,
+            cgroup: l.cgroup.clone(),
+            file: l.slot.to_string(),
+            setting: l.setting.clone(),
+            start: l.start,
+            expiry: l.expiry,
+            decision: l.decision.0,
+            bids: l.bids.iter().map(|b| b.0).collect(),
+            reasons: l.reasons.clone(),
+        })
+        .collect();
+    let workloads = round
+        .map(|(round, names)| {
+            names
+                .iter()
+                .map(|(id, cgroup, name)| {
+                    let estimate = round.estimates.iter().find(|e| e.workload == *id);
+                    WorkloadStatus {
+                        cgroup: cgroup.clone(),
+                        id: id.0,
+                        name: name.clone(),
+                        score: estimate.map(|e| e.score),
+                        antagonist: estimate.and_then(|e| e.antagonists.first()).map(|a| a.explanation.clone()),
+                        last_bid: bids.get(id).map(|b| BidStatus {
+                            id: b.id.0,
+                            at: b.at,
+                            asks: b.asks.iter().map(|a| format!("{} {} at <= {} /unit/s", a.resource, a.amount, a.max_price)).collect(),
+                            releases: b.releases.iter().map(|r| format!("{} {} at >= {} /unit/s", r.resource, r.amount, r.min_price)).collect(),
+                            slo_breach: b.slo_breach,
+                            reasons: b.reasons.clone(),
+                        }),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let status = Status { host: host.to_string(), pid: std::process::id(), at: now(), period_ms: period.as_millis() as u64, enforcing, leases, workloads };
+    if let Err(e) = status.write_atomic(path) {
+        tracing::warn!(file = %path.display(), cause = %e, "could not write the status file (`truce-agent explain` will be stale)");
     }
 }

@@ -40,6 +40,24 @@ pub struct Journal {
     pending: BTreeMap<(String, Slot), String>,
 }
 
+/// Replay the records: an original is pending until a later record says it was restored.
+fn load(file: &std::fs::File, path: &Path) -> BTreeMap<(String, Slot), String> {
+    let mut pending = BTreeMap::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Record>(&line) {
+            Ok(Record::Original { cgroup, slot, value }) => {
+                pending.entry((cgroup, slot)).or_insert(value);
+            }
+            Ok(Record::Restored { cgroup, slot }) => {
+                pending.remove(&(cgroup, slot));
+            }
+            Err(err) => tracing::warn!(journal = %path.display(), line = n + 1, cause = %err, "skipping unreadable journal line"),
+        }
+    }
+    pending
+}
+
 impl Journal {
     /// Open (or create) the journal and load what a previous run left unrestored.
     /// Unreadable lines are skipped with a warning: a torn last line is a record whose
@@ -50,22 +68,20 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(open_err)?;
         }
         let file = OpenOptions::new().create(true).read(true).append(true).open(path).map_err(open_err)?;
-        let mut pending = BTreeMap::new();
-        for (n, line) in BufReader::new(&file).lines().enumerate() {
-            let Ok(line) = line else { break };
-            match serde_json::from_str::<Record>(&line) {
-                Ok(Record::Original { cgroup, slot, value }) => {
-                    pending.entry((cgroup, slot)).or_insert(value);
-                }
-                Ok(Record::Restored { cgroup, slot }) => {
-                    pending.remove(&(cgroup, slot));
-                }
-                Err(err) => tracing::warn!(journal = %path.display(), line = n + 1, cause = %err, "skipping unreadable journal line"),
-            }
-        }
+        let pending = load(&file, path);
         let mut journal = Journal { path: path.to_path_buf(), file, pending };
         journal.end_torn_line()?;
         Ok(journal)
+    }
+
+    /// What a journal holds unrestored, read without opening it for writing (for `explain`,
+    /// while the daemon may be running). A missing journal holds nothing.
+    pub fn read_pending(path: &Path) -> Result<Vec<(String, Slot, String)>, JournalError> {
+        match std::fs::File::open(path) {
+            Ok(file) => Ok(load(&file, path).into_iter().map(|((c, s), v)| (c, s, v)).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(JournalError::Open { path: path.to_path_buf(), source }),
+        }
     }
 
     /// Terminate a torn last line so the next record starts on a line of its own.

@@ -6,7 +6,7 @@
 
 use super::write::Slot;
 use std::collections::BTreeMap;
-use truce_common::model::{BidId, DecisionId, LeaseId, Setting, Timestamp};
+use truce_common::model::{BidId, DecisionId, LeaseId, Reason, Setting, Timestamp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActiveLease {
@@ -19,6 +19,8 @@ pub struct ActiveLease {
     pub expiry: Timestamp,
     pub decision: DecisionId,
     pub bids: Vec<BidId>,
+    /// The decision's reasons, kept for `truce-agent explain`.
+    pub reasons: Vec<Reason>,
 }
 
 /// What the enforcer must do to a slot after the table changed.
@@ -119,6 +121,7 @@ mod tests {
             expiry: Timestamp(expiry),
             decision: DecisionId(id),
             bids: vec![],
+            reasons: vec![],
         }
     }
 

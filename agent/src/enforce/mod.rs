@@ -6,11 +6,13 @@
 mod confine;
 mod journal;
 mod leases;
+mod status;
 mod write;
 
 pub use confine::{Confinement, ConfinementError, under_roots};
 pub use journal::{Journal, JournalError};
 pub use leases::{ActiveLease, LeaseTable, SlotAction};
+pub use status::{BidStatus, LeaseStatus, Status, WorkloadStatus, status_path};
 pub use write::{Floors, PlannedWrite, SettingError, Slot, original_of, plan, slot_of};
 
 use std::path::PathBuf;
@@ -68,6 +70,10 @@ impl Enforcer {
         &self.leases
     }
 
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// Apply a decision: confine, journal the original, write with floors, hold the lease.
     pub fn apply(&mut self, d: &Decision, now: Timestamp) -> Result<PlannedWrite, EnforceError> {
         let cgroup = d.workload.path.clone();
@@ -98,6 +104,7 @@ impl Enforcer {
                 expiry: d.lease.expiry,
                 decision: d.id,
                 bids: d.caused_by.clone(),
+                reasons: d.reasons.clone(),
             },
             now,
         );

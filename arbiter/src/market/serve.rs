@@ -1,16 +1,18 @@
 //! Plugs the market into the QUIC server's round seam (`server::RoundResolver`).
 //!
-//! Until the server passes each host's capacity and workload inventory, hosts are registered
-//! on their first round with `HostDefaults`, and every workload that bids joins its host with an
-//! equal entitlement. Lease ids in the decisions are ledger ids: the server must forward them
-//! unchanged, or renewals and repayment cannot find their lease.
+//! A host's book comes from its agent's inventory (capacity, the workloads it may enforce and
+//! their configured bounds); a host whose agent sends none is registered with `HostDefaults`,
+//! and every workload that bids joins it. Lease ids in the decisions are ledger ids: the server
+//! forwards them unchanged, or renewals and repayment could not find their lease.
 
 use super::book::{Bounds, HostBook, WorkloadSpec};
+use super::setting::enforceable;
 use super::exchange::Exchange;
 use crate::server::{RoundInput, RoundResolver};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use truce_common::model::{Bid, Credits, Decision, HostId, Resource, Timestamp};
+use truce_common::model::{Bid, Credits, Decision, HostId, Resource, WorkloadId, WorkloadRef};
+use truce_common::wire::{Inventory, ResourceBounds};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostDefaults {
@@ -38,73 +40,71 @@ impl MarketResolver {
     }
 }
 
-/// Register the host, or add workloads that bid for the first time (entitlements are re-split
-/// equally among all known workloads).
-fn ensure_host(
-    exchange: &mut Exchange,
-    defaults: &HostDefaults,
-    host: &HostId,
-    bids: &[Bid],
-    now: Timestamp,
-) {
-    let known = exchange.book(host).cloned();
-    let mut workloads: BTreeMap<_, _> = known
-        .as_ref()
-        .map(|b| {
-            b.workloads
-                .iter()
-                .map(|(w, s)| (*w, s.workload.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let before = workloads.len();
-    for b in bids {
-        workloads
-            .entry(b.workload.id)
-            .or_insert_with(|| b.workload.clone());
+/// The book a round should run on: from the agent's inventory when it sent one (its capacity,
+/// the workloads it may enforce, their configured bounds), else from `defaults` with every
+/// workload that ever bid. Entitlements split capacity equally (every weight is 100, like a
+/// fresh cgroup's cpu.weight); floors are the configured ones or `floor_fraction` of the
+/// entitlement.
+fn wanted_book(defaults: &HostDefaults, host: &HostId, inventory: Option<&Inventory>, bids: &[Bid], known: Option<&HostBook>) -> HostBook {
+    let capacity: BTreeMap<Resource, u64> = match inventory {
+        Some(inv) if !inv.capacity.is_empty() => {
+            inv.capacity.iter().filter(|c| enforceable(c.resource) && c.amount > 0).map(|c| (c.resource, c.amount)).collect()
+        }
+        _ => defaults.capacity.clone(),
+    };
+    // (workload, priority, configured bounds)
+    let mut members: BTreeMap<WorkloadId, (WorkloadRef, u32, Vec<ResourceBounds>)> = BTreeMap::new();
+    match inventory {
+        Some(inv) => {
+            for m in &inv.managed {
+                members.insert(m.workload.id, (m.workload.clone(), m.priority.max(1), m.bounds.clone()));
+            }
+        }
+        None => {
+            for (id, spec) in known.map(|b| &b.workloads).into_iter().flatten() {
+                members.insert(*id, (spec.workload.clone(), spec.priority, Vec::new()));
+            }
+            for b in bids {
+                members.entry(b.workload.id).or_insert_with(|| (b.workload.clone(), 1, Vec::new()));
+            }
+        }
     }
-    if known.is_some() && workloads.len() == before {
-        return;
-    }
-    let n = workloads.len().max(1) as u64;
-    let mut book = HostBook::new(host.clone(), defaults.capacity.clone());
-    for (id, workload) in workloads {
-        let bounds = defaults
-            .capacity
+    let n = members.len().max(1) as u64;
+    let mut book = HostBook::new(host.clone(), capacity.clone());
+    for (id, (workload, priority, configured)) in members {
+        let bounds = capacity
             .iter()
             .map(|(r, cap)| {
                 let e = cap / n;
-                let floor = (e as f64 * defaults.floor_fraction.clamp(0.0, 1.0)) as u64;
-                (
-                    *r,
-                    Bounds {
-                        floor,
-                        entitlement: e,
-                        ceiling: *cap,
-                    },
-                )
+                let set = configured.iter().find(|b| b.resource == *r);
+                let ceiling = set.and_then(|b| b.ceiling).unwrap_or(*cap).min(*cap);
+                let floor = set
+                    .and_then(|b| b.floor)
+                    .unwrap_or((e as f64 * defaults.floor_fraction.clamp(0.0, 1.0)) as u64)
+                    .min(ceiling);
+                (*r, Bounds { floor, entitlement: e.clamp(floor, ceiling), ceiling })
             })
             .collect();
-        book.workloads.insert(
-            id,
-            WorkloadSpec {
-                workload,
-                weight: 100,
-                priority: 1,
-                bounds,
-            },
-        );
+        book.workloads.insert(id, WorkloadSpec { workload, weight: 100, priority, bounds });
     }
     if let Some(old) = known {
         book.round = old.round;
     }
-    let income = book
-        .workloads
-        .keys()
-        .map(|w| (*w, defaults.income_per_second))
-        .collect();
-    if let Err(err) = exchange.set_host(book, &income, now) {
-        tracing::warn!(host = %host, cause = %err, "could not register the host with the market");
+    book
+}
+
+/// Register the host, or update its book when its inventory (or, without one, its set of
+/// bidders) changed.
+fn ensure_host(exchange: &mut Exchange, defaults: &HostDefaults, input: &RoundInput<'_>) {
+    let known = exchange.book(input.host);
+    let book = wanted_book(defaults, input.host, input.inventory, input.bids, known);
+    if known.is_some_and(|k| k.capacity == book.capacity && k.workloads == book.workloads) {
+        return;
+    }
+    let income = book.workloads.keys().map(|w| (*w, defaults.income_per_second)).collect();
+    tracing::info!(host = %input.host, workloads = book.workloads.len(), capacity = ?book.capacity, "market book updated");
+    if let Err(err) = exchange.set_host(book, &income, input.now) {
+        tracing::warn!(host = %input.host, cause = %err, "could not register the host with the market");
     }
 }
 
@@ -117,7 +117,7 @@ impl RoundResolver for MarketResolver {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (exchange, defaults) = &mut *guard;
-        ensure_host(exchange, defaults, input.host, input.bids, input.now);
+        ensure_host(exchange, defaults, input);
         match exchange.round(input.host, input.bids, input.now) {
             Ok(outcome) => outcome.decisions,
             Err(err) => {
@@ -134,7 +134,8 @@ mod tests {
     use super::*;
     use crate::ledger::Ledger;
     use crate::market::Market;
-    use truce_common::model::{Ask, BidId, WorkloadId, WorkloadRef};
+    use truce_common::model::{Ask, BidId, Timestamp};
+    use truce_common::wire::{Capacity, ManagedWorkload};
 
     fn bid(w: u64, id: u64, now: Timestamp, ask: u64) -> Bid {
         Bid {
@@ -191,6 +192,7 @@ mod tests {
                 round: i as u64,
                 now,
                 bids: &bids,
+                inventory: None,
             });
             let mine = decisions.iter().find(|d| d.workload.id == WorkloadId(1));
             if i == 0 {
@@ -209,5 +211,31 @@ mod tests {
             "renewed, not reopened: {leases:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_inventory_sets_capacity_members_and_configured_bounds() {
+        let defaults = HostDefaults { capacity: BTreeMap::from([(Resource::Cpu, 4000)]), floor_fraction: 0.25, income_per_second: Credits(1) };
+        let managed = |id: u64, floor: Option<u64>| ManagedWorkload {
+            workload: WorkloadRef { id: WorkloadId(id), path: format!("/w{id}") },
+            priority: 50,
+            bounds: vec![ResourceBounds { resource: Resource::Cpu, floor, ceiling: Some(1500) }],
+        };
+        let inv = Inventory {
+            capacity: vec![Capacity { resource: Resource::Cpu, amount: 2000 }, Capacity { resource: Resource::Net, amount: 1 << 20 }],
+            managed: vec![managed(1, Some(300)), managed(2, None)],
+        };
+        // A bidder the agent does not manage does not join the book.
+        let bids = [bid(9, 1, Timestamp(0), 100)];
+        let book = wanted_book(&defaults, &HostId("h".into()), Some(&inv), &bids, None);
+        assert_eq!(book.capacity, BTreeMap::from([(Resource::Cpu, 2000)]), "net has no cgroup knob and is not traded");
+        assert_eq!(book.workloads.keys().copied().collect::<Vec<_>>(), vec![WorkloadId(1), WorkloadId(2)]);
+        assert_eq!(book.bounds(WorkloadId(1), Resource::Cpu), Bounds { floor: 300, entitlement: 1000, ceiling: 1500 });
+        assert_eq!(book.bounds(WorkloadId(2), Resource::Cpu), Bounds { floor: 250, entitlement: 1000, ceiling: 1500 });
+        assert_eq!(book.workloads[&WorkloadId(1)].priority, 50);
+        // Without an inventory, the defaults and the bidders make the book.
+        let book = wanted_book(&defaults, &HostId("h".into()), None, &bids, None);
+        assert_eq!(book.capacity, defaults.capacity);
+        assert_eq!(book.bounds(WorkloadId(9), Resource::Cpu), Bounds { floor: 1000, entitlement: 4000, ceiling: 4000 });
     }
 }

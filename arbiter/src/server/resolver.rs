@@ -2,9 +2,11 @@
 //! [`RoundResolver`] what to grant. The real market (`crate::market`) plugs in here; until
 //! then [`ProportionalResolver`] grants asks pro rata out of a fixed per-host capacity.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use truce_common::model::{
     Bid, Decision, DecisionId, HostId, Lease, LeaseId, Lender, Reason, Resource, Setting, Timestamp,
 };
+use truce_common::wire::Inventory;
 
 /// One market round for one host. Pure: no I/O, time is an argument.
 pub struct RoundInput<'a> {
@@ -12,11 +14,13 @@ pub struct RoundInput<'a> {
     pub round: u64,
     pub now: Timestamp,
     pub bids: &'a [Bid],
+    /// The host's latest reported inventory, if its agent sent one.
+    pub inventory: Option<&'a Inventory>,
 }
 
 pub trait RoundResolver: Send + Sync {
-    /// Decide this round. Decision and lease ids in the result are placeholders: the
-    /// server numbers them uniquely before they leave (resolvers need no shared counter).
+    /// Decide this round. The resolver owns decision and lease ids: the server forwards them
+    /// unchanged, because renewal, repayment and default find a lease by its id.
     fn resolve(&self, input: &RoundInput<'_>) -> Vec<Decision>;
 }
 
@@ -49,14 +53,16 @@ impl Default for HostCapacity {
 /// Not a market: every ask gets `ask × capacity / total asked` of its resource (all of it
 /// when the round asks for less than the capacity), at a flat price, from the pool.
 /// Network asks are not granted: there is no cgroup v2 network setting to enforce them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ProportionalResolver {
     pub capacity: HostCapacity,
+    /// Decision and lease ids, unique across hosts (each grant is a new lease).
+    next_id: AtomicU64,
 }
 
 impl ProportionalResolver {
     pub fn new(capacity: HostCapacity) -> Self {
-        ProportionalResolver { capacity }
+        ProportionalResolver { capacity, next_id: AtomicU64::new(1) }
     }
 
     fn capacity_of(&self, r: &Resource) -> Option<u64> {
@@ -102,12 +108,13 @@ impl RoundResolver for ProportionalResolver {
                 if amount == 0 {
                     continue;
                 }
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 out.push(Decision {
-                    id: DecisionId(0),
+                    id: DecisionId(id),
                     round: input.round,
                     workload: bid.workload.clone(),
                     lease: Lease {
-                        id: LeaseId(0),
+                        id: LeaseId(id),
                         holder: bid.workload.id,
                         lender: Lender::Pool,
                         resource: ask.resource,
@@ -152,7 +159,7 @@ mod tests {
 
     fn resolve(bids: &[Bid]) -> Vec<Decision> {
         let r = ProportionalResolver::new(HostCapacity { cpu_millicores: 1000, ..Default::default() });
-        r.resolve(&RoundInput { host: &HostId("h".into()), round: 1, now: Timestamp(5), bids })
+        r.resolve(&RoundInput { host: &HostId("h".into()), round: 1, now: Timestamp(5), bids, inventory: None })
     }
 
     #[test]

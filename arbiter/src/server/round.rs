@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, warn};
-use truce_common::model::{Bid, DecisionId, HostId, Lease, LeaseId, Timestamp, WorkloadRef};
+use truce_common::model::{Bid, HostId, Lease, LeaseId, Timestamp, WorkloadRef};
 use truce_common::wire::{
-    Ack, Decisions, ErrorCode, ErrorMessage, InspectEvent, InspectFilter, Message, Report, SessionId, WorkloadSummary,
+    Ack, Decisions, ErrorCode, ErrorMessage, InspectEvent, InspectFilter, Inventory, Message, Report, SessionId, WorkloadSummary,
 };
 
 /// Renewals extend a lease by at most this much at a time.
@@ -26,6 +26,8 @@ pub(crate) struct SessionState {
     pending: Vec<Bid>,
     leases: HashMap<LeaseId, Lease>,
     round: u64,
+    /// The host's latest inventory, passed to every round.
+    inventory: Option<Inventory>,
     subscription: Option<(InspectFilter, broadcast::Receiver<Arc<InspectEvent>>)>,
 }
 
@@ -40,6 +42,7 @@ impl SessionState {
             pending: Vec::new(),
             leases: HashMap::new(),
             round: 0,
+            inventory: None,
             subscription: None,
         }
     }
@@ -129,6 +132,9 @@ impl SessionState {
                 return self.refuse(Some(report.seq), ErrorCode::FOREIGN_WORKLOAD, reason);
             }
         }
+        if let Some(inventory) = report.inventory.clone() {
+            self.inventory = Some(inventory);
+        }
         let (host, at) = (self.host.clone(), report.at);
         self.shared.publish(|| InspectEvent::Workloads {
             host: host.clone(),
@@ -150,12 +156,10 @@ impl SessionState {
         let bids = std::mem::take(&mut self.pending);
         let host = self.host.clone();
         self.shared.publish(|| InspectEvent::Bids { host: host.clone(), bids: bids.clone() });
-        let mut decisions = self.shared.resolver.resolve(&RoundInput { host: &host, round: self.round, now, bids: &bids });
-        let base = self.shared.reserve_ids(decisions.len() as u64);
-        for (i, d) in decisions.iter_mut().enumerate() {
-            let id = base + i as u64;
-            d.id = DecisionId(id);
-            d.lease.id = LeaseId(id);
+        let mut decisions =
+            self.shared.resolver.resolve(&RoundInput { host: &host, round: self.round, now, bids: &bids, inventory: self.inventory.as_ref() });
+        // Ids stay the resolver's (the market's are ledger lease ids); only the round is ours.
+        for d in decisions.iter_mut() {
             d.round = self.round;
             self.leases.insert(d.lease.id, d.lease.clone());
         }

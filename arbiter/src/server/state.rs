@@ -53,7 +53,6 @@ pub(crate) struct Shared {
     pub stats: Arc<ServerStats>,
     pub inspect: broadcast::Sender<Arc<InspectEvent>>,
     next_session: AtomicU64,
-    next_id: AtomicU64,
     sessions: Mutex<HashMap<HostId, LiveSession>>,
     owners: Mutex<HashMap<WorkloadId, (HostId, SessionId)>>,
 }
@@ -77,15 +76,9 @@ impl Shared {
             stats: Arc::default(),
             inspect: broadcast::channel(1024).0,
             next_session: AtomicU64::new(1),
-            next_id: AtomicU64::new(1),
             sessions: Mutex::default(),
             owners: Mutex::default(),
         }
-    }
-
-    /// Reserve `n` consecutive decision/lease ids.
-    pub fn reserve_ids(&self, n: u64) -> u64 {
-        self.next_id.fetch_add(n, Ordering::Relaxed)
     }
 
     /// Open a session for `host`, cancelling an older session of the same host (the agent

@@ -1,0 +1,101 @@
+//! What the daemon tells the arbiter each period: the report (every workload it sees) and the
+//! inventory (what the market may trade here: the host's capacity and the workloads this agent
+//! may enforce). Pure: built from the sample, the round and the policies.
+
+use crate::brain::{Round, WorkloadPolicy};
+use crate::enforce::under_roots;
+use std::collections::HashMap;
+use truce_common::model::{HostId, Resource, WorkloadId};
+use truce_common::signal::HostSample;
+use truce_common::wire::{Capacity, Inventory, ManagedWorkload, Report, ResourceBounds, SignalSummary, WorkloadReport};
+
+pub fn report(seq: u64, host: &HostId, sample: &HostSample, round: &Round, inventory: Option<Inventory>) -> Report {
+    Report {
+        seq,
+        host: host.clone(),
+        at: sample.at,
+        period_ms: sample.period_ms,
+        workloads: sample
+            .workloads
+            .iter()
+            .map(|w| WorkloadReport {
+                workload: w.workload.clone(),
+                name: w.name.clone(),
+                signals: SignalSummary::from_sample(w, sample.period_ms),
+                estimate: round.estimates.iter().find(|e| e.workload == w.workload.id).cloned(),
+                forecasts: round.forecasts.iter().filter(|f| f.workload == w.workload.id).cloned().collect(),
+            })
+            .collect(),
+        inventory,
+    }
+}
+
+/// The host's CPU and memory, and the workloads under `roots` that have no managed workload
+/// below them: a parent's limit would cap its children too, so counting both would sell the
+/// same capacity twice.
+pub fn inventory(sample: &HostSample, roots: &[String], policies: &HashMap<WorkloadId, WorkloadPolicy>) -> Inventory {
+    let mut capacity = Vec::new();
+    if sample.totals.cpus > 0 {
+        capacity.push(Capacity { resource: Resource::Cpu, amount: u64::from(sample.totals.cpus) * 1000 });
+    }
+    if sample.totals.mem_total_bytes > 0 {
+        capacity.push(Capacity { resource: Resource::Memory, amount: sample.totals.mem_total_bytes });
+    }
+    let under: Vec<_> = sample.workloads.iter().filter(|w| under_roots(&w.workload.path, roots)).collect();
+    let managed = under
+        .iter()
+        .filter(|w| !under.iter().any(|o| under_roots(&o.workload.path, std::slice::from_ref(&w.workload.path))))
+        .map(|w| {
+            let policy = policies.get(&w.workload.id).cloned().unwrap_or_default();
+            let bounds = [(Resource::Cpu, policy.cpu), (Resource::Memory, policy.memory)]
+                .into_iter()
+                .filter(|(_, b)| b.floor.is_some() || b.ceiling.is_some())
+                .map(|(resource, b)| ResourceBounds { resource, floor: b.floor, ceiling: b.ceiling })
+                .collect();
+            ManagedWorkload { workload: w.workload.clone(), priority: policy.priority.max(1), bounds }
+        })
+        .collect();
+    Inventory { capacity, managed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::brain::Bounds;
+    use truce_common::model::{Timestamp, WorkloadRef};
+    use truce_common::signal::{HostTotals, WorkloadSample};
+
+    fn workload(id: u64, path: &str) -> WorkloadSample {
+        WorkloadSample {
+            workload: WorkloadRef { id: WorkloadId(id), path: path.into() },
+            name: path.into(),
+            cpu: Default::default(),
+            io: vec![],
+            net: Default::default(),
+            perf: None,
+            psi: Default::default(),
+            files: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_the_lowest_cgroups_under_the_roots_are_managed_with_their_bounds() {
+        let sample = HostSample {
+            at: Timestamp(0),
+            period_ms: 1000,
+            totals: HostTotals { cpus: 2, mem_total_bytes: 1 << 30, ..Default::default() },
+            workloads: vec![workload(1, "/demo"), workload(2, "/demo/victim"), workload(3, "/demo/hogs"), workload(4, "/demo/hogs/cpu"), workload(5, "/other")],
+            delays: vec![],
+            probe_errors: vec![],
+            unavailable: vec![],
+        };
+        let victim = WorkloadPolicy { priority: 50, cpu: Bounds { floor: Some(200), ceiling: None }, ..WorkloadPolicy::default() };
+        let inv = inventory(&sample, &["/demo".to_string()], &HashMap::from([(WorkloadId(2), victim)]));
+        assert_eq!(inv.capacity, vec![Capacity { resource: Resource::Cpu, amount: 2000 }, Capacity { resource: Resource::Memory, amount: 1 << 30 }]);
+        let ids: Vec<u64> = inv.managed.iter().map(|m| m.workload.id.0).collect();
+        assert_eq!(ids, vec![2, 4], "the root itself, the parent /demo/hogs and /other are not managed");
+        assert_eq!(inv.managed[0].priority, 50);
+        assert_eq!(inv.managed[0].bounds, vec![ResourceBounds { resource: Resource::Cpu, floor: Some(200), ceiling: None }]);
+        assert_eq!(inv.managed[1].priority, 1);
+    }
+}
