@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use truce_agent::transport::{ArbiterEndpoint, ClientConfig};
 use truce_arbiter::server::tls::TlsFiles;
-use truce_arbiter::server::{CancellationToken, HostCapacity, ProportionalResolver, Server, ServerConfig, ServerStats, certs};
+use truce_arbiter::server::{CancellationToken, HostCapacity, ProportionalResolver, RoundResolver, Server, ServerConfig, ServerStats, certs};
 use truce_common::model::{Ask, Bid, BidId, Credits, HostId, Resource, Timestamp, WorkloadId, WorkloadRef};
 use truce_common::wire::{Report, SignalSummary, WorkloadReport};
 
@@ -75,11 +75,15 @@ pub struct Arbiter {
 impl Arbiter {
     /// Start on 127.0.0.1:0 with a short round period; `tweak` adjusts the config.
     pub fn start(pki: &Pki, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Arbiter> {
+        Self::start_with(pki, Arc::new(ProportionalResolver::new(HostCapacity::default())), tweak)
+    }
+
+    /// Start with a given round resolver (the market, for example).
+    pub fn start_with(pki: &Pki, resolver: Arc<dyn RoundResolver>, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Arbiter> {
         let listen: SocketAddr = "127.0.0.1:0".parse()?;
         let mut cfg = ServerConfig::new(listen, TlsFiles::in_dir(&pki.dir));
         cfg.round_period = Duration::from_millis(50);
         tweak(&mut cfg);
-        let resolver = Arc::new(ProportionalResolver::new(HostCapacity::default()));
         let server = Server::bind(cfg, resolver)?;
         let addr = server.local_addr();
         let stats = server.stats();
