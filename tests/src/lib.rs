@@ -5,3 +5,4 @@ pub mod workloads;
 pub mod enforce;
 pub mod vm_guest;
 pub mod loopback;
+pub mod scenario;

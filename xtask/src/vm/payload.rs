@@ -8,10 +8,13 @@ use std::process::{Command, Stdio};
 
 /// The test binaries (in the `truce-tests` package) that run inside the VM, one boot each.
 /// A missing one is skipped with a note, so suites can land independently.
-pub const VM_SUITES: [&str; 2] = ["vm_cgroup", "host_probes"];
+pub const VM_SUITES: [&str; 3] = ["vm_cgroup", "host_probes", "vm_market"];
 
 /// Where the agent lives in the guest; tests find it through `TRUCE_AGENT_BIN`.
 pub const GUEST_AGENT: &str = "/bin/truce-agent";
+/// The arbiter and the demo's load generator (`TRUCE_ARBITER_BIN`, `TRUCE_LOAD_BIN`).
+pub const GUEST_ARBITER: &str = "/bin/truce-arbiter";
+pub const GUEST_LOAD: &str = "/bin/truce-demo-load";
 
 /// Host programs the suites run that busybox lacks (host_probes' TCP sender uses bash's
 /// /dev/tcp). Copied with their libraries; missing ones are left out with a note.
@@ -25,6 +28,8 @@ fn host_tool(name: &str) -> Option<PathBuf> {
 pub struct Built {
     pub suites: Vec<(String, PathBuf)>,
     pub agent: PathBuf,
+    pub arbiter: PathBuf,
+    pub load: PathBuf,
 }
 
 fn cargo() -> Command {
@@ -50,7 +55,7 @@ pub fn present_suites(only: &[String]) -> Vec<&'static str> {
 
 /// Build the suites' test executables and the agent; returns their paths from cargo's JSON.
 pub fn build(suites: &[&str]) -> Result<Built> {
-    let mut built = Built { suites: Vec::new(), agent: PathBuf::new() };
+    let mut built = Built { suites: Vec::new(), agent: PathBuf::new(), arbiter: PathBuf::new(), load: PathBuf::new() };
     if !suites.is_empty() {
         let mut cmd = cargo();
         cmd.args(["test", "-p", "truce-tests", "--no-run", "--message-format=json-render-diagnostics"]);
@@ -69,12 +74,13 @@ pub fn build(suites: &[&str]) -> Result<Built> {
         }
     }
     let mut cmd = cargo();
-    cmd.args(["build", "-p", "truce-agent", "--bin", "truce-agent", "--message-format=json-render-diagnostics"]);
-    built.agent = artifacts(&mut cmd, "bin")?
-        .into_iter()
-        .find(|(n, _)| n == "truce-agent")
-        .map(|(_, p)| p)
-        .context("cargo built no truce-agent executable")?;
+    cmd.args(["build", "-p", "truce-agent", "-p", "truce-arbiter", "-p", "truce-tests"]);
+    cmd.args(["--bin", "truce-agent", "--bin", "truce-arbiter", "--bin", "demo_load", "--message-format=json-render-diagnostics"]);
+    let bins = artifacts(&mut cmd, "bin")?;
+    let find = |name: &str| bins.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone()).with_context(|| format!("cargo built no {name} executable"));
+    built.agent = find("truce-agent")?;
+    built.arbiter = find("truce-arbiter")?;
+    built.load = find("demo_load")?;
     Ok(built)
 }
 
@@ -145,9 +151,13 @@ pub enum Job<'a> {
 }
 
 /// The per-run archive: binaries, libraries, and `/payload.sh` or `/payload.interactive`.
-pub fn archive(job: &Job, agent: &Path, scratch_dir: &Path) -> Result<Vec<u8>> {
+pub fn archive(job: &Job, built: &Built, scratch_dir: &Path) -> Result<Vec<u8>> {
     let mut c = Cpio::new();
-    let mut binaries: Vec<(String, PathBuf)> = vec![(GUEST_AGENT.to_string(), agent.to_path_buf())];
+    let mut binaries: Vec<(String, PathBuf)> = vec![
+        (GUEST_AGENT.to_string(), built.agent.clone()),
+        (GUEST_ARBITER.to_string(), built.arbiter.clone()),
+        (GUEST_LOAD.to_string(), built.load.clone()),
+    ];
     match job {
         Job::Suite { name, binary, .. } => binaries.push((format!("/payload/{name}"), binary.to_path_buf())),
         Job::Shell { extra } => binaries.extend(extra.iter().map(|(n, p)| (format!("/payload/{n}"), p.clone()))),
@@ -175,7 +185,7 @@ pub fn archive(job: &Job, agent: &Path, scratch_dir: &Path) -> Result<Vec<u8>> {
         c.file(&lib.to_string_lossy(), 0o755, &data);
     }
     let env = format!(
-        "export TRUCE_VM_GUEST=1 TRUCE_AGENT_BIN={GUEST_AGENT} RUST_BACKTRACE=1 LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu\n"
+        "export TRUCE_VM_GUEST=1 TRUCE_AGENT_BIN={GUEST_AGENT} TRUCE_ARBITER_BIN={GUEST_ARBITER} TRUCE_LOAD_BIN={GUEST_LOAD} RUST_BACKTRACE=1 LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu\n"
     );
     match job {
         Job::Suite { name, filter, timeout_secs, kernel_label, .. } => {

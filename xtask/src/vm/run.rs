@@ -46,7 +46,7 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
                 timeout_secs: args.timeout,
                 kernel_label: &kernel.label,
             };
-            let extra = payload::archive(&job, &built.agent, &dir)?;
+            let extra = payload::archive(&job, &built, &dir)?;
             let initrd = dir.join("initrd.img");
             payload::write_initrd(base, &extra, &initrd)?;
             let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
@@ -161,7 +161,7 @@ pub fn shell(assets: &Assets, args: &ShellArgs) -> Result<()> {
     let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
     let dir = run_dir(&format!("shell-{}", kernel.label))?;
     let job = Job::Shell { extra: extra.suites.clone() };
-    let archive = payload::archive(&job, &extra.agent, &dir)?;
+    let archive = payload::archive(&job, &extra, &dir)?;
     let initrd = dir.join("initrd.img");
     payload::write_initrd(base, &archive, &initrd)?;
     let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
