@@ -143,7 +143,7 @@ fn io(args: &[String]) -> Result<()> {
     let seconds: f64 = arg(args, "--seconds", None)?;
     let device: String = arg(args, "--device", None)?;
     let span = arg::<u64>(args, "--span-mib", Some(192))?.max(1) * BLOCK as u64;
-    let file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&device).with_context(|| format!("opening {device} with O_DIRECT"))?;
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).custom_flags(libc::O_DIRECT).open(&device).with_context(|| format!("opening {device} with O_DIRECT"))?;
     let layout = std::alloc::Layout::from_size_align(BLOCK, 4096)?;
     // SAFETY: the layout has a non-zero size; the buffer is freed below and only used here.
     let ptr = unsafe { std::alloc::alloc(layout) };

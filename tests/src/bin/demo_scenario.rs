@@ -1,0 +1,217 @@
+//! truce-demo-scenario: the demo and two benchmarks, run where cgroup v2 can enforce (inside the
+//! test VM, or on a host with `cargo xtask demo --host`).
+//!
+//! ```text
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda]
+//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500]
+//! ```
+//!
+//! `demo` runs phases in one boot: the victim alone (isolated), then with a CPU and an I/O
+//! antagonist without truce and with truce (arbiter + agent running), `--rounds` times. It
+//! prints a live line per second and ends with victim p50/p99 and antagonist throughput per
+//! phase, then one JSON line (`{"demo": ...}`) that `cargo xtask bench mitigation` reads.
+//! `reaction` starts the antagonist next to a running victim with truce up, and times the
+//! first cgroup write truce makes (polled every millisecond); one JSON line per run.
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use truce_tests::scenario::{CPU_HOG, IO_HOG, Setup, VICTIM, summary, wait_for};
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args.get(i + 1).with_context(|| format!("{name} needs a value"))?.parse().map_err(|_| anyhow::anyhow!("{name}: invalid value")),
+        None => Ok(default),
+    }
+}
+
+fn mount() -> Result<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    info.lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(PathBuf::from)).flatten()
+        })
+        .context("no cgroup2 mount")
+}
+
+struct Phase {
+    name: String,
+    victim: Value,
+    cpu: Option<Value>,
+    io: Option<Value>,
+    leases_seen: usize,
+}
+
+fn victim_args(s: &Setup, seconds: u64) -> Vec<String> {
+    ["victim", "--seconds", &seconds.to_string(), "--interval-ms", "10", "--work-us", "3000", "--latency-file", &s.latency_file().to_string_lossy()]
+        .map(String::from)
+        .to_vec()
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// One phase: start the loads, print a line a second, collect their summaries.
+fn phase(s: &Setup, name: &str, seconds: u64, hogs: bool, io_device: Option<&str>) -> Result<Phase> {
+    println!("\n== phase: {name} ({seconds} s) ==");
+    let secs = seconds.to_string();
+    let victim = s.start_load(VICTIM, &refs(&victim_args(s, seconds)))?;
+    let cpu = if hogs { Some(s.start_load(CPU_HOG, &["cpu", "--seconds", &secs])?) } else { None };
+    let io = match (hogs, io_device) {
+        (true, Some(dev)) => Some(s.start_load(IO_HOG, &["io", "--seconds", &secs, "--device", dev])?),
+        _ => None,
+    };
+    let start = Instant::now();
+    let mut leases_seen = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_secs(1));
+        let p99 = std::fs::read_to_string(s.latency_file()).map(|t| t.trim().to_string()).unwrap_or_else(|_| "-".into());
+        let status = s.status();
+        let leases = status.as_ref().map(|st| st.leases.len()).unwrap_or(0);
+        leases_seen = leases_seen.max(leases);
+        let knobs: Vec<String> = s.knobs().into_iter().filter(|(_, f, v)| is_set(f, v)).map(|(c, f, v)| format!("{c}/{f}={v}")).collect();
+        let score = |cg: &str| {
+            status.as_ref().and_then(|st| st.workloads.iter().find(|w| w.cgroup.ends_with(cg)).and_then(|w| w.score)).map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "  t={:>3}s victim p99(last s)={p99:>7} ms  score victim={} cpu-hog={}  leases={leases}  {}",
+            start.elapsed().as_secs(),
+            score(VICTIM),
+            score(CPU_HOG),
+            if knobs.is_empty() { "(all cgroups at their defaults)".to_string() } else { knobs.join(" ") }
+        );
+    }
+    let limit = Duration::from_secs(30);
+    let victim = summary(&victim.wait_output(limit)?)?;
+    let cpu = cpu.map(|p| p.wait_output(limit).and_then(|o| summary(&o))).transpose()?;
+    let io = io.map(|p| p.wait_output(limit).and_then(|o| summary(&o))).transpose()?;
+    Ok(Phase { name: name.to_string(), victim, cpu, io, leases_seen })
+}
+
+/// A knob away from the kernel's default.
+fn is_set(file: &str, value: &str) -> bool {
+    !matches!((file, value), ("cpu.max", "max 100000") | ("cpu.weight", "100") | ("memory.high", "max") | ("io.max", "") | ("io.weight", "default 100"))
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    let dir: PathBuf = arg(args, "--dir", PathBuf::from("/tmp/truce-demo"))?;
+    let seconds: u64 = arg(args, "--phase-seconds", 20)?;
+    let rounds: u32 = arg(args, "--rounds", 1)?;
+    let io_device: String = arg(args, "--io-device", String::new())?;
+    let io_device = (!io_device.is_empty()).then_some(io_device.as_str());
+    let mut s = Setup::new(&dir, &mount()?);
+    s.period_ms = arg(args, "--period-ms", 500)?;
+    s.prepare()?;
+    let originals = s.knobs();
+    let mut phases = vec![phase(&s, "isolated", seconds, false, None)?];
+    for round in 1..=rounds {
+        phases.push(phase(&s, &format!("without truce #{round}"), seconds, true, io_device)?);
+        let arbiter = s.start_arbiter()?;
+        let agent = s.start_agent()?;
+        // truce is a daemon that runs all the time: its start-up (loading the probes, which is
+        // slow under TCG) is not part of the phase. Wait for its first status, then 3 periods.
+        let ready = wait_for(Duration::from_secs(120), || s.status().filter(|st| !st.workloads.is_empty()).map(|_| ()));
+        if ready.is_none() {
+            bail!("the agent did not come up within 120 s:\n{}", agent.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(3 * s.period_ms));
+        let with = phase(&s, &format!("with truce #{round}"), seconds, true, io_device);
+        let clean = agent.terminate(Duration::from_secs(30));
+        arbiter.terminate(Duration::from_secs(10));
+        phases.push(with?);
+        if !clean {
+            bail!("the agent did not exit cleanly on SIGTERM");
+        }
+        if s.knobs() != originals {
+            bail!("after SIGTERM the cgroups are not back at their originals: {:?}", s.knobs());
+        }
+        println!("  agent stopped (SIGTERM): every cgroup is back at its original value");
+    }
+    s.remove_cgroups();
+    report(&phases)
+}
+
+fn report(phases: &[Phase]) -> Result<()> {
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    println!("\n{:<20} {:>12} {:>12} {:>16} {:>14} {:>8}", "phase", "victim p50", "victim p99", "cpu-hog units/s", "io-hog MB/s", "leases");
+    for p in phases {
+        let cpu = p.cpu.as_ref().map(|c| format!("{:.0}", num(c, "units_per_s"))).unwrap_or_else(|| "-".into());
+        let io = p.io.as_ref().map(|c| format!("{:.1}", num(c, "bytes_per_s") / 1e6)).unwrap_or_else(|| "-".into());
+        println!("{:<20} {:>9.2} ms {:>9.2} ms {cpu:>16} {io:>14} {:>8}", p.name, num(&p.victim, "p50_ms"), num(&p.victim, "p99_ms"), p.leases_seen);
+    }
+    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen})).collect();
+    println!("{}", json!({ "demo": out }));
+    Ok(())
+}
+
+/// Time from the antagonist's start to truce's first write, over `trials` runs.
+fn reaction(args: &[String]) -> Result<()> {
+    let dir: PathBuf = arg(args, "--dir", PathBuf::from("/tmp/truce-reaction"))?;
+    let trials: u32 = arg(args, "--trials", 5)?;
+    let mut s = Setup::new(&dir, &mount()?);
+    s.period_ms = arg(args, "--period-ms", 500)?;
+    s.round_ms = arg(args, "--round-ms", 100)?;
+    s.lease_ms = 10_000;
+    let mut times = Vec::new();
+    for trial in 1..=trials {
+        s.prepare()?;
+        let _ = std::fs::remove_file(s.journal());
+        let originals = s.knobs();
+        let arbiter = s.start_arbiter()?;
+        let agent = s.start_agent()?;
+        let _victim = s.start_load(VICTIM, &refs(&victim_args(&s, 600)))?;
+        // Quiet first: the agent is up (status written) and the victim runs alone for a while.
+        wait_for(Duration::from_secs(120), || s.status().filter(|st| !st.workloads.is_empty()).map(|_| ())).context("the agent never wrote its status")?;
+        std::thread::sleep(Duration::from_secs(5));
+        if s.knobs() != originals {
+            println!("trial {trial}: truce acted before any antagonist ran; skipped");
+            continue;
+        }
+        let onset = Instant::now();
+        let _hog = s.start_load(CPU_HOG, &["cpu", "--seconds", "600"])?;
+        let acted = wait_poll(onset, Duration::from_secs(60), || s.knobs() != originals);
+        match acted {
+            Some(t) => {
+                println!("{}", json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms}));
+                times.push(t);
+            }
+            None => println!("trial {trial}: no write within 60 s"),
+        }
+        agent.terminate(Duration::from_secs(30));
+        arbiter.terminate(Duration::from_secs(10));
+        drop(_hog);
+        drop(_victim);
+    }
+    s.remove_cgroups();
+    if times.is_empty() {
+        bail!("truce reacted in none of the {trials} trials");
+    }
+    Ok(())
+}
+
+/// Poll every millisecond; returns the time from `start` until `f` held.
+fn wait_poll(start: Instant, limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("reaction") => reaction(&args[1..]),
+        _ => Err(anyhow::anyhow!("usage: truce-demo-scenario demo|reaction --dir D [options] (see the source's header)")),
+    };
+    if let Err(e) = result {
+        eprintln!("truce-demo-scenario: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
