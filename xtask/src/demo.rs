@@ -1,91 +1,111 @@
-//! `cargo xtask demo`: until the market and enforcement land (the demo issue), this shows the
-//! observing half for real: two antagonists and a victim in their own cgroup v2 children, and
-//! `truce-agent observe` naming who delays whom. Only processes it starts are moved or killed.
+//! `cargo xtask demo`: truce at work, with phases with and without it in one run.
+//!
+//! By default it boots the test VM (Debian 6.12 with full cgroup v2) and runs
+//! `truce-demo-scenario demo` there: the real arbiter and agent, a latency-sensitive victim,
+//! a CPU antagonist and an I/O antagonist (O_DIRECT writes to the VM's raw disk). `--host`
+//! runs the same scenario on this machine, which needs cgroup v2 with the cpu controller in
+//! the unified hierarchy (not a hybrid host); there the I/O antagonist writes a file under
+//! target/. Only processes it starts are moved or killed, and only cgroups it creates.
 use crate::util::{run_step, workspace_root};
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::PathBuf;
+use std::process::Command;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Seconds to observe.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 20)]
     pub seconds: u32,
+    /// How many times to alternate "without truce" and "with truce".
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
+    /// The agent's sampling period in ms.
+    #[arg(long, default_value_t = 500)]
+    pub period_ms: u64,
+    /// Run on this host instead of the VM (needs a cgroup v2 host that can enforce).
+    #[arg(long)]
+    pub host: bool,
+    /// The VM kernel (6.12 or 6.1).
+    #[arg(long, default_value = "6.12")]
+    pub kernel: String,
 }
 
-/// Kills the children it started and removes the demo cgroups, also on error.
-struct Demo {
-    root: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for name in ["victim", "cpu-hog", "io-hog", ""] {
-            let _ = std::fs::remove_dir(self.root.join(name));
-        }
-        let _ = std::fs::remove_file(workspace_root().join("target/demo-io.img"));
+/// Run the demo; returns its JSON summary line (`{"demo": [...]}`) for the benchmarks.
+pub fn run_scenario(args: &Args) -> Result<serde_json::Value> {
+    if !is_root() {
+        bail!("the demo loads eBPF probes and creates cgroups: run it as root");
     }
-}
-
-fn cgroup2_mount() -> Result<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            if right.starts_with("cgroup2 ") { left.split(' ').nth(4).map(PathBuf::from) } else { None }
-        })
-        .context("no cgroup2 mount: the demo needs cgroup v2")
-}
-
-/// Start `script` under `sh` inside cgroup `dir` (the shell moves itself, then execs).
-fn spawn_in(dir: &Path, script: &str) -> Result<Child> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating cgroup {}", dir.display()))?;
-    let procs = dir.join("cgroup.procs");
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("echo $$ > {} && exec sh -c '{script}'", procs.display()))
-        .spawn()
-        .context("starting a demo workload")
+    crate::setup::run(&crate::setup::Args { no_vm: args.host })?;
+    let common = format!("demo --phase-seconds {} --rounds {} --period-ms {}", args.seconds, args.rounds, args.period_ms);
+    // Isolated, then per round without and with truce; agent start-up and shutdown on top.
+    let budget = u64::from(args.seconds + 20) * u64::from(1 + 2 * args.rounds) + 120;
+    let lines: Vec<String> = if args.host {
+        host_preflight()?;
+        let bins = build_release()?;
+        let io = workspace_root().join("target/demo-io.img");
+        let mut cmd = Command::new(bins.join("demo_scenario"));
+        cmd.args(common.split(' ')).args(["--dir", "/tmp/truce-demo", "--io-device"]).arg(&io);
+        cmd.env("TRUCE_AGENT_BIN", bins.join("truce-agent")).env("TRUCE_ARBITER_BIN", bins.join("truce-arbiter")).env("TRUCE_LOAD_BIN", bins.join("demo_load"));
+        let out = cmd.stderr(std::process::Stdio::inherit()).output().context("running demo_scenario")?;
+        let _ = std::fs::remove_file(&io);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{text}");
+        if !out.status.success() {
+            bail!("the demo scenario failed ({})", out.status);
+        }
+        text.lines().map(str::to_string).collect()
+    } else {
+        let script = format!("truce-demo-scenario {common} --dir /tmp/truce-demo --io-device /dev/vda");
+        crate::vm::command(&args.kernel, &script, budget, "[demo] ")?.console
+    };
+    let line = lines.iter().rev().find_map(|l| l.find("{\"demo\":").map(|i| &l[i..])).context("the demo printed no summary")?;
+    serde_json::from_str(line).context("parsing the demo's summary")
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if !nix_is_root() {
-        bail!("the demo loads eBPF probes and creates cgroups: run it as root");
+    run_scenario(args).map(|_| ())
+}
+
+/// Refuse early, with the reason, on hosts where the demo could not enforce.
+fn host_preflight() -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut v2 = None;
+    let mut v1_cpu = false;
+    for l in info.lines() {
+        let Some((left, right)) = l.split_once(" - ") else { continue };
+        let point = left.split(' ').nth(4).unwrap_or("");
+        if right.starts_with("cgroup2 ") {
+            v2 = Some(PathBuf::from(point));
+        } else if right.starts_with("cgroup ") && right.split([' ', ',']).any(|o| o == "cpu") {
+            v1_cpu = true;
+        }
     }
-    crate::setup::run(&crate::setup::Args { no_vm: true })?;
-    run_step("build the agent", Command::new("cargo").current_dir(workspace_root()).args(["build", "--release", "-p", "truce-agent"]))?;
-    let root = cgroup2_mount()?.join("truce-demo");
-    let mut demo = Demo { root: root.clone(), children: Vec::new() };
-    let img = workspace_root().join("target/demo-io.img");
-    demo.children.push(spawn_in(&root.join("cpu-hog"), "while :; do :; done")?);
-    demo.children.push(spawn_in(
-        &root.join("io-hog"),
-        &format!("while :; do dd if=/dev/zero of={} bs=1M count=64 oflag=direct 2>/dev/null; done", img.display()),
-    )?);
-    demo.children.push(spawn_in(&root.join("victim"), "while :; do sleep 0.001; done")?);
-    eprintln!("demo: cpu-hog, io-hog and victim started under {}; observing for {}s", root.display(), args.seconds);
-    let agent = workspace_root().join("target/release/truce-agent");
-    let status = Command::new("timeout")
-        .args(["-s", "INT", &args.seconds.to_string()])
-        .arg(&agent)
-        .args(["observe", "--period", "1s", "--rows", "12"])
-        .status()
-        .context("running truce-agent observe")?;
-    // timeout exits 124 when it had to stop observe; observe itself exits 0 on SIGINT.
-    if !(status.success() || status.code() == Some(124)) {
-        bail!("truce-agent observe failed with {status}");
+    let Some(mount) = v2 else { bail!("--host needs a cgroup v2 mount; this host has none (run without --host to use the VM)") };
+    let controllers = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+    if v1_cpu || !controllers.split_whitespace().any(|c| c == "cpu") {
+        bail!(
+            "--host needs the cpu controller in cgroup v2, but on this host cgroup v1 owns it (hybrid mode; v2 at {} offers: {:?}). \
+             Run without --host to use the VM.",
+            mount.display(),
+            controllers.trim()
+        );
     }
-    drop(demo);
-    eprintln!("demo: workloads stopped and cgroups removed");
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+/// Release builds of the four binaries; returns target/release.
+fn build_release() -> Result<PathBuf> {
+    run_step(
+        "build the release binaries",
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())).current_dir(workspace_root()).args([
+            "build", "--release", "-p", "truce-agent", "-p", "truce-arbiter", "-p", "truce-tests", "--bin", "truce-agent", "--bin", "truce-arbiter", "--bin",
+            "demo_load", "--bin", "demo_scenario",
+        ]),
+    )?;
+    Ok(workspace_root().join("target/release"))
+}
+
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().nth(1) == Some("0")))

@@ -3,12 +3,14 @@ use anyhow::{Result, bail};
 
 mod forecast;
 mod ingest;
+mod mitigation;
 mod overhead;
+mod reaction;
 mod round;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which benchmark: overhead, ingest, forecast, round.
+    /// Which benchmark: overhead, ingest, forecast, round, reaction, mitigation.
     pub name: String,
     /// Extra arguments for the benchmark.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -21,6 +23,8 @@ pub fn run(args: &Args) -> Result<()> {
         "forecast" => forecast::run(&args.rest),
         "ingest" => ingest::run(&args.rest),
         "round" => round::run(&args.rest),
-        other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast, round"),
+        "reaction" => reaction::run(&args.rest),
+        "mitigation" => mitigation::run(&args.rest),
+        other => bail!("unknown benchmark `{other}`; known: overhead, ingest, forecast, round, reaction, mitigation"),
     }
 }

@@ -154,6 +154,12 @@ pub fn test(args: &TestArgs) -> Result<()> {
     run::run_suites(&assets, args)
 }
 
+/// Boot `kernel` (a label such as 6.12) and run `script` in the guest; see [`run::command`].
+pub fn command(kernel: &str, script: &str, timeout_secs: u64, prefix: &str) -> Result<boot::BootOutcome> {
+    let assets = ensure_assets(kernel, QemuSource::Auto)?;
+    run::command(&assets, script, timeout_secs, prefix)
+}
+
 /// Boot one kernel with the agent (and optionally the suites) and a shell on the console.
 pub fn shell(args: &ShellArgs) -> Result<()> {
     let assets = ensure_assets(&args.kernel, args.qemu)?;

@@ -15,6 +15,7 @@ pub const GUEST_AGENT: &str = "/bin/truce-agent";
 /// The arbiter and the demo's load generator (`TRUCE_ARBITER_BIN`, `TRUCE_LOAD_BIN`).
 pub const GUEST_ARBITER: &str = "/bin/truce-arbiter";
 pub const GUEST_LOAD: &str = "/bin/truce-demo-load";
+pub const GUEST_SCENARIO: &str = "/bin/truce-demo-scenario";
 
 /// Host programs the suites run that busybox lacks (host_probes' TCP sender uses bash's
 /// /dev/tcp). Copied with their libraries; missing ones are left out with a note.
@@ -30,6 +31,7 @@ pub struct Built {
     pub agent: PathBuf,
     pub arbiter: PathBuf,
     pub load: PathBuf,
+    pub scenario: PathBuf,
 }
 
 fn cargo() -> Command {
@@ -53,9 +55,16 @@ pub fn present_suites(only: &[String]) -> Vec<&'static str> {
         .collect()
 }
 
-/// Build the suites' test executables and the agent; returns their paths from cargo's JSON.
+/// Build the suites' test executables and the binaries (debug); see [`build_with`].
 pub fn build(suites: &[&str]) -> Result<Built> {
-    let mut built = Built { suites: Vec::new(), agent: PathBuf::new(), arbiter: PathBuf::new(), load: PathBuf::new() };
+    build_with(suites, false)
+}
+
+/// Build the suites' test executables and the guest's binaries, in release for the demo and
+/// the benchmarks (a debug agent under TCG costs the victim more CPU than truce would in
+/// production); returns their paths from cargo's JSON.
+pub fn build_with(suites: &[&str], release: bool) -> Result<Built> {
+    let mut built = Built { suites: Vec::new(), agent: PathBuf::new(), arbiter: PathBuf::new(), load: PathBuf::new(), scenario: PathBuf::new() };
     if !suites.is_empty() {
         let mut cmd = cargo();
         cmd.args(["test", "-p", "truce-tests", "--no-run", "--message-format=json-render-diagnostics"]);
@@ -75,12 +84,16 @@ pub fn build(suites: &[&str]) -> Result<Built> {
     }
     let mut cmd = cargo();
     cmd.args(["build", "-p", "truce-agent", "-p", "truce-arbiter", "-p", "truce-tests"]);
-    cmd.args(["--bin", "truce-agent", "--bin", "truce-arbiter", "--bin", "demo_load", "--message-format=json-render-diagnostics"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args(["--bin", "truce-agent", "--bin", "truce-arbiter", "--bin", "demo_load", "--bin", "demo_scenario", "--message-format=json-render-diagnostics"]);
     let bins = artifacts(&mut cmd, "bin")?;
     let find = |name: &str| bins.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone()).with_context(|| format!("cargo built no {name} executable"));
     built.agent = find("truce-agent")?;
     built.arbiter = find("truce-arbiter")?;
     built.load = find("demo_load")?;
+    built.scenario = find("demo_scenario")?;
     Ok(built)
 }
 
@@ -148,6 +161,8 @@ pub enum Job<'a> {
     Suite { name: &'a str, binary: &'a Path, filter: Option<&'a str>, timeout_secs: u64, kernel_label: &'a str },
     /// An interactive shell with the given binaries available.
     Shell { extra: Vec<(String, PathBuf)> },
+    /// One shell command line (the demo and the VM benchmarks), with a time limit.
+    Command { script: &'a str, timeout_secs: u64 },
 }
 
 /// The per-run archive: binaries, libraries, and `/payload.sh` or `/payload.interactive`.
@@ -157,10 +172,12 @@ pub fn archive(job: &Job, built: &Built, scratch_dir: &Path) -> Result<Vec<u8>> 
         (GUEST_AGENT.to_string(), built.agent.clone()),
         (GUEST_ARBITER.to_string(), built.arbiter.clone()),
         (GUEST_LOAD.to_string(), built.load.clone()),
+        (GUEST_SCENARIO.to_string(), built.scenario.clone()),
     ];
     match job {
         Job::Suite { name, binary, .. } => binaries.push((format!("/payload/{name}"), binary.to_path_buf())),
         Job::Shell { extra } => binaries.extend(extra.iter().map(|(n, p)| (format!("/payload/{n}"), p.clone()))),
+        Job::Command { .. } => {}
     }
     for tool in HOST_TOOLS {
         match host_tool(tool) {
@@ -194,6 +211,10 @@ pub fn archive(job: &Job, built: &Built, scratch_dir: &Path) -> Result<Vec<u8>> 
                 "{env}export TRUCE_VM_KERNEL={kernel_label}\ncd /tmp\n/payload/{name} --include-ignored --test-threads=1 --nocapture{filter}\n"
             );
             c.file("payload.sh", 0o755, script.as_bytes());
+            c.file("payload.timeout", 0o644, format!("{timeout_secs}\n").as_bytes());
+        }
+        Job::Command { script, timeout_secs } => {
+            c.file("payload.sh", 0o755, format!("{env}cd /tmp\n{script}\n").as_bytes());
             c.file("payload.timeout", 0o644, format!("{timeout_secs}\n").as_bytes());
         }
         Job::Shell { .. } => {

@@ -186,3 +186,37 @@ pub fn shell(assets: &Assets, args: &ShellArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Boot one kernel and run one command line in the guest (the demo, the VM benchmarks).
+/// The console streams live with `prefix`; the outcome holds every console line.
+pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str) -> Result<BootOutcome> {
+    let built = payload::build_with(&[], true)?;
+    let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
+    let dir = run_dir(&format!("cmd-{}", kernel.label))?;
+    let archive = payload::archive(&Job::Command { script, timeout_secs }, &built, &dir)?;
+    let initrd = dir.join("initrd.img");
+    payload::write_initrd(base, &archive, &initrd)?;
+    let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
+    boot::fresh_disk(&disk, DISK_BYTES)?;
+    boot::fresh_disk(&scratch, DISK_BYTES)?;
+    let (_, accel) = boot::accel_args();
+    eprintln!("xtask: booting {} ({}) [{accel}]", kernel.label, kernel.release);
+    let spec = BootSpec {
+        qemu: &assets.qemu,
+        vmlinuz: &kernel.vmlinuz,
+        initrd: &initrd,
+        disk: &disk,
+        scratch: &scratch,
+        serial_file: &dir.join("ttyS1.txt"),
+        console_log: &dir.join("console.log"),
+        prefix: prefix.to_string(),
+        host_timeout: Duration::from_secs(timeout_secs) + BOOT_MARGIN,
+        interactive: false,
+    };
+    let outcome = boot::run(&spec)?;
+    if let Err(why) = judge(&outcome) {
+        bail!("the guest command failed: {why} (console: {})", dir.join("console.log").display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(outcome)
+}

@@ -1,0 +1,59 @@
+//! `cargo xtask bench mitigation`: the demo's phases in one VM boot, compared side by side:
+//! the victim's p99 with truce against the victim alone (goal: at most 1.2x), and the
+//! antagonists' throughput with truce against without (goal: at least 60 % kept).
+//!
+//! Extra arguments: `--seconds N` per phase (default 20), `--rounds N` (default 2),
+//! `--period-ms N`, `--host` (run on this host instead of the VM).
+use crate::demo;
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+fn flag<T: std::str::FromStr>(rest: &[String], name: &str, default: T) -> T {
+    rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+pub fn run(rest: &[String]) -> Result<()> {
+    let args = demo::Args {
+        seconds: flag(rest, "--seconds", 20),
+        rounds: flag(rest, "--rounds", 2),
+        period_ms: flag(rest, "--period-ms", 500),
+        host: rest.iter().any(|a| a == "--host"),
+        kernel: flag(rest, "--kernel", "6.12".to_string()),
+    };
+    let summary = demo::run_scenario(&args)?;
+    let phases = summary["demo"].as_array().context("no phases in the demo summary")?;
+    let get = |p: &Value, path: &[&str]| path.iter().try_fold(p, |v, k| v.get(*k)).and_then(Value::as_f64);
+    let mean = |prefix: &str, path: &[&str]| {
+        let v: Vec<f64> = phases.iter().filter(|p| p["phase"].as_str().is_some_and(|n| n.starts_with(prefix))).filter_map(|p| get(p, path)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let iso = mean("isolated", &["victim", "p99_ms"]).context("no isolated phase")?;
+    let row = |name: &str, prefix: &str| -> Result<(f64, f64, Option<f64>, Option<f64>)> {
+        let p99 = mean(prefix, &["victim", "p99_ms"]).with_context(|| format!("no {name} phase"))?;
+        let p50 = mean(prefix, &["victim", "p50_ms"]).unwrap_or(f64::NAN);
+        Ok((p50, p99, mean(prefix, &["cpu", "units_per_s"]), mean(prefix, &["io", "bytes_per_s"])))
+    };
+    let (_, _, _, _) = row("isolated", "isolated")?;
+    let without = row("without truce", "without")?;
+    let with = row("with truce", "with")?;
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host" } else { "VM, TCG" });
+    println!("{:<16} {:>12} {:>12} {:>12} {:>14} {:>14}", "phase", "victim p50", "victim p99", "p99/isolated", "cpu-hog kept", "io-hog kept");
+    println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14}", "isolated", "", iso, "1.00", "", "");
+    for (name, r) in [("without truce", &without), ("with truce", &with)] {
+        println!(
+            "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14}",
+            name,
+            r.0,
+            r.1,
+            r.1 / iso,
+            ratio(r.2, without.2),
+            ratio(r.3, without.3)
+        );
+    }
+    println!("goal: victim p99 with truce <= 1.2x isolated ({:.2}x) while the antagonists keep >= 60 % (cpu {}, io {})", with.1 / iso, ratio(with.2, without.2), ratio(with.3, without.3));
+    Ok(())
+}
