@@ -94,7 +94,7 @@ pub async fn run(args: &ObserveArgs) -> Result<()> {
             serde_json::to_writer(&mut out, &line).map_err(std::io::Error::from).and_then(|_| writeln!(out))
         } else {
             let clear = if tty { "\x1b[2J\x1b[H" } else { "" };
-            write!(out, "{clear}{}\n", table::render(&sample, &rows, args.rows))
+            writeln!(out, "{clear}{}", table::render(&sample, &rows, args.rows))
         };
         // A closed pipe (`| head`) ends the command cleanly.
         if written.and_then(|_| out.flush()).is_err() || args.once {

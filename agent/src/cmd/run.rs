@@ -54,7 +54,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let host = HostId(cfg.host.clone());
     let status_file = status_path(&cfg.journal);
     let mut last_bids: HashMap<WorkloadId, Bid> = HashMap::new();
-    let mut last_round: Option<(Round, Vec<(WorkloadId, String, String)>)> = None;
+    let mut last_round: Option<SeenRound> = None;
     let mut sent_inventory: Option<(Inventory, u64)> = None;
     tracing::info!(host = %cfg.host, roots = ?cfg.roots, status = %status_file.display(), "truce-agent running");
     let result: Result<()> = loop {
@@ -167,6 +167,9 @@ fn read_latency_ms(path: &std::path::Path) -> Option<f64> {
     }
 }
 
+/// The last round and the (id, cgroup, name) of the workloads it saw.
+type SeenRound = (Round, Vec<(WorkloadId, String, String)>);
+
 /// Rewrite the status file `truce-agent explain` reads. A failure is logged, never fatal: the
 /// status explains, it does not decide anything.
 fn write_status(
@@ -174,7 +177,7 @@ fn write_status(
     host: &str,
     enforcing: bool,
     enforcer: &Enforcer,
-    round: Option<&(Round, Vec<(WorkloadId, String, String)>)>,
+    round: Option<&SeenRound>,
     bids: &HashMap<WorkloadId, Bid>,
     period: Duration,
 ) {

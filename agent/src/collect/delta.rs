@@ -110,7 +110,7 @@ where
         .map(|(k, v)| (*k, v.delta(before.get(k).unwrap_or(&zero))))
         .filter(|(_, d)| d.is_active())
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by_key(|a| a.0);
     out
 }
 
