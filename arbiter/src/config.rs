@@ -1,7 +1,7 @@
 //! The arbiter's configuration file (TOML) and its validation into a [`ServerConfig`].
 
 use crate::server::tls::TlsFiles;
-use crate::market::{HostDefaults, MarketConfig};
+use crate::market::{CpuCut, HostDefaults, MarketConfig};
 use crate::server::{HostCapacity, ServerConfig};
 use std::collections::BTreeMap;
 use truce_common::model::{Credits, Resource};
@@ -61,6 +61,10 @@ income_per_second = 1.0
 floor_fraction = 0.25
 # Lease length for workloads that did not bid (cut workloads, lenders).
 default_lease_ms = 10000
+# How a workload cut below its equal CPU share is held there: "quota" (cpu.max, a hard
+# limit, even when CPUs idle) or "weight" (cpu.weight below 100: it yields under contention
+# and keeps idle CPU). See docs/market.md.
+cpu_cut = "quota"
 "#;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -97,11 +101,19 @@ pub struct MarketSection {
     pub income_per_second: f64,
     pub floor_fraction: f64,
     pub default_lease_ms: u64,
+    pub cpu_cut: CpuCutKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuCutKind {
+    Quota,
+    Weight,
 }
 
 impl Default for MarketSection {
     fn default() -> Self {
-        MarketSection { income_per_second: 1.0, floor_fraction: 0.25, default_lease_ms: 10_000 }
+        MarketSection { income_per_second: 1.0, floor_fraction: 0.25, default_lease_ms: 10_000, cpu_cut: CpuCutKind::Quota }
     }
 }
 
@@ -246,6 +258,10 @@ impl FileConfig {
         }
         let market = MarketConfig {
             default_lease_ms: m.default_lease_ms,
+            cpu_cut: match m.cpu_cut {
+                CpuCutKind::Quota => CpuCut::Quota,
+                CpuCutKind::Weight => CpuCut::Weight,
+            },
             min_lease_ms: c.min_lease_ms,
             max_lease_ms: c.max_lease_ms,
             ..MarketConfig::default()

@@ -23,7 +23,9 @@ pub fn binary(env: &str, name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
-    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(name)));
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)));
     match beside {
         Some(p) if p.is_file() => p,
         _ => PathBuf::from(name),
@@ -43,11 +45,22 @@ pub struct Setup {
     /// The victim's SLO on its own p99 latency, in ms.
     pub victim_slo_ms: f64,
     pub port: u16,
+    /// The market's `cpu_cut`: "quota" (cpu.max) or "weight".
+    pub cpu_cut: String,
 }
 
 impl Setup {
     pub fn new(dir: &Path, mount: &Path) -> Setup {
-        Setup { dir: dir.to_path_buf(), mount: mount.to_path_buf(), period_ms: 500, round_ms: 200, lease_ms: 10_000, victim_slo_ms: 5.0, port: 7447 }
+        Setup {
+            dir: dir.to_path_buf(),
+            mount: mount.to_path_buf(),
+            period_ms: 500,
+            round_ms: 200,
+            lease_ms: 10_000,
+            victim_slo_ms: 5.0,
+            port: 7447,
+            cpu_cut: "quota".into(),
+        }
     }
 
     pub fn cgroup(&self, name: &str) -> PathBuf {
@@ -81,8 +94,13 @@ impl Setup {
         let certs = self.dir.join("certs");
         if !certs.join("ca.pem").exists() {
             let arbiter = binary("TRUCE_ARBITER_BIN", "truce-arbiter");
-            run(Command::new(&arbiter).args(["certs", "init", "--dir"]).arg(&certs))?;
-            run(Command::new(&arbiter).args(["certs", "issue", "--dir"]).arg(&certs).args(["--host", HOST]))?;
+            run(Command::new(&arbiter)
+                .args(["certs", "init", "--dir"])
+                .arg(&certs))?;
+            run(Command::new(&arbiter)
+                .args(["certs", "issue", "--dir"])
+                .arg(&certs)
+                .args(["--host", HOST]))?;
         }
         let workloads = self.dir.join("workloads.toml");
         std::fs::write(
@@ -108,20 +126,23 @@ impl Setup {
         std::fs::write(
             self.dir.join("arbiter.toml"),
             format!(
-                "listen = \"127.0.0.1:{port}\"\ncerts_dir = \"{certs}\"\nstate_dir = \"{state}\"\nround_period_ms = {round}\n\n[capacity]\nmin_lease_ms = 1000\nmax_lease_ms = 120000\n\n[market]\nincome_per_second = 10.0\nfloor_fraction = 0.25\ndefault_lease_ms = {lease}\n",
+                "listen = \"127.0.0.1:{port}\"\ncerts_dir = \"{certs}\"\nstate_dir = \"{state}\"\nround_period_ms = {round}\n\n[capacity]\nmin_lease_ms = 1000\nmax_lease_ms = 120000\n\n[market]\nincome_per_second = 10.0\nfloor_fraction = 0.25\ndefault_lease_ms = {lease}\ncpu_cut = \"{cut}\"\n",
                 port = self.port,
                 certs = certs.display(),
                 state = self.dir.join("state").display(),
                 round = self.round_ms,
                 lease = self.lease_ms,
+                cut = self.cpu_cut,
             ),
         )?;
         Ok(())
     }
 
+    /// Start the arbiter (after rewriting its config, so `cpu_cut` may change between runs).
     pub fn start_arbiter(&self) -> Result<Proc> {
         let mut cmd = Command::new(binary("TRUCE_ARBITER_BIN", "truce-arbiter"));
-        cmd.args(["serve", "--config"]).arg(self.dir.join("arbiter.toml"));
+        cmd.args(["serve", "--config"])
+            .arg(self.dir.join("arbiter.toml"));
         Proc::spawn("arbiter", cmd, &self.dir.join("arbiter.log"), None)
     }
 
@@ -145,19 +166,31 @@ impl Setup {
 
     /// What the journal says truce changed and has not restored: (cgroup, file, original).
     pub fn journal_pending(&self) -> Result<Vec<(String, String, String)>> {
-        Ok(Journal::read_pending(&self.journal())?.into_iter().map(|(c, s, v)| (c, s.to_string(), v)).collect())
+        Ok(Journal::read_pending(&self.journal())?
+            .into_iter()
+            .map(|(c, s, v)| (c, s.to_string(), v))
+            .collect())
     }
 
     pub fn read(&self, cgroup: &str, file: &str) -> Result<String> {
         let path = self.cgroup(cgroup).join(file);
-        Ok(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().to_string())
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_string())
     }
 
     /// The knobs truce may set, for every demo cgroup: (cgroup, file, value).
     pub fn knobs(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         for cg in [VICTIM, CPU_HOG, IO_HOG] {
-            for file in ["cpu.max", "cpu.weight", "memory.high", "io.max", "io.weight"] {
+            for file in [
+                "cpu.max",
+                "cpu.weight",
+                "memory.high",
+                "io.max",
+                "io.weight",
+            ] {
                 if let Ok(v) = self.read(cg, file) {
                     out.push((cg.to_string(), file.to_string(), v));
                 }
@@ -186,7 +219,8 @@ fn enable_controllers(cgroup: &Path, wanted: &[&str]) -> Result<()> {
     for c in wanted {
         if available.split_whitespace().any(|a| a == *c) {
             let file = cgroup.join("cgroup.subtree_control");
-            std::fs::write(&file, format!("+{c}")).with_context(|| format!("enabling {c} in {}", file.display()))?;
+            std::fs::write(&file, format!("+{c}"))
+                .with_context(|| format!("enabling {c} in {}", file.display()))?;
         }
     }
     Ok(())
@@ -195,7 +229,10 @@ fn enable_controllers(cgroup: &Path, wanted: &[&str]) -> Result<()> {
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -210,8 +247,11 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(name: &str, mut cmd: Command, log: &Path, cgroup: Option<&Path>) -> Result<Proc> {
-        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null());
         if let Some(cg) = cgroup {
             let procs = cg.join("cgroup.procs");
             // SAFETY: between fork and exec only a write(2) to a file: async-signal-safe
@@ -228,8 +268,14 @@ impl Proc {
                 });
             }
         }
-        let child = cmd.spawn().with_context(|| format!("starting {name} ({cmd:?})"))?;
-        Ok(Proc { name: name.to_string(), log: log.to_path_buf(), child: Some(child) })
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({cmd:?})"))?;
+        Ok(Proc {
+            name: name.to_string(),
+            log: log.to_path_buf(),
+            child: Some(child),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -245,12 +291,16 @@ impl Proc {
     /// SIGTERM, then wait up to `grace` before SIGKILL. Returns whether it exited cleanly (0).
     pub fn terminate(mut self, grace: Duration) -> bool {
         self.signal(nix::sys::signal::Signal::SIGTERM);
-        let Some(mut child) = self.child.take() else { return false };
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
         let deadline = Instant::now() + grace;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -270,7 +320,9 @@ impl Proc {
 
     /// Wait for it to exit on its own; returns its output log.
     pub fn wait_output(mut self, limit: Duration) -> Result<String> {
-        let Some(mut child) = self.child.take() else { bail!("{} was not running", self.name) };
+        let Some(mut child) = self.child.take() else {
+            bail!("{} was not running", self.name)
+        };
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -305,7 +357,11 @@ impl Drop for Proc {
 
 /// The last JSON line a `truce-demo-load` run printed.
 pub fn summary(output: &str) -> Result<serde_json::Value> {
-    let line = output.lines().rev().find(|l| l.starts_with('{')).with_context(|| format!("no summary line in: {output}"))?;
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("no summary line in: {output}"))?;
     Ok(serde_json::from_str(line)?)
 }
 

@@ -31,14 +31,15 @@ pub struct Args {
 }
 
 /// Run the demo; returns its JSON summary line (`{"demo": [...]}`) for the benchmarks.
-pub fn run_scenario(args: &Args) -> Result<serde_json::Value> {
+pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     if !is_root() {
         bail!("the demo loads eBPF probes and creates cgroups: run it as root");
     }
     crate::setup::run(&crate::setup::Args { no_vm: args.host })?;
-    let common = format!("demo --phase-seconds {} --rounds {} --period-ms {}", args.seconds, args.rounds, args.period_ms);
-    // Isolated, then per round without and with truce; agent start-up and shutdown on top.
-    let budget = u64::from(args.seconds + 20) * u64::from(1 + 2 * args.rounds) + 120;
+    let common = format!("demo --phase-seconds {} --rounds {} --period-ms {} --cuts {cuts}", args.seconds, args.rounds, args.period_ms);
+    // Isolated, then per round without truce and with it per cut style; agent start-up on top.
+    let styles = cuts.split(',').count() as u32;
+    let budget = u64::from(args.seconds + 40) * u64::from(1 + (1 + styles) * args.rounds) + 120;
     let lines: Vec<String> = if args.host {
         host_preflight()?;
         let bins = build_release()?;
@@ -63,7 +64,7 @@ pub fn run_scenario(args: &Args) -> Result<serde_json::Value> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    run_scenario(args).map(|_| ())
+    run_scenario(args, "quota").map(|_| ())
 }
 
 /// Refuse early, with the reason, on hosts where the demo could not enforce.

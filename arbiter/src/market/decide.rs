@@ -3,7 +3,7 @@
 use super::book::HostBook;
 use super::intake::reason;
 use super::lending::Plan;
-use super::setting::setting_for;
+use super::setting::{CpuCut, setting_with};
 use super::trades::TradeMatch;
 use crate::ledger::{Command, LeaseRecord, LeaseTerms};
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ pub(crate) struct DecisionInput<'a> {
     pub now: Timestamp,
     pub next_lease: LeaseId,
     pub cpu_period_us: u64,
+    pub cpu_cut: CpuCut,
     pub boost: &'a dyn Fn(WorkloadId) -> f64,
 }
 
@@ -51,7 +52,7 @@ pub(crate) fn build_decisions(input: &DecisionInput<'_>) -> Decided {
                 continue;
             };
             let entitlement = input.book.bounds(w, *r).entitlement;
-            let Some(setting) = setting_for(*r, plan.amount, entitlement, input.cpu_period_us)
+            let Some(setting) = setting_with(*r, plan.amount, entitlement, input.cpu_period_us, input.cpu_cut)
             else {
                 continue;
             };

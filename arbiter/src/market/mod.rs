@@ -32,6 +32,7 @@ pub use optimiser::Strategy;
 pub use pricing::PricingRule;
 pub use reputation::ReputationRules;
 pub use round::{ClosedLease, RoundOutcome};
+pub use setting::CpuCut;
 pub use serve::{HostDefaults, MarketResolver};
 
 use truce_common::model::{HostId, Resource};
@@ -51,6 +52,8 @@ pub struct MarketConfig {
     pub max_bid_age_ms: u64,
     /// cpu.max period for CPU limits.
     pub cpu_period_us: u64,
+    /// How a CPU holding below the entitlement is enforced (quota or weight).
+    pub cpu_cut: setting::CpuCut,
     pub pricing: PricingRule,
     pub reputation: ReputationRules,
     pub boost: BoostRule,
@@ -67,6 +70,7 @@ impl Default for MarketConfig {
             max_lease_ms: 120_000,
             max_bid_age_ms: 10_000,
             cpu_period_us: 100_000,
+            cpu_cut: setting::CpuCut::Quota,
             pricing: PricingRule::default(),
             reputation: ReputationRules::default(),
             boost: BoostRule::default(),

@@ -333,6 +333,7 @@ impl Market {
             now,
             next_lease: ledger.next_lease_id(),
             cpu_period_us: cfg.cpu_period_us,
+            cpu_cut: cfg.cpu_cut,
             boost: &boost,
         });
         commands.extend(decided.commands);

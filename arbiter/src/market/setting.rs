@@ -11,18 +11,39 @@
 //! Raising uses weights because a workload with no cpu.max/io.max has nothing to raise; the
 //! weight gives it that share of contention instead (100 is the kernel's default weight and
 //! stands for the entitlement). Network has no cgroup v2 knob and is not traded.
+//!
+//! A limited CPU holding has two styles ([`CpuCut`]): `Quota` (the table above: a hard
+//! cpu.max, which throttles the workload even when CPUs idle) and `Weight` (cpu.weight =
+//! 100 * x / e, work-conserving: the workload loses under contention but keeps idle CPU).
 
 use truce_common::model::{Resource, Setting};
 
 pub const DEFAULT_WEIGHT: u64 = 100;
 
+/// How a CPU holding below the entitlement is enforced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuCut {
+    /// cpu.max: a hard quota; the others get their share for certain, the cut workload
+    /// loses idle CPU too.
+    #[default]
+    Quota,
+    /// cpu.weight below 100: the cut workload yields under contention and keeps idle CPU.
+    Weight,
+}
+
 /// The setting for holding `x` units of `r` against an entitlement of `e`, or None for a
 /// resource truce cannot enforce.
 pub fn setting_for(r: Resource, x: u64, e: u64, cpu_period_us: u64) -> Option<Setting> {
+    setting_with(r, x, e, cpu_period_us, CpuCut::Quota)
+}
+
+/// [`setting_for`] with the CPU cut style chosen.
+pub fn setting_with(r: Resource, x: u64, e: u64, cpu_period_us: u64, cut: CpuCut) -> Option<Setting> {
     let weight =
         || ((DEFAULT_WEIGHT as u128 * x as u128) / e.max(1) as u128).clamp(1, 10_000) as u32;
     match r {
         Resource::Cpu if x > e => Some(Setting::CpuWeight { weight: weight() }),
+        Resource::Cpu if cut == CpuCut::Weight => Some(Setting::CpuWeight { weight: weight() }),
         Resource::Cpu => Some(Setting::CpuMax {
             millicores: x,
             period_us: cpu_period_us,
@@ -85,6 +106,16 @@ mod tests {
         assert_eq!(
             setting_for(Resource::Cpu, 10_000_000, 1, 100_000),
             Some(Setting::CpuWeight { weight: 10_000 })
+        );
+    }
+
+    #[test]
+    fn a_weight_cut_lowers_cpu_weight_instead_of_setting_a_quota() {
+        assert_eq!(setting_with(Resource::Cpu, 250, 1000, 100_000, CpuCut::Weight), Some(Setting::CpuWeight { weight: 25 }));
+        assert_eq!(setting_with(Resource::Cpu, 0, 1000, 100_000, CpuCut::Weight), Some(Setting::CpuWeight { weight: 1 }));
+        assert_eq!(
+            setting_with(Resource::Cpu, 250, 1000, 100_000, CpuCut::Quota),
+            Some(Setting::CpuMax { millicores: 250, period_us: 100_000 })
         );
     }
 }

@@ -2,7 +2,7 @@
 //! test VM, or on a host with `cargo xtask demo --host`).
 //!
 //! ```text
-//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda]
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda] [--cuts quota,weight]
 //! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500]
 //! ```
 //!
@@ -20,7 +20,11 @@ use truce_tests::scenario::{CPU_HOG, IO_HOG, Setup, VICTIM, summary, wait_for};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
     match args.iter().position(|a| a == name) {
-        Some(i) => args.get(i + 1).with_context(|| format!("{name} needs a value"))?.parse().map_err(|_| anyhow::anyhow!("{name}: invalid value")),
+        Some(i) => args
+            .get(i + 1)
+            .with_context(|| format!("{name} needs a value"))?
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}: invalid value")),
         None => Ok(default),
     }
 }
@@ -30,7 +34,10 @@ fn mount() -> Result<PathBuf> {
     info.lines()
         .find_map(|l| {
             let (left, right) = l.split_once(" - ")?;
-            right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(PathBuf::from)).flatten()
+            right
+                .starts_with("cgroup2 ")
+                .then(|| left.split(' ').nth(4).map(PathBuf::from))
+                .flatten()
         })
         .context("no cgroup2 mount")
 }
@@ -44,9 +51,19 @@ struct Phase {
 }
 
 fn victim_args(s: &Setup, seconds: u64) -> Vec<String> {
-    ["victim", "--seconds", &seconds.to_string(), "--interval-ms", "10", "--work-us", "3000", "--latency-file", &s.latency_file().to_string_lossy()]
-        .map(String::from)
-        .to_vec()
+    [
+        "victim",
+        "--seconds",
+        &seconds.to_string(),
+        "--interval-ms",
+        "10",
+        "--work-us",
+        "3000",
+        "--latency-file",
+        &s.latency_file().to_string_lossy(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn refs(v: &[String]) -> Vec<&str> {
@@ -54,45 +71,94 @@ fn refs(v: &[String]) -> Vec<&str> {
 }
 
 /// One phase: start the loads, print a line a second, collect their summaries.
-fn phase(s: &Setup, name: &str, seconds: u64, hogs: bool, io_device: Option<&str>) -> Result<Phase> {
+fn phase(
+    s: &Setup,
+    name: &str,
+    seconds: u64,
+    hogs: bool,
+    io_device: Option<&str>,
+) -> Result<Phase> {
     println!("\n== phase: {name} ({seconds} s) ==");
     let secs = seconds.to_string();
     let victim = s.start_load(VICTIM, &refs(&victim_args(s, seconds)))?;
-    let cpu = if hogs { Some(s.start_load(CPU_HOG, &["cpu", "--seconds", &secs])?) } else { None };
+    let cpu = if hogs {
+        Some(s.start_load(CPU_HOG, &["cpu", "--seconds", &secs])?)
+    } else {
+        None
+    };
     let io = match (hogs, io_device) {
-        (true, Some(dev)) => Some(s.start_load(IO_HOG, &["io", "--seconds", &secs, "--device", dev])?),
+        (true, Some(dev)) => {
+            Some(s.start_load(IO_HOG, &["io", "--seconds", &secs, "--device", dev])?)
+        }
         _ => None,
     };
     let start = Instant::now();
     let mut leases_seen = 0;
     while start.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
-        let p99 = std::fs::read_to_string(s.latency_file()).map(|t| t.trim().to_string()).unwrap_or_else(|_| "-".into());
+        let p99 = std::fs::read_to_string(s.latency_file())
+            .map(|t| t.trim().to_string())
+            .unwrap_or_else(|_| "-".into());
         let status = s.status();
         let leases = status.as_ref().map(|st| st.leases.len()).unwrap_or(0);
         leases_seen = leases_seen.max(leases);
-        let knobs: Vec<String> = s.knobs().into_iter().filter(|(_, f, v)| is_set(f, v)).map(|(c, f, v)| format!("{c}/{f}={v}")).collect();
+        let knobs: Vec<String> = s
+            .knobs()
+            .into_iter()
+            .filter(|(_, f, v)| is_set(f, v))
+            .map(|(c, f, v)| format!("{c}/{f}={v}"))
+            .collect();
         let score = |cg: &str| {
-            status.as_ref().and_then(|st| st.workloads.iter().find(|w| w.cgroup.ends_with(cg)).and_then(|w| w.score)).map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+            status
+                .as_ref()
+                .and_then(|st| {
+                    st.workloads
+                        .iter()
+                        .find(|w| w.cgroup.ends_with(cg))
+                        .and_then(|w| w.score)
+                })
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "-".into())
         };
         println!(
             "  t={:>3}s victim p99(last s)={p99:>7} ms  score victim={} cpu-hog={}  leases={leases}  {}",
             start.elapsed().as_secs(),
             score(VICTIM),
             score(CPU_HOG),
-            if knobs.is_empty() { "(all cgroups at their defaults)".to_string() } else { knobs.join(" ") }
+            if knobs.is_empty() {
+                "(all cgroups at their defaults)".to_string()
+            } else {
+                knobs.join(" ")
+            }
         );
     }
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
-    let cpu = cpu.map(|p| p.wait_output(limit).and_then(|o| summary(&o))).transpose()?;
-    let io = io.map(|p| p.wait_output(limit).and_then(|o| summary(&o))).transpose()?;
-    Ok(Phase { name: name.to_string(), victim, cpu, io, leases_seen })
+    let cpu = cpu
+        .map(|p| p.wait_output(limit).and_then(|o| summary(&o)))
+        .transpose()?;
+    let io = io
+        .map(|p| p.wait_output(limit).and_then(|o| summary(&o)))
+        .transpose()?;
+    Ok(Phase {
+        name: name.to_string(),
+        victim,
+        cpu,
+        io,
+        leases_seen,
+    })
 }
 
 /// A knob away from the kernel's default.
 fn is_set(file: &str, value: &str) -> bool {
-    !matches!((file, value), ("cpu.max", "max 100000") | ("cpu.weight", "100") | ("memory.high", "max") | ("io.max", "") | ("io.weight", "default 100"))
+    !matches!(
+        (file, value),
+        ("cpu.max", "max 100000")
+            | ("cpu.weight", "100")
+            | ("memory.high", "max")
+            | ("io.max", "")
+            | ("io.weight", "default 100")
+    )
 }
 
 fn demo(args: &[String]) -> Result<()> {
@@ -106,28 +172,53 @@ fn demo(args: &[String]) -> Result<()> {
     s.prepare()?;
     let originals = s.knobs();
     let mut phases = vec![phase(&s, "isolated", seconds, false, None)?];
+    let cuts: String = arg(args, "--cuts", "quota".to_string())?;
     for round in 1..=rounds {
-        phases.push(phase(&s, &format!("without truce #{round}"), seconds, true, io_device)?);
-        let arbiter = s.start_arbiter()?;
-        let agent = s.start_agent()?;
-        // truce is a daemon that runs all the time: its start-up (loading the probes, which is
-        // slow under TCG) is not part of the phase. Wait for its first status, then 3 periods.
-        let ready = wait_for(Duration::from_secs(120), || s.status().filter(|st| !st.workloads.is_empty()).map(|_| ()));
-        if ready.is_none() {
-            bail!("the agent did not come up within 120 s:\n{}", agent.log_text());
+        phases.push(phase(
+            &s,
+            &format!("without truce #{round}"),
+            seconds,
+            true,
+            io_device,
+        )?);
+        for cut in cuts.split(',') {
+            s.cpu_cut = cut.trim().to_string();
+            s.prepare()?;
+            let arbiter = s.start_arbiter()?;
+            let agent = s.start_agent()?;
+            // truce is a daemon that runs all the time: its start-up (loading the probes, which is
+            // slow under TCG) is not part of the phase. Wait for its first status, then 3 periods.
+            let ready = wait_for(Duration::from_secs(120), || {
+                s.status().filter(|st| !st.workloads.is_empty()).map(|_| ())
+            });
+            if ready.is_none() {
+                bail!(
+                    "the agent did not come up within 120 s:\n{}",
+                    agent.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(3 * s.period_ms));
+            let with = phase(
+                &s,
+                &format!("with truce/{cut} #{round}"),
+                seconds,
+                true,
+                io_device,
+            );
+            let clean = agent.terminate(Duration::from_secs(30));
+            arbiter.terminate(Duration::from_secs(10));
+            phases.push(with?);
+            if !clean {
+                bail!("the agent did not exit cleanly on SIGTERM");
+            }
+            if s.knobs() != originals {
+                bail!(
+                    "after SIGTERM the cgroups are not back at their originals: {:?}",
+                    s.knobs()
+                );
+            }
+            println!("  agent stopped (SIGTERM): every cgroup is back at its original value");
         }
-        std::thread::sleep(Duration::from_millis(3 * s.period_ms));
-        let with = phase(&s, &format!("with truce #{round}"), seconds, true, io_device);
-        let clean = agent.terminate(Duration::from_secs(30));
-        arbiter.terminate(Duration::from_secs(10));
-        phases.push(with?);
-        if !clean {
-            bail!("the agent did not exit cleanly on SIGTERM");
-        }
-        if s.knobs() != originals {
-            bail!("after SIGTERM the cgroups are not back at their originals: {:?}", s.knobs());
-        }
-        println!("  agent stopped (SIGTERM): every cgroup is back at its original value");
     }
     s.remove_cgroups();
     report(&phases)
@@ -135,11 +226,27 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn report(phases: &[Phase]) -> Result<()> {
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    println!("\n{:<20} {:>12} {:>12} {:>16} {:>14} {:>8}", "phase", "victim p50", "victim p99", "cpu-hog units/s", "io-hog MB/s", "leases");
+    println!(
+        "\n{:<20} {:>12} {:>12} {:>16} {:>14} {:>8}",
+        "phase", "victim p50", "victim p99", "cpu-hog units/s", "io-hog MB/s", "leases"
+    );
     for p in phases {
-        let cpu = p.cpu.as_ref().map(|c| format!("{:.0}", num(c, "units_per_s"))).unwrap_or_else(|| "-".into());
-        let io = p.io.as_ref().map(|c| format!("{:.1}", num(c, "bytes_per_s") / 1e6)).unwrap_or_else(|| "-".into());
-        println!("{:<20} {:>9.2} ms {:>9.2} ms {cpu:>16} {io:>14} {:>8}", p.name, num(&p.victim, "p50_ms"), num(&p.victim, "p99_ms"), p.leases_seen);
+        let cpu = p
+            .cpu
+            .as_ref()
+            .map(|c| format!("{:.0}", num(c, "units_per_s")))
+            .unwrap_or_else(|| "-".into());
+        let io =
+            p.io.as_ref()
+                .map(|c| format!("{:.1}", num(c, "bytes_per_s") / 1e6))
+                .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:>9.2} ms {:>9.2} ms {cpu:>16} {io:>14} {:>8}",
+            p.name,
+            num(&p.victim, "p50_ms"),
+            num(&p.victim, "p99_ms"),
+            p.leases_seen
+        );
     }
     let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen})).collect();
     println!("{}", json!({ "demo": out }));
@@ -163,7 +270,10 @@ fn reaction(args: &[String]) -> Result<()> {
         let agent = s.start_agent()?;
         let _victim = s.start_load(VICTIM, &refs(&victim_args(&s, 600)))?;
         // Quiet first: the agent is up (status written) and the victim runs alone for a while.
-        wait_for(Duration::from_secs(120), || s.status().filter(|st| !st.workloads.is_empty()).map(|_| ())).context("the agent never wrote its status")?;
+        wait_for(Duration::from_secs(120), || {
+            s.status().filter(|st| !st.workloads.is_empty()).map(|_| ())
+        })
+        .context("the agent never wrote its status")?;
         std::thread::sleep(Duration::from_secs(5));
         if s.knobs() != originals {
             println!("trial {trial}: truce acted before any antagonist ran; skipped");
@@ -174,7 +284,10 @@ fn reaction(args: &[String]) -> Result<()> {
         let acted = wait_poll(onset, Duration::from_secs(60), || s.knobs() != originals);
         match acted {
             Some(t) => {
-                println!("{}", json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms}));
+                println!(
+                    "{}",
+                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms})
+                );
                 times.push(t);
             }
             None => println!("trial {trial}: no write within 60 s"),
@@ -207,11 +320,12 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("reaction") => reaction(&args[1..]),
-        _ => Err(anyhow::anyhow!("usage: truce-demo-scenario demo|reaction --dir D [options] (see the source's header)")),
+        _ => Err(anyhow::anyhow!(
+            "usage: truce-demo-scenario demo|reaction --dir D [options] (see the source's header)"
+        )),
     };
     if let Err(e) = result {
         eprintln!("truce-demo-scenario: error: {e:#}");
         std::process::exit(1);
     }
 }
-
