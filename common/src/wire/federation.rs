@@ -70,6 +70,9 @@ pub struct MigrationProposal {
     pub priority: u8,
     pub host: HostId,
     pub overload_probability: f64,
+    /// Utilisation above which a host counts as overloaded (fraction of capacity).
+    pub overload_level: f64,
+    /// Overload probability at which the proposer acts (and a bystander agrees).
     pub threshold: f64,
     /// The source host's recent utilisation, oldest first, so voters can run their own model on it.
     pub history: Vec<f64>,

@@ -91,6 +91,7 @@ fn proposal() -> MigrationProposal {
         priority: 7,
         host: host(),
         overload_probability: 0.875,
+        overload_level: 0.875,
         threshold: 0.5,
         history: vec![0.5, 0.625, 0.75],
         horizon_steps: 5,

@@ -212,6 +212,7 @@ fn message() -> impl Strategy<Value = Message> {
                 priority: 1,
                 host,
                 overload_probability: 0.5,
+                overload_level: 0.875,
                 threshold: 0.5,
                 history,
                 horizon_steps: 3,
