@@ -9,3 +9,7 @@ pub mod market;
 pub mod server;
 /// The configuration file and its validation into server settings.
 pub mod config;
+/// Cross-site migration by weighted vote.
+pub mod federation;
+/// QUIC between arbiter peers (replicas, sites) with peer certificates.
+pub mod peer;
