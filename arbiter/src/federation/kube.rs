@@ -46,6 +46,10 @@ impl KubeExecutor {
                 config
             }
         };
+        // A refused eviction (a disruption budget: 429) is an answer, not a hiccup: kube's
+        // default retry would hold the site's loop for minutes. The site decides what next.
+        let mut config = config;
+        config.default_retry = false;
         let client = kube::Client::try_from(config).map_err(|e| bad(e.to_string()))?;
         Ok(KubeExecutor { client })
     }
