@@ -11,5 +11,7 @@ pub mod server;
 pub mod config;
 /// Cross-site migration by weighted vote.
 pub mod federation;
+/// Redundant arbiters: the ledger replicated with openraft over QUIC.
+pub mod cluster;
 /// QUIC between arbiter peers (replicas, sites) with peer certificates.
 pub mod peer;
