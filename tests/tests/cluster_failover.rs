@@ -161,10 +161,11 @@ impl Cluster {
     /// Next line from anyone, tracking leader announcements.
     fn next(&mut self, limit: Duration) -> Option<(u64, String)> {
         let (id, line) = self.rx.recv_timeout(limit).ok()?;
-        if let Some(l) = line.strip_prefix("leader ").and_then(|s| s.parse::<u64>().ok()) {
-            if l != 0 && self.nodes.contains_key(&l) {
-                self.leader = Some(l);
-            }
+        if let Some(l) = line.strip_prefix("leader ").and_then(|s| s.parse::<u64>().ok())
+            && l != 0
+            && self.nodes.contains_key(&l)
+        {
+            self.leader = Some(l);
         }
         Some((id, line))
     }

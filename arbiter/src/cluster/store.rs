@@ -216,6 +216,9 @@ mod serde_bytes_state {
     }
 }
 
+/// A snapshot as stored: its metadata and the encoded [`MachineState`].
+type StoredSnapshot = (SnapshotMeta<NodeId, ClusterNode>, Vec<u8>);
+
 #[derive(Clone)]
 pub struct LedgerMachine {
     db: Arc<Database>,
@@ -232,7 +235,7 @@ impl LedgerMachine {
         Ok(LedgerMachine { db, state: Arc::new(RwLock::new(state)) })
     }
 
-    fn stored(db: &Database) -> Result<Option<(SnapshotMeta<NodeId, ClusterNode>, Vec<u8>)>, String> {
+    fn stored(db: &Database) -> Result<Option<StoredSnapshot>, String> {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         let t = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
         let meta = match t.get("meta").map_err(|e| e.to_string())? {
