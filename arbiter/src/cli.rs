@@ -71,6 +71,14 @@ pub enum CertsCommand {
         #[arg(long)]
         host: String,
     },
+    /// Mint a peer certificate for an arbiter replica or a federation site (serverAuth and
+    /// clientAuth; raft and federation endpoints accept only these).
+    Peer {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -83,6 +91,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Certs(CertsCommand::Issue { dir, host }) => {
             let m = certs::issue(&dir, &host)?;
             eprintln!("wrote {} and {} for host {host}", m.cert.display(), m.key.display());
+            Ok(())
+        }
+        Command::Certs(CertsCommand::Peer { dir, name }) => {
+            let m = certs::peer(&dir, &name)?;
+            eprintln!("wrote {} and {} for peer {name}", m.cert.display(), m.key.display());
             Ok(())
         }
         Command::Config { print_default } => {

@@ -9,3 +9,9 @@ pub mod market;
 pub mod server;
 /// The configuration file and its validation into server settings.
 pub mod config;
+/// Cross-site migration by weighted vote.
+pub mod federation;
+/// Redundant arbiters: the ledger replicated with openraft over QUIC.
+pub mod cluster;
+/// QUIC between arbiter peers (replicas, sites) with peer certificates.
+pub mod peer;

@@ -15,6 +15,8 @@ pub const ARBITER_CERT: &str = "arbiter.pem";
 pub const ARBITER_KEY: &str = "arbiter.key";
 /// Host certificates live in `<dir>/hosts/<host>.pem` and `<dir>/hosts/<host>.key`.
 pub const HOSTS_DIR: &str = "hosts";
+/// Peer certificates (arbiter replicas, federation sites) live in `<dir>/peers/<name>.{pem,key}`.
+pub const PEERS_DIR: &str = "peers";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -129,6 +131,34 @@ pub fn issue(dir: &Path, host: &str) -> Result<Minted, CertError> {
     write_file(&minted.cert, cert.pem().as_bytes(), false)?;
     write_file(&minted.key, key.serialize_pem().as_bytes(), true)?;
     Ok(minted)
+}
+
+/// Where [`peer`] writes the certificate and key of `name`.
+pub fn peer_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let peers = dir.join(PEERS_DIR);
+    (peers.join(format!("{name}.pem")), peers.join(format!("{name}.key")))
+}
+
+/// Mint a peer certificate for an arbiter replica or a federation site: one DNS name, both
+/// serverAuth and clientAuth (peers dial each other), signed by the CA in `dir`. Peer
+/// endpoints refuse certificates without both, so a host certificate cannot join raft or vote.
+pub fn peer(dir: &Path, name: &str) -> Result<Minted, CertError> {
+    validate_host_name(name)?;
+    let issuer = load_issuer(dir)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let dns = name.to_string().try_into().map_err(|source| CertError::Generate { what: "peer SAN", source })?;
+    params.subject_alt_names = vec![SanType::DnsName(dns)];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().map_err(|source| CertError::Generate { what: "peer key", source })?;
+    let cert = params.signed_by(&key, &issuer).map_err(|source| CertError::Generate { what: "peer certificate", source })?;
+    let (cert_path, key_path) = peer_paths(dir, name);
+    write_file(&cert_path, cert.pem().as_bytes(), false)?;
+    write_file(&key_path, key.serialize_pem().as_bytes(), true)?;
+    Ok(Minted { cert: cert_path, key: key_path })
 }
 
 fn ca_params() -> CertificateParams {

@@ -103,7 +103,12 @@ impl SessionState {
             | Message::Welcome(_)
             | Message::UnsupportedVersion(_)
             | Message::Decisions(_)
-            | Message::Inspect(_)) => self.refuse(None, ErrorCode::UNEXPECTED_MESSAGE, format!("{} is not valid in an open session", other.name())),
+            | Message::Inspect(_)
+            | Message::Federation(_)
+            | Message::Raft(_)
+            | Message::Redirect(_)
+            | Message::ClusterRequest(_)
+            | Message::ClusterStatus(_)) => self.refuse(None, ErrorCode::UNEXPECTED_MESSAGE, format!("{} is not valid in an open session", other.name())),
         }
     }
 

@@ -28,6 +28,11 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max: u32) -> Result<(), Enc
         Message::Error(m) => body(out, m),
         Message::Subscribe(m) => body(out, m),
         Message::Inspect(m) => body(out, m),
+        Message::Federation(m) => body(out, m),
+        Message::Raft(m) => body(out, m),
+        Message::Redirect(m) => body(out, m),
+        Message::ClusterRequest(m) => body(out, m),
+        Message::ClusterStatus(m) => body(out, m),
     };
     if let Err(source) = body {
         out.truncate(start);
@@ -91,6 +96,11 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, DecodeError> {
         Message::ERROR => Message::Error(parse(id, body)?),
         Message::SUBSCRIBE => Message::Subscribe(parse(id, body)?),
         Message::INSPECT => Message::Inspect(parse(id, body)?),
+        Message::FEDERATION => Message::Federation(parse(id, body)?),
+        Message::RAFT => Message::Raft(parse(id, body)?),
+        Message::REDIRECT => Message::Redirect(parse(id, body)?),
+        Message::CLUSTER_REQUEST => Message::ClusterRequest(parse(id, body)?),
+        Message::CLUSTER_STATUS => Message::ClusterStatus(parse(id, body)?),
         type_id => return Err(DecodeError::UnknownType { type_id }),
     })
 }

@@ -84,6 +84,39 @@ fn signals() -> SignalSummary {
     SignalSummary { cpu_millicores: Some(750), rq_delay_share: Some(0.25), memory_bytes: Some(1 << 28), ..Default::default() }
 }
 
+fn proposal() -> MigrationProposal {
+    MigrationProposal {
+        id: ProposalId { site: "site-a".into(), seq: 3 },
+        destination: "site-b".into(),
+        priority: 7,
+        host: host(),
+        overload_probability: 0.875,
+        overload_level: 0.875,
+        threshold: 0.5,
+        history: vec![0.5, 0.625, 0.75],
+        horizon_steps: 5,
+        workloads: vec![MigrationWorkload {
+            workload: workload(),
+            demand: 0.25,
+            criticality: 2,
+            pod: Some(PodRef { namespace: "shop".into(), name: "db-0".into() }),
+        }],
+        at: Timestamp(1_700_000_000_000),
+        alternative_to: None,
+    }
+}
+
+fn vote() -> MigrationVote {
+    MigrationVote {
+        proposal: ProposalId { site: "site-a".into(), seq: 3 },
+        voter: "site-c".into(),
+        approve: false,
+        judged_probability: 0.25,
+        criticality: 1,
+        reason: "my model puts node-a at 0.7".into(),
+    }
+}
+
 fn host() -> HostId {
     HostId("node-a".into())
 }
@@ -142,6 +175,60 @@ pub(super) fn samples() -> Vec<(&'static str, Message)> {
         ("inspect_bids", Message::Inspect(InspectEvent::Bids { host: host(), bids: vec![bid()] })),
         ("inspect_prices", Message::Inspect(InspectEvent::Prices { host: host(), at, prices: vec![Price { resource: Resource::Net, price: 0.0625 }] })),
         ("inspect_leases", Message::Inspect(InspectEvent::Leases { host: host(), at, leases: vec![lease()] })),
+        (
+            "federation_status",
+            Message::Federation(FederationMessage::Status(SiteStatus {
+                site: "site-a".into(),
+                at,
+                hosts: vec![HostForecast { host: host(), utilisation: 0.75, forecast_mean: 0.875, forecast_sigma: 0.0625, horizon_ms: 5000, overload_probability: 0.5, criticality: 3 }],
+            })),
+        ),
+        ("federation_proposal", Message::Federation(FederationMessage::Proposal(proposal()))),
+        ("federation_vote", Message::Federation(FederationMessage::Vote(vote()))),
+        (
+            "federation_tally",
+            Message::Federation(FederationMessage::Tally(VoteTally {
+                proposal: proposal(),
+                votes: vec![CountedVote { vote: vote(), mase: Some(4.0), accuracy_weight: 0.25, criticality_weight: 1.0, weight: 0.25 }],
+                missing: vec!["site-d".into()],
+                approve_weight: 0.0,
+                total_weight: 0.25,
+                share: 0.0,
+                pass_share: 0.5,
+                passed: false,
+                at,
+            })),
+        ),
+        (
+            "federation_verdict",
+            Message::Federation(FederationMessage::Verdict {
+                proposal: ProposalId { site: "site-a".into(), seq: 3 },
+                at,
+                verdict: MigrationVerdict::Alternative { gain: 0.0625, expected: 0.25, next: ProposalId { site: "site-a".into(), seq: 4 } },
+            }),
+        ),
+        ("raft", Message::Raft(RaftFrame { seq: 8, kind: RaftKind::AppendEntries, body: vec![0x80, 0x01, 0xff] })),
+        ("redirect", Message::Redirect(Redirect { leader: Some("127.0.0.1:7447".into()), reason: "replica 2 is a follower; leader is 1".into() })),
+        (
+            "cluster_request",
+            Message::ClusterRequest(ClusterRequest {
+                seq: 1,
+                op: ClusterOp::Add { member: ClusterMember { id: 4, name: "arbiter-4".into(), raft_addr: "10.0.0.4:7448".into(), agent_addr: "10.0.0.4:7447".into(), voter: false } },
+            }),
+        ),
+        (
+            "cluster_status",
+            Message::ClusterStatus(ClusterStatus {
+                seq: 1,
+                id: 2,
+                leader: Some(1),
+                term: 3,
+                last_log_index: Some(120),
+                last_applied: Some(119),
+                members: vec![ClusterMember { id: 1, name: "arbiter-1".into(), raft_addr: "10.0.0.1:7448".into(), agent_addr: "10.0.0.1:7447".into(), voter: true }],
+                error: None,
+            }),
+        ),
         ("inspect_decisions", Message::Inspect(InspectEvent::Decisions { host: host(), round: 12, decisions: vec![decision()] })),
     ]
 }

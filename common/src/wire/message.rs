@@ -1,5 +1,7 @@
 //! The messages and their type ids.
 
+use super::cluster::{ClusterRequest, ClusterStatus, RaftFrame, Redirect};
+use super::federation::FederationMessage;
 use super::inspect::{InspectEvent, Subscribe};
 use super::report::Report;
 use crate::model::{Bid, Decision, HostId, LeaseId, Timestamp};
@@ -21,6 +23,11 @@ pub const MESSAGE_TYPES: &[(u16, &str)] = &[
     (10, "error"),
     (11, "subscribe"),
     (12, "inspect"),
+    (20, "federation"),
+    (21, "raft"),
+    (22, "redirect"),
+    (23, "cluster_request"),
+    (24, "cluster_status"),
 ];
 
 /// Ids that once meant something and must never be given to a new message.
@@ -53,6 +60,16 @@ pub enum Message {
     Subscribe(Subscribe),
     /// arbiter -> subscriber: one inspection snapshot.
     Inspect(InspectEvent),
+    /// site <-> site (ALPN `truce-fed/1`): forecasts, proposals, votes, tallies, verdicts.
+    Federation(FederationMessage),
+    /// replica <-> replica (ALPN `truce-raft/1`): an openraft RPC or its reply.
+    Raft(RaftFrame),
+    /// follower -> agent, instead of `welcome`: go to the leader.
+    Redirect(Redirect),
+    /// operator -> replica (ALPN `truce-raft/1`): `truce-arbiter cluster ...`.
+    ClusterRequest(ClusterRequest),
+    /// replica -> operator.
+    ClusterStatus(ClusterStatus),
 }
 
 impl Message {
@@ -68,6 +85,11 @@ impl Message {
     pub const ERROR: u16 = 10;
     pub const SUBSCRIBE: u16 = 11;
     pub const INSPECT: u16 = 12;
+    pub const FEDERATION: u16 = 20;
+    pub const RAFT: u16 = 21;
+    pub const REDIRECT: u16 = 22;
+    pub const CLUSTER_REQUEST: u16 = 23;
+    pub const CLUSTER_STATUS: u16 = 24;
 
     pub fn type_id(&self) -> u16 {
         match self {
@@ -83,6 +105,11 @@ impl Message {
             Message::Error(_) => Self::ERROR,
             Message::Subscribe(_) => Self::SUBSCRIBE,
             Message::Inspect(_) => Self::INSPECT,
+            Message::Federation(_) => Self::FEDERATION,
+            Message::Raft(_) => Self::RAFT,
+            Message::Redirect(_) => Self::REDIRECT,
+            Message::ClusterRequest(_) => Self::CLUSTER_REQUEST,
+            Message::ClusterStatus(_) => Self::CLUSTER_STATUS,
         }
     }
 

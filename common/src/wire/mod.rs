@@ -16,8 +16,10 @@
 //! Type ids come from [`MESSAGE_TYPES`] and are never renumbered or reused
 //! (docs/protocol.md keeps the table and the retired ids).
 
+mod cluster;
 mod codec;
 mod error;
+mod federation;
 mod inspect;
 mod message;
 mod report;
@@ -30,7 +32,12 @@ mod golden;
 mod roundtrip;
 
 pub use codec::{FRAME_HEADER_LEN, decode_frame, decode_payload, encode, encode_into, frame_len};
+pub use cluster::{ClusterMember, ClusterOp, ClusterRequest, ClusterStatus, RaftFrame, RaftKind, Redirect};
 pub use error::{DecodeError, EncodeError};
+pub use federation::{
+    CountedVote, FederationMessage, HostForecast, MigrationProposal, MigrationVerdict, MigrationVote, MigrationWorkload,
+    PodRef, ProposalId, SiteStatus, VoteTally,
+};
 pub use inspect::{
     HostSnapshot, InspectEvent, InspectFilter, InspectKind, Price, Subscribe, WorkloadSummary,
 };
@@ -44,6 +51,10 @@ pub use stream::{FrameError, read_frame, write_frame};
 
 /// The ALPN protocol id both endpoints require; a peer without it fails the TLS handshake.
 pub const ALPN: &[u8] = b"truce/1";
+/// ALPN of raft traffic and cluster administration between arbiter replicas.
+pub const RAFT_ALPN: &[u8] = b"truce-raft/1";
+/// ALPN of site-to-site federation traffic.
+pub const FEDERATION_ALPN: &[u8] = b"truce-fed/1";
 
 /// Oldest protocol version this build speaks.
 pub const VERSION_MIN: u16 = 1;

@@ -202,6 +202,28 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), vec(host(), 0..3), vec(kind, 0..3))
             .prop_map(|(seq, hosts, kinds)| Message::Subscribe(Subscribe { seq, filter: InspectFilter { hosts, kinds } })),
         inspect().prop_map(Message::Inspect),
+        (text(), any::<u64>(), text(), any::<bool>(), num(), any::<u8>(), text()).prop_map(|(site, seq, voter, approve, p, criticality, reason)| {
+            Message::Federation(FederationMessage::Vote(MigrationVote { proposal: ProposalId { site, seq }, voter, approve, judged_probability: p, criticality, reason }))
+        }),
+        (text(), any::<u64>(), host(), vec(num(), 0..4), vec((workload(), num(), any::<u8>()), 0..3)).prop_map(|(site, seq, host, history, wl)| {
+            Message::Federation(FederationMessage::Proposal(MigrationProposal {
+                id: ProposalId { site: site.clone(), seq },
+                destination: site,
+                priority: 1,
+                host,
+                overload_probability: 0.5,
+                overload_level: 0.875,
+                threshold: 0.5,
+                history,
+                horizon_steps: 3,
+                workloads: wl.into_iter().map(|(workload, demand, criticality)| MigrationWorkload { workload, demand, criticality, pod: None }).collect(),
+                at: Timestamp(0),
+                alternative_to: None,
+            }))
+        }),
+        (any::<u64>(), vec(any::<u8>(), 0..64)).prop_map(|(seq, body)| Message::Raft(RaftFrame { seq, kind: RaftKind::Reply, body })),
+        (proptest::option::of(text()), text()).prop_map(|(leader, reason)| Message::Redirect(Redirect { leader, reason })),
+        (any::<u64>(), any::<u64>()).prop_map(|(seq, id)| Message::ClusterRequest(ClusterRequest { seq, op: ClusterOp::Remove { id } })),
     ]
 }
 

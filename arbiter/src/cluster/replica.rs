@@ -1,0 +1,251 @@
+//! One arbiter replica: its redb store, the openraft instance, the QUIC peer endpoint that
+//! carries raft RPCs and cluster administration, and the ledger it serves to the market.
+
+use super::network::Network;
+use super::store::{self, LedgerMachine, LogStore};
+use super::types::{ClusterNode, LedgerBatch, LedgerReply, NodeId, TypeConfig};
+use crate::ledger::Command;
+use crate::peer::{Inbound, PeerEndpoint, PeerError, PeerTls};
+use openraft::Raft;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use truce_common::wire::{ClusterMember, ClusterOp, ClusterRequest, ClusterStatus, Message, RAFT_ALPN, RaftFrame, RaftKind};
+
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    pub id: NodeId,
+    pub name: String,
+    pub raft_listen: SocketAddr,
+    /// Where agents reach this replica (sent in redirects).
+    pub agent_addr: String,
+    pub tls: PeerTls,
+    /// The redb file (log, vote, snapshots).
+    pub db_path: PathBuf,
+    /// The initial members (this replica included) when bootstrapping a new group.
+    pub members: BTreeMap<NodeId, ClusterNode>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_every: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("replica storage failed: {reason}")]
+    Storage { reason: String },
+    #[error("peer endpoint failed")]
+    Peer {
+        #[source]
+        source: PeerError,
+    },
+    #[error("invalid raft configuration: {reason}")]
+    Config { reason: String },
+    #[error("raft failed to start: {reason}")]
+    Start { reason: String },
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("the write was not committed: {reason}")]
+    Write { reason: String },
+}
+
+#[derive(Clone)]
+pub struct Replica {
+    pub id: NodeId,
+    pub raft: Raft<TypeConfig>,
+    pub machine: LedgerMachine,
+    pub endpoint: Arc<PeerEndpoint>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("id", &self.id).finish()
+    }
+}
+
+impl Replica {
+    pub async fn start(cfg: ReplicaConfig, cancel: CancellationToken) -> Result<Replica, ReplicaError> {
+        let storage = |e: &dyn std::fmt::Display| ReplicaError::Storage { reason: format!("{}: {e}", cfg.db_path.display()) };
+        if let Some(dir) = cfg.db_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| storage(&e))?;
+        }
+        let db = store::open(&cfg.db_path).map_err(|e| storage(&e))?;
+        let machine = LedgerMachine::open(db.clone()).map_err(|e| storage(&e))?;
+        let peers = cfg.members.values().filter_map(|n| Some((n.name.clone(), n.raft_addr.parse().ok()?))).collect();
+        let endpoint = PeerEndpoint::bind(cfg.raft_listen, &cfg.tls, RAFT_ALPN, peers).map_err(|source| ReplicaError::Peer { source })?;
+        let raft_cfg = openraft::Config {
+            cluster_name: "truce-arbiter".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_timeout_min_ms,
+            election_timeout_max: cfg.election_timeout_max_ms,
+            snapshot_policy: store::snapshot_policy(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: 64,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| ReplicaError::Config { reason: e.to_string() })?;
+        let network = Network { endpoint: endpoint.clone(), seq: Arc::default() };
+        let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, LogStore::new(db), machine.clone())
+            .await
+            .map_err(|e| ReplicaError::Start { reason: e.to_string() })?;
+        let replica = Replica { id: cfg.id, raft, machine, endpoint: endpoint.clone() };
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(endpoint.clone().accept(tx, cancel.clone()));
+        tokio::spawn(replica.clone().serve(rx, cancel));
+        Ok(replica)
+    }
+
+    /// Bootstrap a new group with `members` as voters (only on an empty store; a restarted
+    /// replica already knows its membership and this is a no-op).
+    pub async fn bootstrap(&self, members: BTreeMap<NodeId, ClusterNode>) -> Result<(), ReplicaError> {
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ReplicaError::Start { reason: e.to_string() }),
+        }
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.id)
+    }
+
+    /// The agent address of the current leader, for redirects.
+    pub fn leader_agent_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config.membership().get_node(&leader).map(|n| n.agent_addr.clone())
+    }
+
+    /// Append one batch of ledger commands to the raft log; returns once a majority has it
+    /// durably and this replica applied it. Only the leader accepts writes.
+    pub async fn write(&self, commands: Vec<Command>) -> Result<LedgerReply, ReplicaError> {
+        match self.raft.client_write(LedgerBatch { commands }).await {
+            Ok(resp) => Ok(resp.data),
+            Err(openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => Err(ReplicaError::NotLeader { leader: f.leader_id }),
+            Err(e) => Err(ReplicaError::Write { reason: e.to_string() }),
+        }
+    }
+
+    /// Is this replica still the leader of a majority right now? A partitioned leader answers
+    /// false once it cannot reach a quorum, so it stops issuing decisions.
+    pub async fn confirm_leadership(&self) -> bool {
+        self.raft.ensure_linearizable().await.is_ok()
+    }
+
+    pub fn status(&self, seq: u64, error: Option<String>) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| ClusterMember { id: *id, name: n.name.clone(), raft_addr: n.raft_addr.clone(), agent_addr: n.agent_addr.clone(), voter: voters.contains(id) })
+            .collect();
+        ClusterStatus {
+            seq,
+            id: self.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            members,
+            error,
+        }
+    }
+
+    async fn cluster(&self, req: ClusterRequest) -> ClusterStatus {
+        let result: Result<(), String> = match req.op {
+            ClusterOp::Status => Ok(()),
+            _ if !self.is_leader() => Err(format!("replica {} is not the leader; ask {:?}", self.id, self.leader())),
+            ClusterOp::Add { member } => {
+                let node = ClusterNode { name: member.name.clone(), raft_addr: member.raft_addr.clone(), agent_addr: member.agent_addr.clone() };
+                if let Ok(addr) = member.raft_addr.parse() {
+                    self.endpoint.set_peer(member.name.clone(), addr);
+                }
+                match self.raft.add_learner(member.id, node, true).await {
+                    Err(e) => Err(format!("adding {} as a learner: {e}", member.id)),
+                    Ok(_) => {
+                        let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+                        voters.insert(member.id);
+                        self.raft.change_membership(voters, false).await.map(|_| ()).map_err(|e| format!("promoting {}: {e}", member.id))
+                    }
+                }
+            }
+            ClusterOp::Remove { id } => {
+                let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+                voters.remove(&id);
+                self.raft.change_membership(voters, false).await.map(|_| ()).map_err(|e| format!("removing {id}: {e}"))
+            }
+        };
+        self.status(req.seq, result.err())
+    }
+
+    async fn serve(self, mut rx: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
+        loop {
+            let item = tokio::select! {
+                _ = cancel.cancelled() => break,
+                i = rx.recv() => match i { Some(i) => i, None => break },
+            };
+            let Inbound::Request { from, msg, reply } = item else { continue };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let answer = match msg {
+                    Message::Raft(frame) => me.rpc(frame).await,
+                    Message::ClusterRequest(req) => Message::ClusterStatus(me.cluster(req).await),
+                    other => {
+                        tracing::warn!(peer = %from, got = other.name(), "unexpected message on the raft endpoint");
+                        return;
+                    }
+                };
+                PeerEndpoint::reply(reply, &answer).await;
+            });
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(cause = %e, "raft shutdown");
+        }
+        self.endpoint.close();
+    }
+
+    async fn rpc(&self, frame: RaftFrame) -> Message {
+        let seq = frame.seq;
+        let result = match frame.kind {
+            RaftKind::AppendEntries => match rmp_serde::from_slice(&frame.body) {
+                Ok(req) => encode(&self.raft.append_entries(req).await),
+                Err(e) => Err(e.to_string()),
+            },
+            RaftKind::Vote => match rmp_serde::from_slice(&frame.body) {
+                Ok(req) => encode(&self.raft.vote(req).await),
+                Err(e) => Err(e.to_string()),
+            },
+            RaftKind::InstallSnapshot => match rmp_serde::from_slice(&frame.body) {
+                Ok(req) => encode(&self.raft.install_snapshot(req).await),
+                Err(e) => Err(e.to_string()),
+            },
+            RaftKind::Reply | RaftKind::Failed => Err("a reply is not a request".into()),
+        };
+        match result {
+            Ok(body) => Message::Raft(RaftFrame { seq, kind: RaftKind::Reply, body }),
+            Err(reason) => Message::Raft(RaftFrame { seq, kind: RaftKind::Failed, body: reason.into_bytes() }),
+        }
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec_named(v).map_err(|e| e.to_string())
+}
+
+/// Election and heartbeat timing used by tests and the default config: a leader is missed
+/// after 600-1200 ms without heartbeats (every 150 ms).
+pub const DEFAULT_TIMING: (u64, u64, u64) = (150, 600, 1200);
+
+pub fn default_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_TIMING.2)
+}
