@@ -181,10 +181,15 @@ fn demo(args: &[String]) -> Result<()> {
             true,
             io_device,
         )?);
-        for cut in cuts.split(',') {
-            s.cpu_cut = cut.trim().to_string();
+        for cut in cuts.split(',').map(str::trim) {
+            // "observe": the agent runs with no arbiter to answer it, so its probes and
+            // collection cost the victim what they cost, and nothing is enforced (a control).
+            let observe_only = cut == "observe";
+            if !observe_only {
+                s.cpu_cut = cut.to_string();
+            }
             s.prepare()?;
-            let arbiter = s.start_arbiter()?;
+            let arbiter = if observe_only { None } else { Some(s.start_arbiter()?) };
             let agent = s.start_agent()?;
             // truce is a daemon that runs all the time: its start-up (loading the probes, which is
             // slow under TCG) is not part of the phase. Wait for its first status, then 3 periods.
@@ -198,15 +203,22 @@ fn demo(args: &[String]) -> Result<()> {
                 );
             }
             std::thread::sleep(Duration::from_millis(3 * s.period_ms));
+            let name = if observe_only {
+                format!("agent only #{round}")
+            } else {
+                format!("with truce/{cut} #{round}")
+            };
             let with = phase(
                 &s,
-                &format!("with truce/{cut} #{round}"),
+                &name,
                 seconds,
                 true,
                 io_device,
             );
             let clean = agent.terminate(Duration::from_secs(30));
-            arbiter.terminate(Duration::from_secs(10));
+            if let Some(a) = arbiter {
+                a.terminate(Duration::from_secs(10));
+            }
             phases.push(with?);
             if !clean {
                 bail!("the agent did not exit cleanly on SIGTERM");

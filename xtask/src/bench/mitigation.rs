@@ -1,7 +1,8 @@
 //! `cargo xtask bench mitigation`: the demo's phases in one VM boot, compared side by side:
 //! the victim's p99 with truce against the victim alone (goal: at most 1.2x), and the
 //! antagonists' throughput with truce against without (goal: at least 60 % kept), for both
-//! ways the market can hold a cut workload (`cpu_cut = quota` and `weight`) in the same boot.
+//! ways the market can hold a cut workload (`cpu_cut = quota` and `weight`) in the same boot,
+//! next to a control phase with the agent running but no arbiter (its own cost, no decisions).
 //!
 //! Extra arguments: `--seconds N` per phase (default 20), `--rounds N` (default 2),
 //! `--period-ms N`, `--host` (run on this host instead of the VM).
@@ -21,7 +22,7 @@ pub fn run(rest: &[String]) -> Result<()> {
         host: rest.iter().any(|a| a == "--host"),
         kernel: flag(rest, "--kernel", "6.12".to_string()),
     };
-    let summary = demo::run_scenario(&args, "quota,weight")?;
+    let summary = demo::run_scenario(&args, "observe,quota,weight")?;
     let phases = summary["demo"].as_array().context("no phases in the demo summary")?;
     let get = |p: &Value, path: &[&str]| path.iter().try_fold(p, |v, k| v.get(*k)).and_then(Value::as_f64);
     let mean = |prefix: &str, path: &[&str]| {
@@ -36,6 +37,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     };
     let (_, _, _, _) = row("isolated", "isolated")?;
     let without = row("without truce", "without")?;
+    let observing = row("agent observing only", "agent only")?;
     let quota = row("with truce (quota cuts)", "with truce/quota")?;
     let weight = row("with truce (weight cuts)", "with truce/weight")?;
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -45,7 +47,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host" } else { "VM, TCG" });
     println!("{:<16} {:>12} {:>12} {:>12} {:>14} {:>14}", "phase", "victim p50", "victim p99", "p99/isolated", "cpu-hog kept", "io-hog kept");
     println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14}", "isolated", "", iso, "1.00", "", "");
-    for (name, r) in [("without truce", &without), ("truce, quota cut", &quota), ("truce, weight cut", &weight)] {
+    for (name, r) in [("without truce", &without), ("agent, no arbiter", &observing), ("truce, quota cut", &quota), ("truce, weight cut", &weight)] {
         println!(
             "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14}",
             name,
