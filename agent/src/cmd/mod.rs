@@ -1,5 +1,6 @@
 //! One module per `truce-agent` subcommand, plus the sampling pipeline they share.
 
+pub mod doctor;
 pub mod explain;
 pub mod observe;
 pub mod record;
