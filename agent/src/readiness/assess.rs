@@ -31,7 +31,7 @@ pub fn assess(f: &HostFacts) -> Readiness {
     });
     cgroup(f, &mut r);
     probes(f, &mut r);
-    r.checks.push(pmu(&f.pmu));
+    r.checks.push(pmu(&f.pmu, f.perf_event_paranoid));
     match &f.pmu {
         PerfStatus::Available { .. } => r.observes.push("perf counters (CPI, LLC misses)".into()),
         PerfStatus::Unavailable { reason } => r.not_observed.push(("perf counters (CPI, LLC misses)".into(), reason.clone())),
@@ -140,12 +140,12 @@ fn probes(f: &HostFacts, r: &mut Readiness) {
             return;
         }
         Some(Err(why)) => {
-            r.checks.push(check(
-                "probes",
-                Level::Blocking,
-                format!("loading the eBPF probes failed: {why}"),
-                Some("check the kernel (5.18+, CONFIG_BPF_SYSCALL, CONFIG_BPF_EVENTS) and that no LSM policy denies bpf(); the error above names the program"),
-            ));
+            let fix = if why.contains("perf_event_open") && why.contains("ermission denied") {
+                perf_denied_fix(f.perf_event_paranoid)
+            } else {
+                "check the kernel (5.18+, CONFIG_BPF_SYSCALL, CONFIG_BPF_EVENTS) and that no LSM policy denies bpf(); the error above names the program".to_string()
+            };
+            r.checks.push(Check { name: "probes", level: Level::Blocking, finding: format!("loading the eBPF probes failed: {why}"), fix: Some(fix) });
             return;
         }
         Some(Ok(caps)) => caps,
@@ -177,7 +177,18 @@ fn probes(f: &HostFacts, r: &mut Readiness) {
     }
 }
 
-fn pmu(p: &PerfStatus) -> Check {
+/// perf_event_open refused: upstream needs CAP_PERFMON for system-wide events; Debian's
+/// perf_event_paranoid=3 (its default) needs CAP_SYS_ADMIN for any.
+fn perf_denied_fix(paranoid: Option<i64>) -> String {
+    match paranoid {
+        Some(p) if p >= 3 => format!(
+            "kernel.perf_event_paranoid is {p}: this kernel then allows perf_event_open only with CAP_SYS_ADMIN; grant it (the packaged unit does), or set kernel.perf_event_paranoid=2 and CAP_PERFMON suffices"
+        ),
+        _ => "grant CAP_PERFMON (system-wide perf events need it)".to_string(),
+    }
+}
+
+fn pmu(p: &PerfStatus, paranoid: Option<i64>) -> Check {
     match p {
         PerfStatus::Available { counters, software_clock: false } => check("pmu", Level::Ok, format!("hardware counters: {}", counters.join(", ")), None),
         PerfStatus::Available { counters, software_clock: true } => {
@@ -185,11 +196,11 @@ fn pmu(p: &PerfStatus) -> Check {
         }
         PerfStatus::Unavailable { reason } => {
             let fix = if reason.contains("ermission") || reason.contains("EACCES") || reason.contains("EPERM") {
-                "grant CAP_PERFMON (kernel.perf_event_paranoid blocks system-wide counters without it)"
+                perf_denied_fix(paranoid)
             } else {
-                "no hardware PMU: run on bare metal, or give the VM a virtual PMU (KVM: -cpu host with vPMU on); CPI and LLC misses stay unavailable"
+                "no hardware PMU: run on bare metal, or give the VM a virtual PMU (KVM: -cpu host with vPMU on); CPI and LLC misses stay unavailable".to_string()
             };
-            check("pmu", Level::Gap, reason.clone(), Some(fix))
+            Check { name: "pmu", level: Level::Gap, finding: reason.clone(), fix: Some(fix) }
         }
     }
 }

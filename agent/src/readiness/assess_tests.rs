@@ -35,6 +35,7 @@ fn healthy() -> HostFacts {
         tracefs: Ok(Some(PathBuf::from("/sys/kernel/tracing"))),
         psi: true,
         effective_caps: Some(ROOT_CAPS),
+        perf_event_paranoid: Some(2),
         pmu: caps.perf.clone(),
         probes: Some(Ok(caps)),
         config: None,
@@ -122,6 +123,12 @@ fn a_failed_probe_load_blocks_and_a_missing_group_is_a_gap() {
     let mut f = healthy();
     f.probes = Some(Err("failed to attach program `sched_switch`: EINVAL".into()));
     assert_eq!(level_of(&assess(&f), "probes"), Level::Blocking);
+    // Debian's paranoid level 3: the fix names CAP_SYS_ADMIN and the sysctl.
+    f.probes = Some(Err("failed to attach program `sched_tick`: `perf_event_open` failed: Permission denied (os error 13)".into()));
+    f.perf_event_paranoid = Some(3);
+    let r = assess(&f);
+    let fix = r.checks.iter().find(|c| c.name == "probes").and_then(|c| c.fix.clone()).unwrap_or_default();
+    assert!(fix.contains("CAP_SYS_ADMIN") && fix.contains("perf_event_paranoid=2"), "{fix}");
     let mut caps = attached();
     caps.block = GroupStatus::Unavailable { reason: "no tracefs".into() };
     f.probes = Some(Ok(caps));

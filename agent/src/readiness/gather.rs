@@ -39,6 +39,7 @@ pub fn gather(probes: Option<Result<Capabilities, String>>, config: Option<(&Pat
         tracefs: probes::tracefs_mounted().map_err(|e| error_chain(&e)),
         psi: Path::new("/proc/pressure/cpu").exists(),
         effective_caps: probes::effective_caps(&status),
+        perf_event_paranoid: std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").ok().and_then(|s| s.trim().parse().ok()),
         cgroup,
         probes,
         pmu,

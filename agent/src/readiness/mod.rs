@@ -37,6 +37,8 @@ pub struct HostFacts {
     pub tracefs: Result<Option<PathBuf>, String>,
     /// /proc/pressure exists.
     pub psi: bool,
+    /// kernel.perf_event_paranoid; Debian's 3 refuses perf_event_open without CAP_SYS_ADMIN.
+    pub perf_event_paranoid: Option<i64>,
     /// The effective capability mask (CapEff), None when /proc/self/status is unreadable.
     pub effective_caps: Option<u64>,
     /// What loading the probes gave: None when not tried (missing privileges).
