@@ -66,8 +66,22 @@ fn the_packaged_agent_run_like_its_unit_restores_every_cgroup_value_on_sigterm()
     let argv = exec_start(&agent_unit, &[])?;
     let caps = bounding_set(&agent_unit)?;
     println!("agent ExecStart: {argv:?}, bounding set {caps:?}");
-    doctor_under(&argv[0], &caps, true)?;
-    doctor_under(&argv[0], &[], false)?;
+    doctor_under(&argv[0], &caps, Expect::Ready)?;
+    doctor_under(&argv[0], &[], Expect::Blocked("CAP_BPF"))?;
+    // CAP_SYS_ADMIN is in the unit only for Debian's perf_event_paranoid=3: without it the
+    // agent cannot open perf events there, and with paranoid 2 the other three suffice.
+    const CAP_SYS_ADMIN: u32 = 21;
+    let without_admin: Vec<u32> = caps.iter().copied().filter(|&c| c != CAP_SYS_ADMIN).collect();
+    let paranoid_file = "/proc/sys/kernel/perf_event_paranoid";
+    let paranoid = std::fs::read_to_string(paranoid_file)?.trim().to_string();
+    println!("kernel.perf_event_paranoid = {paranoid}");
+    if paranoid.parse::<i64>()? >= 3 {
+        doctor_under(&argv[0], &without_admin, Expect::Blocked("perf_event_paranoid"))?;
+    }
+    std::fs::write(paranoid_file, "2")?;
+    let relaxed = doctor_under(&argv[0], &without_admin, Expect::Ready);
+    std::fs::write(paranoid_file, &paranoid)?;
+    relaxed?;
 
     std::fs::create_dir_all("/var/lib/truce")?;
     let log = PathBuf::from("/tmp/truce-agent.log");
@@ -106,7 +120,7 @@ fn the_packaged_agent_run_like_its_unit_restores_every_cgroup_value_on_sigterm()
 
 /// What dpkg would unpack: the package's data archive, into the root.
 fn install(deb: &Path) -> Result<()> {
-    run_ok(Command::new("dpkg-deb").arg("-x").arg(deb).arg("/"))
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(deb).arg("/")).map(|_| ())
 }
 
 fn run_ok(cmd: &mut Command) -> Result<String> {
@@ -153,20 +167,28 @@ fn with_bounding_set(cmd: &mut Command, caps: &[u32]) {
     }
 }
 
-/// `truce-agent doctor` with a given bounding set: ready with the unit's set, blocking
-/// (exit 1, naming CAP_BPF) with none.
-fn doctor_under(bin: &str, caps: &[u32], expect_ready: bool) -> Result<()> {
+enum Expect {
+    Ready,
+    /// Exit 1 with a blocking finding that mentions this.
+    Blocked(&'static str),
+}
+
+/// `truce-agent doctor` under a bounding set.
+fn doctor_under(bin: &str, caps: &[u32], expect: Expect) -> Result<()> {
     let mut cmd = Command::new(bin);
     cmd.args(["doctor", "--config", "/etc/truce/agent.toml"]);
     with_bounding_set(&mut cmd, caps);
     let out = cmd.output()?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("doctor with bounding set {caps:?} ({}):\n{text}", out.status);
-    if expect_ready {
-        ensure!(out.status.success() && text.contains("verdict:      ready"), "doctor says the agent cannot run under its unit's capabilities");
-        ensure!(text.contains("enforces:     cpu, memory, io, pids under /truce.slice"), "doctor does not report enforcement");
-    } else {
-        ensure!(out.status.code() == Some(1) && text.contains("BLOCKING") && text.contains("CAP_BPF"), "doctor without capabilities must block and name CAP_BPF");
+    match expect {
+        Expect::Ready => {
+            ensure!(out.status.success() && text.contains("verdict:      ready"), "doctor says the agent cannot run with bounding set {caps:?}");
+            ensure!(text.contains("enforces:     cpu, memory, io, pids under /truce.slice"), "doctor does not report enforcement");
+        }
+        Expect::Blocked(what) => {
+            ensure!(out.status.code() == Some(1) && text.contains("BLOCKING") && text.contains(what), "doctor with bounding set {caps:?} must block (exit 1) and mention {what}");
+        }
     }
     Ok(())
 }
@@ -186,8 +208,21 @@ fn start_arbiter(unit: &str) -> Result<Daemon> {
     let argv = exec_start(unit, &[("CREDENTIALS_DIRECTORY", CREDENTIALS)])?;
     let caps = bounding_set(unit)?;
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).current_dir(state).uid(ARBITER_UID).gid(ARBITER_UID);
-    let mut arbiter = Daemon::spawn(&mut cmd, Path::new("/tmp/truce-arbiter.log"), |c| with_bounding_set(c, &caps))?;
+    cmd.args(&argv[1..]).current_dir(state);
+    let mut arbiter = Daemon::spawn(&mut cmd, Path::new("/tmp/truce-arbiter.log"), |c| {
+        // The bounding set first (dropping needs CAP_SETPCAP, which root still has), then the
+        // user, as systemd orders them. std's uid() would switch before pre_exec runs.
+        with_bounding_set(c, &caps);
+        // SAFETY: setgroups/setgid/setuid only, between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(ARBITER_UID) != 0 || libc::setuid(ARBITER_UID) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })?;
     // It binds before it logs anything else; give it a moment and make sure it stayed up.
     std::thread::sleep(Duration::from_secs(2));
     if let Some(status) = arbiter.child.try_wait()? {
