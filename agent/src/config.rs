@@ -212,13 +212,13 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let bad = DEFAULT_TOML.replace("127.0.0.1:7447", "no where");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("arbiter.endpoints[0]"));
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("arbiter.endpoints[0]"));
         let bad = DEFAULT_TOML.replace("\"/truce.slice\"", "\"/a/../b\"");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("enforce.roots[0]"));
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("enforce.roots[0]"));
         let bad = DEFAULT_TOML.replace("period = \"1s\"", "period = \"soon\"");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("period"));
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("period"));
         let bad = format!("{DEFAULT_TOML}\nbogus = 1\n");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("bogus"));
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("bogus"));
     }
 
     #[test]
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(loaded.endpoints[0], "127.0.0.2:7000".parse::<SocketAddr>().expect("addr"));
         assert!(loaded.endpoints[1..].iter().all(|a| a.ip().is_loopback() && a.port() == 7447), "{:?}", loaded.endpoints);
         assert_eq!(loaded.host, "node-7");
-        let err = AgentConfig::load_for(&path, Some("bad host")).map(|_| ()).unwrap_err().to_string();
+        let err = AgentConfig::load_for(&path, Some("bad host")).map(|_| ()).expect_err("must be refused").to_string();
         assert!(err.contains("TRUCE_AGENT_HOST"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

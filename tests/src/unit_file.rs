@@ -9,10 +9,13 @@ pub fn values(unit: &str, section: &str, key: &str) -> Vec<String> {
     for line in unit.lines().map(str::trim) {
         if line.starts_with('[') {
             in_section = line == format!("[{section}]");
-        } else if in_section && !line.starts_with('#') && !line.starts_with(';') {
-            if let Some((k, v)) = line.split_once('=') && k.trim() == key {
-                out.push(v.trim().to_string());
-            }
+        } else if in_section
+            && !line.starts_with('#')
+            && !line.starts_with(';')
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            out.push(v.trim().to_string());
         }
     }
     out

@@ -29,7 +29,7 @@ fn shared_library_packages(binary: &Path) -> Result<Vec<String>> {
     let ldd = output("ldd", Command::new("ldd").arg(binary))?;
     let mut packages: Vec<String> = Vec::new();
     for line in ldd.lines() {
-        let soname = line.trim().split_whitespace().next().unwrap_or("");
+        let soname = line.split_whitespace().next().unwrap_or("");
         let soname = soname.rsplit('/').next().unwrap_or(soname);
         let package = match soname {
             "" | "linux-vdso.so.1" => continue,
