@@ -1,12 +1,13 @@
 //! The daemon's configuration: TOML (unknown keys are errors) validated into typed fields.
 //! `truce-agent config --print-default` prints [`DEFAULT_TOML`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_TOML: &str = r#"# truce-agent configuration.
+
 # This host's name: must match the DNS name in its certificate (truce-arbiter certs issue --host NAME).
 host = "node-1"
 # How often the agent samples, estimates and bids.
@@ -15,7 +16,8 @@ period = "1s"
 # workloads = "/etc/truce/workloads.toml"
 
 [arbiter]
-# Replicas, tried in order; the agent fails over to the next on error.
+# Replicas, tried in order; the agent fails over to the next on error. An address, or a
+# DNS name and port (resolved when the agent starts; every address of a name is tried).
 endpoints = ["127.0.0.1:7447"]
 # The name in the arbiter's certificate.
 server_name = "localhost"
@@ -45,9 +47,17 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config {path}: key `{key}`: {reason}")]
     Invalid { path: PathBuf, key: String, reason: String },
+    #[error("config {path}: key `{key}`: cannot resolve {name:?}")]
+    Resolve {
+        path: PathBuf,
+        key: String,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     host: String,
@@ -57,7 +67,7 @@ struct FileConfig {
     enforce: FileEnforce,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileArbiter {
     endpoints: Vec<String>,
@@ -65,7 +75,7 @@ struct FileArbiter {
     certs_dir: PathBuf,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileEnforce {
     roots: Vec<String>,
@@ -79,7 +89,10 @@ pub struct AgentConfig {
     pub host: String,
     pub period: Duration,
     pub workloads: Option<PathBuf>,
+    /// Resolved addresses, in the configured order (names are resolved by [`AgentConfig::load`]).
     pub endpoints: Vec<SocketAddr>,
+    /// `arbiter.endpoints` as written.
+    pub endpoint_specs: Vec<String>,
     pub server_name: String,
     pub certs_dir: PathBuf,
     pub roots: Vec<String>,
@@ -89,17 +102,30 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// Read, validate, and resolve endpoint names.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        Self::load_for(path, None)
+    }
+
+    /// As [`AgentConfig::load`], with `host` replacing the file's `host` (one config for a
+    /// fleet: Kubernetes passes the node name, `--host` / `TRUCE_AGENT_HOST`).
+    pub fn load_for(path: &Path, host: Option<&str>) -> Result<AgentConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse(&text, path)
+        let mut cfg = Self::parse(&text, path)?;
+        if let Some(h) = host {
+            check_host(h).map_err(|reason| ConfigError::Invalid { path: path.into(), key: "host (--host, TRUCE_AGENT_HOST)".into(), reason })?;
+            cfg.host = h.to_string();
+        }
+        if cfg.endpoints.len() < cfg.endpoint_specs.len() {
+            cfg.endpoints = resolve(&cfg.endpoint_specs, path)?;
+        }
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
         let f: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         let invalid = |key: &str, reason: String| ConfigError::Invalid { path: path.into(), key: key.into(), reason };
-        if f.host.is_empty() || f.host.contains(['/', ' ']) {
-            return Err(invalid("host", format!("{:?} is not a host name", f.host)));
-        }
+        check_host(&f.host).map_err(|reason| invalid("host", reason))?;
         let period = humantime::parse_duration(&f.period).map_err(|e| invalid("period", e.to_string()))?;
         if period < Duration::from_millis(100) {
             return Err(invalid("period", "must be at least 100ms".into()));
@@ -107,13 +133,17 @@ impl AgentConfig {
         if f.arbiter.endpoints.is_empty() {
             return Err(invalid("arbiter.endpoints", "needs at least one address".into()));
         }
-        let endpoints = f
-            .arbiter
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, e)| e.parse::<SocketAddr>().map_err(|err| invalid(&format!("arbiter.endpoints[{i}]"), format!("{e:?}: {err}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Literal addresses now; names wait for `load` (parsing does no I/O).
+        let mut endpoints = Vec::new();
+        for (i, e) in f.arbiter.endpoints.iter().enumerate() {
+            match e.parse::<SocketAddr>() {
+                Ok(addr) => endpoints.push(addr),
+                Err(err) if !is_name_and_port(e) => {
+                    return Err(invalid(&format!("arbiter.endpoints[{i}]"), format!("{e:?} is neither an address ({err}) nor name:port")));
+                }
+                Err(_) => {}
+            }
+        }
         for (i, r) in f.enforce.roots.iter().enumerate() {
             if !r.starts_with('/') || r == "/" || r.split('/').any(|c| c == ".." || c == ".") {
                 return Err(invalid(&format!("enforce.roots[{i}]"), format!("{r:?} must be an absolute subtree of the cgroup2 mount, not `/`, without `..`")));
@@ -124,6 +154,7 @@ impl AgentConfig {
             period,
             workloads: f.workloads,
             endpoints,
+            endpoint_specs: f.arbiter.endpoints,
             server_name: f.arbiter.server_name,
             certs_dir: f.arbiter.certs_dir,
             roots: f.enforce.roots,
@@ -132,6 +163,35 @@ impl AgentConfig {
             cpu_floor_millicores: f.enforce.cpu_floor_millicores,
         })
     }
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() || host.contains(['/', ' ']) {
+        return Err(format!("{host:?} is not a host name"));
+    }
+    Ok(())
+}
+
+/// `name:port` with a DNS name (letters, digits, `-`, `.`) and a port number.
+fn is_name_and_port(spec: &str) -> bool {
+    let Some((name, port)) = spec.rsplit_once(':') else { return false };
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') && port.parse::<u16>().is_ok()
+}
+
+/// Every address of every endpoint, in the configured order.
+fn resolve(specs: &[String], path: &Path) -> Result<Vec<SocketAddr>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let addrs = spec.to_socket_addrs().map_err(|source| ConfigError::Resolve {
+            path: path.into(),
+            key: format!("arbiter.endpoints[{i}]"),
+            name: spec.clone(),
+            source,
+        })?;
+        out.extend(addrs.filter(|a| !out.contains(a)).collect::<Vec<_>>());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -151,13 +211,55 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let bad = DEFAULT_TOML.replace("127.0.0.1:7447", "nowhere");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("arbiter.endpoints[0]"));
+        let bad = DEFAULT_TOML.replace("127.0.0.1:7447", "no where");
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("arbiter.endpoints[0]"));
         let bad = DEFAULT_TOML.replace("\"/truce.slice\"", "\"/a/../b\"");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("enforce.roots[0]"));
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("enforce.roots[0]"));
         let bad = DEFAULT_TOML.replace("period = \"1s\"", "period = \"soon\"");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("period"));
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("period"));
         let bad = format!("{DEFAULT_TOML}\nbogus = 1\n");
-        assert!(parse(&bad).map(|_| ()).unwrap_err().to_string().contains("bogus"));
+        assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn endpoint_names_resolve_at_load_in_order() {
+        let dir = std::env::temp_dir().join(format!("truce-agent-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("agent.toml");
+        let text = DEFAULT_TOML.replace("[\"127.0.0.1:7447\"]", "[\"127.0.0.2:7000\", \"localhost:7447\"]");
+        let parsed = parse(&text).expect("a name:port endpoint parses");
+        assert_eq!(parsed.endpoints, vec!["127.0.0.2:7000".parse::<SocketAddr>().expect("addr")], "parse does no DNS");
+        std::fs::write(&path, &text).expect("write");
+        let loaded = AgentConfig::load_for(&path, Some("node-7")).expect("localhost resolves");
+        assert_eq!(loaded.endpoints[0], "127.0.0.2:7000".parse::<SocketAddr>().expect("addr"));
+        assert!(loaded.endpoints[1..].iter().all(|a| a.ip().is_loopback() && a.port() == 7447), "{:?}", loaded.endpoints);
+        assert_eq!(loaded.host, "node-7");
+        let err = AgentConfig::load_for(&path, Some("bad host")).map(|_| ()).expect_err("must be refused").to_string();
+        assert!(err.contains("TRUCE_AGENT_HOST"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The printed default is the documentation (docs/operations.md is generated from it):
+    /// every field of the file types must appear in it, set or as a commented example.
+    #[test]
+    fn every_field_is_in_the_printed_default() {
+        let all_set: String = DEFAULT_TOML.lines().map(|l| l.strip_prefix("# workloads = ").map_or(l.to_string(), |v| format!("workloads = {v}"))).collect::<Vec<_>>().join("\n");
+        let file: FileConfig = toml::from_str(&all_set).expect("the default with its optional keys set parses");
+        let value = toml::Value::try_from(&file).expect("serializes");
+        let mut missing = Vec::new();
+        for (key, v) in value.as_table().into_iter().flatten() {
+            let names: Vec<String> = match v.as_table() {
+                Some(t) => t.keys().cloned().collect(),
+                None => vec![key.clone()],
+            };
+            for n in names {
+                let set = format!("{n} = ");
+                let example = format!("# {n} = ");
+                if !DEFAULT_TOML.lines().any(|l| l.starts_with(&set) || l.starts_with(&example)) {
+                    missing.push(n);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "keys missing from DEFAULT_TOML: {missing:?}");
     }
 }

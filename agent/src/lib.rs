@@ -18,6 +18,8 @@ pub mod enforce;
 pub mod cmd;
 /// Loads and owns the eBPF programs.
 pub mod probes;
+/// Start-up checks: what this host lets the agent observe and enforce (`doctor`).
+pub mod readiness;
 /// The QUIC client to the arbiter.
 pub mod transport;
 /// Workload policies from TOML: priority, SLO, floors and ceilings, budget.

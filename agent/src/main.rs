@@ -1,7 +1,7 @@
 //! truce-agent: per-host probes, interference estimates, bids and cgroup v2 leases.
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use truce_agent::cmd::{self, LogFormat, explain, observe, record, replay, run};
+use truce_agent::cmd::{self, LogFormat, doctor, explain, observe, record, replay, run};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,10 @@ enum Command {
     /// Why a workload's cgroup is where it is: its files now, what truce changed (journal), the
     /// leases with their decisions' reasons, the bid behind them, and its interference estimate.
     Explain(explain::ExplainArgs),
+    /// Check this host: kernel, BTF, cgroup2, PMU, tracefs, privileges, probes, config;
+    /// print what the agent can observe and enforce and how to fix each gap. Exits 1 only
+    /// when the agent cannot run at all.
+    Doctor(doctor::DoctorArgs),
     /// Print the default configuration file, commented.
     Config {
         #[arg(long, required = true)]
@@ -47,6 +51,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cmd::init_logging(cli.log_format, &cli.log);
+    // Synchronous, and its exit status says whether the agent can run (see `doctor`).
+    if let Command::Doctor(a) = &cli.command {
+        return match doctor::run(a) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(err) => {
+                eprintln!("truce-agent: error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -61,6 +76,7 @@ fn main() -> ExitCode {
             Command::Replay(a) => replay::run(a),
             Command::Run(a) => run::run(a).await,
             Command::Explain(a) => explain::run(a),
+            Command::Doctor(_) => Ok(()),
             Command::Config { .. } => {
                 print!("{}", truce_agent::config::DEFAULT_TOML);
                 Ok(())

@@ -5,7 +5,7 @@ use crate::market::{CpuCut, HostDefaults, MarketConfig};
 use crate::server::{HostCapacity, ServerConfig};
 use std::collections::BTreeMap;
 use truce_common::model::{Credits, Resource};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +21,7 @@ certs_dir = "/etc/truce/certs"
 max_connections = 10000
 # A connection silent this long is closed; keep-alives count as traffic.
 idle_timeout_ms = 30000
+# How often an idle connection sends a keep-alive; below idle_timeout_ms.
 keep_alive_ms = 10000
 # Time an agent has to open its stream and say hello.
 handshake_timeout_ms = 10000
@@ -45,12 +46,14 @@ resolver = "market"
 # A host's capacity when its agent reports none (agents report their own), and the lease
 # bounds. With resolver = "proportional", what each host may be granted per round.
 [capacity]
+# CPU in millicores and memory in bytes, per host.
 cpu_millicores = 4000
 memory_bytes = 8589934592
 # Per device, bytes/s.
 io_bps = 209715200
 # Flat price on every lease, credits per unit per second.
 price = 0.0
+# A bid's lease length is clamped to [min_lease_ms, max_lease_ms].
 min_lease_ms = 1000
 max_lease_ms = 300000
 
@@ -67,7 +70,7 @@ default_lease_ms = 10000
 cpu_cut = "quota"
 "#;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub listen: String,
@@ -88,14 +91,14 @@ pub struct FileConfig {
     pub market: MarketSection,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResolverKind {
     Market,
     Proportional,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MarketSection {
     pub income_per_second: f64,
@@ -128,7 +131,7 @@ pub struct Settings {
     pub defaults: HostDefaults,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapacityConfig {
     pub cpu_millicores: u64,
@@ -296,5 +299,21 @@ mod tests {
         assert!(bad.validate().expect_err("bad fraction").to_string().contains("market.floor_fraction"));
         let err = toml::from_str::<FileConfig>("resolver = \"auction\"").expect_err("unknown resolver");
         assert!(err.to_string().contains("resolver"), "{err}");
+    }
+
+    /// The printed default is the documentation (docs/operations.md is generated from it):
+    /// a field missing from it would be an undocumented key.
+    #[test]
+    fn every_field_is_in_the_printed_default() {
+        let value = toml::Value::try_from(FileConfig::default()).expect("the default serializes");
+        let mut missing = Vec::new();
+        for (key, v) in value.as_table().into_iter().flatten() {
+            let nested: Vec<String> = match v.as_table() {
+                Some(t) => t.keys().map(|k| format!("{k} = ")).collect(),
+                None => vec![format!("{key} = ")],
+            };
+            missing.extend(nested.into_iter().filter(|line| !DEFAULT_TOML.lines().any(|l| l.starts_with(line.as_str()))));
+        }
+        assert!(missing.is_empty(), "keys missing from DEFAULT_TOML: {missing:?}");
     }
 }

@@ -1,8 +1,10 @@
 //! Shared helpers for truce's integration tests: real processes, real cgroups, real QUIC.
 
 pub mod cgroups;
+pub mod config_doc;
 pub mod workloads;
 pub mod enforce;
 pub mod vm_guest;
 pub mod loopback;
 pub mod scenario;
+pub mod unit_file;

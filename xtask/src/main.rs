@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod deploy;
+mod package;
 mod setup;
 mod test;
 mod util;
@@ -30,6 +32,12 @@ enum Task {
     VmShell(vm::ShellArgs),
     /// Run a benchmark and print a side-by-side comparison.
     Bench(bench::Args),
+    /// Build release binaries and a .deb and a tarball for each of truce-agent and truce-arbiter (target/package/).
+    Package(package::Args),
+    /// Check the deployment files: systemd units (systemd-analyze verify) and Kubernetes manifests (schema).
+    CheckDeploy,
+    /// Regenerate the generated parts of the docs (the configuration reference in docs/operations.md).
+    Docs,
     /// Show truce at work: a victim, antagonists, and phases with and without truce.
     Demo(demo::Args),
 }
@@ -44,6 +52,9 @@ fn main() {
         Task::VmShell(a) => vm::shell(&a),
         Task::Bench(a) => bench::run(&a),
         Task::Demo(a) => demo::run(&a),
+        Task::Package(a) => package::run(&a),
+        Task::CheckDeploy => deploy::check(),
+        Task::Docs => deploy::docs(),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

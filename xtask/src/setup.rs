@@ -9,8 +9,9 @@ use std::process::Command;
 pub const BPF_TOOLCHAIN: &str = "truce-bpf";
 const RUSTC_WEB_VERSION: &str = "1.96.0+dfsg1-1~deb12u2";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages: LLVM 22 for bpf-linker, libgit2 for Debian's cargo, linux-perf for `bench overhead`.
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libzstd-dev", "libgit2-1.5", "linux-perf", "python3-venv"];
+/// Debian packages: LLVM 22 for bpf-linker, libgit2 for Debian's cargo, linux-perf for `bench overhead`,
+/// systemd (systemd-analyze verify) and binutils (objcopy, objdump) for `package`.
+const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libzstd-dev", "libgit2-1.5", "linux-perf", "python3-venv", "systemd", "binutils"];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,6 +25,7 @@ pub fn run(args: &Args) -> Result<()> {
     apt_packages().context("step `apt packages` failed; fix: check `apt-get update` works, then rerun `cargo xtask setup`")?;
     bpf_rustc().context("step `bpf rustc` failed; fix: remove ~/.cache/truce/toolchain and rerun `cargo xtask setup`")?;
     bpf_linker().context("step `bpf-linker` failed; fix: check /usr/lib/llvm-22 exists (llvm-22-dev), then rerun")?;
+    crate::deploy::ensure_validator().context("step `kubernetes schema validator` failed; fix: check that PyPI is reachable, then rerun")?;
     if !args.no_vm {
         crate::vm::setup(&crate::vm::SetupArgs::default()).context("step `vm` failed")?;
     }

@@ -1,7 +1,7 @@
 //! Small helpers shared by the tasks: running commands with a progress line, paths.
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
@@ -46,4 +46,25 @@ pub fn describe(cmd: &Command) -> String {
         s.push_str(&a.to_string_lossy());
     }
     s
+}
+
+/// Run cargo and collect `(target name, executable)` of compiler artifacts of one kind.
+pub fn cargo_artifacts(cmd: &mut Command, kind: &str) -> Result<Vec<(String, PathBuf)>> {
+    eprintln!("xtask: {}", describe(cmd));
+    let out = cmd.current_dir(workspace_root()).stderr(Stdio::inherit()).output().context("could not start cargo")?;
+    if !out.status.success() {
+        bail!("`{}` failed with {}", describe(cmd), out.status);
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_kind = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|x| x == kind));
+        if let (true, Some(name), Some(exe)) = (is_kind, msg["target"]["name"].as_str(), msg["executable"].as_str()) {
+            found.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    Ok(found)
 }

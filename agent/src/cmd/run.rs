@@ -24,10 +24,13 @@ pub struct RunArgs {
     /// Configuration file (see `truce-agent config --print-default`).
     #[arg(long, short, env = "TRUCE_AGENT_CONFIG", default_value = "/etc/truce/agent.toml")]
     pub config: PathBuf,
+    /// This host's name, replacing `host` from the file (Kubernetes: the node name).
+    #[arg(long, env = "TRUCE_AGENT_HOST")]
+    pub host: Option<String>,
 }
 
 pub async fn run(args: &RunArgs) -> Result<()> {
-    let cfg = AgentConfig::load(&args.config)?;
+    let cfg = AgentConfig::load_for(&args.config, args.host.as_deref())?;
     let workloads = match &cfg.workloads {
         Some(p) => WorkloadConfig::load(p).with_context(|| format!("loading workload policies {}", p.display()))?,
         None => WorkloadConfig::default(),
@@ -38,6 +41,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     if recovered > 0 {
         tracing::warn!(slots = recovered, journal = %cfg.journal.display(), "restored cgroup values a previous run left in place");
     }
+    crate::readiness::announce(sampler.capabilities(), &args.config, args.host.as_deref());
     let enforcing = sampler.cgroups().mode == Mode::Enforce;
     if !enforcing {
         tracing::warn!(cgroup = %sampler.cgroups().summary(), "this host cannot enforce: reporting and bidding, but decisions are not applied");

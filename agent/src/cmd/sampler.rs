@@ -52,6 +52,11 @@ impl Sampler {
         &self.cgroups
     }
 
+    /// Which probe groups attached and whether perf counters opened.
+    pub fn capabilities(&self) -> &probes::Capabilities {
+        self.probes.capabilities()
+    }
+
     pub fn unavailable(&self) -> &[Unavailable] {
         &self.unavailable
     }

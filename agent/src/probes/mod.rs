@@ -17,8 +17,9 @@ mod task;
 mod tracefs;
 
 pub use error::ProbeError;
+pub use privilege::{effective_caps, missing as missing_privileges};
 pub use load::{Capabilities, GroupStatus, ProbeConfig, Probes, cgroup2_mount, error_chain};
-pub use perf::{PerfMode, PerfStatus};
+pub use perf::{PerfMode, PerfStatus, hardware_status};
 pub use snapshot::ProbeSnapshot;
 pub use task::{ProbeHandle, spawn};
-pub use tracefs::{Field, parse_format};
+pub use tracefs::{Field, parse_format, tracefs_mounted};

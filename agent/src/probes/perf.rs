@@ -93,6 +93,11 @@ pub fn open(mode: PerfMode) -> (Vec<CounterSet>, PerfStatus) {
     (sets, PerfStatus::Available { counters, software_clock: mode == PerfMode::SoftwareClockAsCycles })
 }
 
+/// Whether the hardware counters open on this machine, trying each CPU and closing them again.
+pub fn hardware_status() -> PerfStatus {
+    open(PerfMode::Hardware).1
+}
+
 /// perf_event_attr up to PERF_ATTR_SIZE_VER0 plus the fields after it that we leave zero;
 /// the kernel accepts any known size and we pass the full struct.
 #[repr(C)]

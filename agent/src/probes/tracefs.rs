@@ -74,6 +74,13 @@ pub fn tracefs_root() -> Result<PathBuf, ProbeError> {
     Ok(target)
 }
 
+/// Where tracefs is mounted now, without mounting it (for `doctor`, which changes nothing).
+pub fn tracefs_mounted() -> Result<Option<PathBuf>, ProbeError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let mountinfo = fs::read_to_string(path).map_err(|source| ProbeError::ReadProcFile { path: path.into(), source })?;
+    Ok(find_tracefs(&mountinfo))
+}
+
 /// tracefs itself, or debugfs's `tracing` directory on kernels that only expose it there.
 fn find_tracefs(mountinfo: &str) -> Option<PathBuf> {
     let mut debugfs = None;

@@ -1,14 +1,39 @@
 //! What a run puts into the guest: the test binaries and the agent built by cargo, their
 //! shared libraries (as `ldd` resolves them on the host), and the command to run.
 use super::cpio::Cpio;
-use crate::util::{describe, workspace_root};
+use crate::util::{cargo_artifacts, workspace_root};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The test binaries (in the `truce-tests` package) that run inside the VM, one boot each.
 /// A missing one is skipped with a note, so suites can land independently.
-pub const VM_SUITES: [&str; 3] = ["vm_cgroup", "host_probes", "vm_market"];
+pub const VM_SUITES: [&str; 4] = ["vm_cgroup", "host_probes", "vm_market", "package_install"];
+
+/// The suite that installs the .debs: it gets them in /payload/ (see [`package_files`]).
+pub const PACKAGE_SUITE: &str = "package_install";
+
+/// The packages, built with the dev profile (`cargo xtask package --profile dev`), as guest
+/// files plus the variables that name them.
+pub fn package_files() -> Result<Vec<GuestFile>> {
+    let built = crate::package::build("dev")?;
+    Ok(built
+        .iter()
+        .map(|b| GuestFile {
+            guest: format!("/payload/{}.deb", b.name),
+            host: b.deb.clone(),
+            env: Some(format!("{}_DEB", b.name.to_uppercase().replace('-', "_"))),
+        })
+        .collect())
+}
+
+/// A data file copied into the guest as is, optionally named by an environment variable.
+#[derive(Clone, Debug)]
+pub struct GuestFile {
+    pub guest: String,
+    pub host: PathBuf,
+    pub env: Option<String>,
+}
 
 /// Where the agent lives in the guest; tests find it through `TRUCE_AGENT_BIN`.
 pub const GUEST_AGENT: &str = "/bin/truce-agent";
@@ -71,7 +96,7 @@ pub fn build_with(suites: &[&str], release: bool) -> Result<Built> {
         for s in suites {
             cmd.args(["--test", s]);
         }
-        for (name, exe) in artifacts(&mut cmd, "test")? {
+        for (name, exe) in cargo_artifacts(&mut cmd, "test")? {
             if suites.contains(&name.as_str()) {
                 built.suites.push((name, exe));
             }
@@ -88,34 +113,13 @@ pub fn build_with(suites: &[&str], release: bool) -> Result<Built> {
         cmd.arg("--release");
     }
     cmd.args(["--bin", "truce-agent", "--bin", "truce-arbiter", "--bin", "demo_load", "--bin", "demo_scenario", "--message-format=json-render-diagnostics"]);
-    let bins = artifacts(&mut cmd, "bin")?;
+    let bins = cargo_artifacts(&mut cmd, "bin")?;
     let find = |name: &str| bins.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone()).with_context(|| format!("cargo built no {name} executable"));
     built.agent = find("truce-agent")?;
     built.arbiter = find("truce-arbiter")?;
     built.load = find("demo_load")?;
     built.scenario = find("demo_scenario")?;
     Ok(built)
-}
-
-/// Run cargo and collect `(target name, executable)` of compiler artifacts of one kind.
-fn artifacts(cmd: &mut Command, kind: &str) -> Result<Vec<(String, PathBuf)>> {
-    eprintln!("xtask: vm-test: {}", describe(cmd));
-    let out = cmd.current_dir(workspace_root()).stderr(Stdio::inherit()).output().context("could not start cargo")?;
-    if !out.status.success() {
-        bail!("`{}` failed with {}", describe(cmd), out.status);
-    }
-    let mut found = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let is_kind = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|x| x == kind));
-        if let (true, Some(name), Some(exe)) = (is_kind, msg["target"]["name"].as_str(), msg["executable"].as_str()) {
-            found.push((name.to_string(), PathBuf::from(exe)));
-        }
-    }
-    Ok(found)
 }
 
 /// Shared libraries of `binary` as the host's loader resolves them, including the loader.
@@ -158,7 +162,7 @@ fn stripped(binary: &Path, scratch: &Path) -> Result<Vec<u8>> {
 /// What the guest should do once booted.
 pub enum Job<'a> {
     /// Run one suite: `binary --include-ignored --test-threads=1 [filter]`.
-    Suite { name: &'a str, binary: &'a Path, filter: Option<&'a str>, timeout_secs: u64, kernel_label: &'a str },
+    Suite { name: &'a str, binary: &'a Path, filter: Option<&'a str>, timeout_secs: u64, kernel_label: &'a str, files: &'a [GuestFile] },
     /// An interactive shell with the given binaries available.
     Shell { extra: Vec<(String, PathBuf)> },
     /// One shell command line (the demo and the VM benchmarks), with a time limit.
@@ -201,9 +205,18 @@ pub fn archive(job: &Job, built: &Built, scratch_dir: &Path) -> Result<Vec<u8>> 
         let data = std::fs::read(lib).with_context(|| format!("reading {}", lib.display()))?;
         c.file(&lib.to_string_lossy(), 0o755, &data);
     }
-    let env = format!(
+    let mut env = format!(
         "export TRUCE_VM_GUEST=1 TRUCE_AGENT_BIN={GUEST_AGENT} TRUCE_ARBITER_BIN={GUEST_ARBITER} TRUCE_LOAD_BIN={GUEST_LOAD} RUST_BACKTRACE=1 LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu\n"
     );
+    if let Job::Suite { files, .. } = job {
+        for f in files.iter() {
+            let data = std::fs::read(&f.host).with_context(|| format!("reading {}", f.host.display()))?;
+            c.file(&f.guest, 0o644, &data);
+            if let Some(var) = &f.env {
+                env.push_str(&format!("export {var}={}\n", f.guest));
+            }
+        }
+    }
     match job {
         Job::Suite { name, filter, timeout_secs, kernel_label, .. } => {
             let filter = filter.map(|f| format!(" '{}'", f.replace('\'', ""))).unwrap_or_default();

@@ -33,6 +33,7 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
         bail!("no VM suites to run (looked for {:?})", payload::VM_SUITES);
     }
     let built = payload::build(&suites)?;
+    let packages = if suites.contains(&payload::PACKAGE_SUITE) { payload::package_files()? } else { Vec::new() };
     let (_, accel) = boot::accel_args();
     let mut results = Vec::new();
     for (kernel, base) in &assets.kernels {
@@ -45,6 +46,7 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
                 filter: args.filter.as_deref(),
                 timeout_secs: args.timeout,
                 kernel_label: &kernel.label,
+                files: if suite == payload::PACKAGE_SUITE { &packages } else { &[] },
             };
             let extra = payload::archive(&job, &built, &dir)?;
             let initrd = dir.join("initrd.img");
