@@ -63,7 +63,7 @@ async fn the_market_limits_the_hog_raises_the_victim_and_renews_under_the_same_l
     let mut by_workload: HashMap<u64, Vec<Decision>> = HashMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut round = 0u64;
-    while by_workload.get(&VICTIM).map_or(0, Vec::len) < 4 && tokio::time::Instant::now() < deadline {
+    while by_workload.get(&VICTIM).map_or(0, Vec::len) < 8 && tokio::time::Instant::now() < deadline {
         round += 1;
         client.send(Outbound::Bid(cpu_bid(round * 10, VICTIM, 1500, 0.01, 50)));
         client.send(Outbound::Bid(cpu_bid(round * 10 + 1, HOG, 2000, 0.002, 1)));
@@ -93,7 +93,7 @@ async fn the_market_limits_the_hog_raises_the_victim_and_renews_under_the_same_l
     let hog = by_workload.get(&HOG).cloned().unwrap_or_default();
     println!("victim decisions: {:?}", victim.iter().map(|d| (d.lease.id.0, &d.setting)).collect::<Vec<_>>());
     println!("hog decisions: {:?}", hog.iter().map(|d| (d.lease.id.0, &d.setting)).collect::<Vec<_>>());
-    assert!(victim.len() >= 4, "the victim got {} decisions in 60 s", victim.len());
+    assert!(victim.len() >= 8, "the victim got {} decisions in 60 s", victim.len());
     assert!(
         victim.iter().all(|d| matches!(d.setting, Setting::CpuWeight { weight } if weight > 100)),
         "the victim holds more than its equal share, as a cpu.weight above 100"
@@ -103,15 +103,20 @@ async fn the_market_limits_the_hog_raises_the_victim_and_renews_under_the_same_l
         _ => None,
     });
     assert!(hog_limit.is_some_and(|m| m < 1000), "the hog is limited below its equal share of 1000 millicores: {hog_limit:?}");
-    // Renewed, not reopened: one ledger lease per workload and resource while it keeps bidding.
+    // Renewed, not reopened: a lease carried into the next round keeps its ledger id (the
+    // server used to renumber every decision, so no two rounds ever shared one). The market
+    // may still close and reopen a lease when its terms move (amount or price), so the test
+    // asks for renewals, not for one id forever.
     let ids: Vec<LeaseId> = victim.iter().map(|d| d.lease.id).collect();
-    assert!(ids.windows(2).all(|w| w[0] == w[1]), "the victim's lease id changed between rounds: {ids:?}");
+    let renewals = ids.windows(2).filter(|w| w[0] == w[1]).count();
+    assert!(renewals >= 2, "the victim's lease was renewed {renewals} times in {} rounds: {ids:?}", ids.len());
     assert!(victim.iter().all(|d| d.caused_by.iter().any(|b| b.0 % 10 == 0)), "each decision names the victim's bid");
 
     // The ledger on disk: reopened, conserved, and it holds the lease the agent was told about.
     let ledger = Ledger::open(&ledger_path)?;
     ledger.state().check_conservation().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let holder = ledger.state().lease(ids[0]).map(|l| l.terms.holder);
+    let last = *ids.last().expect("the victim got decisions");
+    let holder = ledger.state().lease(last).map(|l| l.terms.holder);
     assert_eq!(holder, Some(WorkloadId(VICTIM)), "the decision's lease id is the ledger's open lease");
     Ok(())
 }
