@@ -30,6 +30,10 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: &RunArgs) -> Result<()> {
+    // First thing: a SIGTERM during start-up (loading the probes takes a while) is then held
+    // for the main loop, which restores every cgroup, instead of killing the agent mid-way.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let cfg = AgentConfig::load_for(&args.config, args.host.as_deref())?;
     let workloads = match &cfg.workloads {
         Some(p) => WorkloadConfig::load(p).with_context(|| format!("loading workload policies {}", p.display()))?,
@@ -50,8 +54,6 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let cancel = CancellationToken::new();
     let (client, mut inbound) = ArbiterClient::spawn(ClientConfig::new(HostId(cfg.host.clone()), &cfg.certs_dir, endpoints), cancel.clone())?;
     let mut brain = Brain::new(BrainParams::default(), now().0);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(cfg.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
