@@ -49,30 +49,9 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
                 files: if suite == payload::PACKAGE_SUITE { &packages } else { &[] },
             };
             let extra = payload::archive(&job, &built, &dir)?;
-            let initrd = dir.join("initrd.img");
-            payload::write_initrd(base, &extra, &initrd)?;
-            let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
-            boot::fresh_disk(&disk, DISK_BYTES)?;
-            boot::fresh_disk(&scratch, DISK_BYTES)?;
-            eprintln!(
-                "xtask: vm-test: booting {} ({}) with {suite} [{accel}], initrd {} MiB",
-                kernel.label,
-                kernel.release,
-                std::fs::metadata(&initrd).map(|m| m.len() >> 20).unwrap_or(0)
-            );
-            let spec = BootSpec {
-                qemu: &assets.qemu,
-                vmlinuz: &kernel.vmlinuz,
-                initrd: &initrd,
-                disk: &disk,
-                scratch: &scratch,
-                serial_file: &dir.join("ttyS1.txt"),
-                console_log: &dir.join("console.log"),
-                prefix: format!("[{} {suite}] ", kernel.label),
-                host_timeout: Duration::from_secs(args.timeout) + BOOT_MARGIN,
-                interactive: false,
-            };
-            let outcome = boot::run(&spec)?;
+            let what = format!("with {suite} [{accel}]");
+            let prefix = format!("[{} {suite}] ", kernel.label);
+            let outcome = boot_archive(assets, kernel, base, &dir, &extra, &what, prefix, args.timeout)?;
             let verdict = judge(&outcome);
             if let Err(why) = &verdict {
                 eprintln!(
@@ -196,13 +175,38 @@ pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str) -
     let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
     let dir = run_dir(&format!("cmd-{}", kernel.label))?;
     let archive = payload::archive(&Job::Command { script, timeout_secs }, &built, &dir)?;
+    let (_, accel) = boot::accel_args();
+    let outcome = boot_archive(assets, kernel, base, &dir, &archive, &format!("[{accel}]"), prefix.to_string(), timeout_secs)?;
+    if let Err(why) = judge(&outcome) {
+        bail!("the guest command failed: {why} (console: {})", dir.join("console.log").display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(outcome)
+}
+
+/// Write the initrd (base + `archive`) and fresh disks into `dir`, and boot `kernel` once.
+#[allow(clippy::too_many_arguments)]
+fn boot_archive(
+    assets: &Assets,
+    kernel: &super::kernel::Kernel,
+    base: &std::path::Path,
+    dir: &std::path::Path,
+    archive: &[u8],
+    what: &str,
+    prefix: String,
+    timeout_secs: u64,
+) -> Result<BootOutcome> {
     let initrd = dir.join("initrd.img");
-    payload::write_initrd(base, &archive, &initrd)?;
+    payload::write_initrd(base, archive, &initrd)?;
     let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
     boot::fresh_disk(&disk, DISK_BYTES)?;
     boot::fresh_disk(&scratch, DISK_BYTES)?;
-    let (_, accel) = boot::accel_args();
-    eprintln!("xtask: booting {} ({}) [{accel}]", kernel.label, kernel.release);
+    eprintln!(
+        "xtask: vm-test: booting {} ({}) {what}, initrd {} MiB",
+        kernel.label,
+        kernel.release,
+        std::fs::metadata(&initrd).map(|m| m.len() >> 20).unwrap_or(0)
+    );
     let spec = BootSpec {
         qemu: &assets.qemu,
         vmlinuz: &kernel.vmlinuz,
@@ -211,14 +215,9 @@ pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str) -
         scratch: &scratch,
         serial_file: &dir.join("ttyS1.txt"),
         console_log: &dir.join("console.log"),
-        prefix: prefix.to_string(),
+        prefix,
         host_timeout: Duration::from_secs(timeout_secs) + BOOT_MARGIN,
         interactive: false,
     };
-    let outcome = boot::run(&spec)?;
-    if let Err(why) = judge(&outcome) {
-        bail!("the guest command failed: {why} (console: {})", dir.join("console.log").display());
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(outcome)
+    boot::run(&spec)
 }
