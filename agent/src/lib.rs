@@ -16,6 +16,8 @@ pub mod config;
 pub mod enforce;
 /// One module per subcommand.
 pub mod cmd;
+/// What the agent sees, for operators: the host view on a unix socket, Prometheus metrics.
+pub mod inspect;
 /// Loads and owns the eBPF programs.
 pub mod probes;
 /// Start-up checks: what this host lets the agent observe and enforce (`doctor`).

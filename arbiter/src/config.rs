@@ -127,7 +127,7 @@ pub struct MarketSection {
     pub cpu_cut: CpuCutKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CpuCutKind {
     Quota,
