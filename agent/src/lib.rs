@@ -22,6 +22,8 @@ pub mod inspect;
 pub mod probes;
 /// Start-up checks: what this host lets the agent observe and enforce (`doctor`).
 pub mod readiness;
+/// `truce top`: the live terminal view of an agent or of the arbiter.
+pub mod top;
 /// The QUIC client to the arbiter.
 pub mod transport;
 /// Workload policies from TOML: priority, SLO, floors and ceilings, budget.
