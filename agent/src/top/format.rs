@@ -49,6 +49,19 @@ pub fn clip(s: &str, w: usize) -> String {
     }
 }
 
+/// Cut to `w` characters keeping the end, where a cgroup name is most specific
+/// (`…/inspect/victim` rather than `truce-test-26…`).
+pub fn clip_left(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w {
+        s.to_string()
+    } else if w == 0 {
+        String::new()
+    } else {
+        format!("…{}", s.chars().skip(n - (w - 1)).collect::<String>())
+    }
+}
+
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// The last `width` values as a sparkline scaled to `max` (rows of one table share it, so
@@ -110,5 +123,6 @@ mod tests {
         assert_eq!(bytes(None), "-");
         assert_eq!(bytes(Some(3 << 20)), "3.0M");
         assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip_left("slice/victim", 7), "…victim");
     }
 }

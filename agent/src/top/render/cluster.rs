@@ -2,7 +2,7 @@
 //! CPU use / allocation / forecast, price, credits, reputation and leases.
 
 use super::{Column, fit};
-use crate::top::format::{clip, compact as short, opt_f};
+use crate::top::format::{clip, clip_left, compact as short, opt_f};
 use crate::top::model::cluster::{ClusterModel, WorkloadRow};
 use crate::top::model::cluster_rows;
 use crate::top::state::UiState;
@@ -47,7 +47,7 @@ fn antagonist_cell(r: &WorkloadRow, w: usize) -> String {
     match &r.antagonist {
         Some(a) => {
             let pct = format!(" {:.0}%", a.blame * 100.0);
-            format!("{}{pct}", clip(&a.name, w.saturating_sub(pct.len())))
+            format!("{}{pct}", clip_left(&a.name, w.saturating_sub(pct.chars().count())))
         }
         None => "-".into(),
     }
@@ -56,7 +56,7 @@ fn antagonist_cell(r: &WorkloadRow, w: usize) -> String {
 fn workload_cells(r: &WorkloadRow) -> Vec<String> {
     vec![
         clip(&r.host, 12),
-        clip(&r.name, 20),
+        clip_left(&r.name, 20),
         opt_f(r.score, 2),
         antagonist_cell(r, 22),
         cpu_cell(r),
@@ -138,7 +138,7 @@ pub fn compact(frame: &mut Frame, area: Rect, model: &ClusterModel, ui: &UiState
         .enumerate()
         .skip(ui.selected.saturating_sub(area.height.saturating_sub(1) as usize))
         .map(|(i, r)| {
-            let text = format!("{:<name_w$} {:>5} ←{}", clip(&format!("{}/{}", r.host, r.name), name_w), opt_f(r.score, 2), antagonist_cell(r, w.saturating_sub(name_w + 8)));
+            let text = format!("{:<name_w$} {:>5} ←{}", clip_left(&format!("{}/{}", r.host, r.name), name_w), opt_f(r.score, 2), antagonist_cell(r, w.saturating_sub(name_w + 8)));
             let style = if i == ui.selected { Style::default().add_modifier(Modifier::REVERSED) } else { score_style(r.score) };
             Line::styled(clip(&text, w), style)
         })

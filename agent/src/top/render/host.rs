@@ -2,7 +2,7 @@
 //! map, and the latest decisions with their reasons.
 
 use super::{Column, fit};
-use crate::top::format::{bytes, clip, clock, compact as short, opt_f, opt_u, setting, spark, until};
+use crate::top::format::{bytes, clip, clip_left, clock, compact as short, opt_f, opt_u, setting, spark, until};
 use crate::top::model::host::{HeatMap, HostModel, HostWorkloadRow};
 use crate::top::model::host_rows;
 use crate::top::state::{Focus, UiState};
@@ -30,7 +30,7 @@ fn antagonist(r: &HostWorkloadRow, w: usize) -> String {
     match &r.antagonist {
         Some((name, blame)) => {
             let pct = format!(" {:.0}%", blame * 100.0);
-            format!("{}{pct}", clip(name, w.saturating_sub(pct.len())))
+            format!("{}{pct}", clip_left(name, w.saturating_sub(pct.chars().count())))
         }
         None => "-".into(),
     }
@@ -62,7 +62,7 @@ fn heat_table<'a>(map: &HeatMap, label_w: u16) -> Table<'a> {
         .iter()
         .enumerate()
         .map(|(i, cells)| {
-            let label = Cell::from(clip(&format!("{} {}", i + 1, map.names[i]), label_w as usize));
+            let label = Cell::from(format!("{} {}", i + 1, clip_left(&map.names[i], (label_w as usize).saturating_sub(3))));
             Row::new(std::iter::once(label).chain(cells.iter().map(|c| match c {
                 Some(ms) => Cell::from(format!("{:>5}", short(*ms))).style(heat_style(*ms, max)),
                 None => Cell::from("    ·"),
@@ -99,7 +99,7 @@ pub fn full(frame: &mut Frame, area: Rect, model: &HostModel, ui: &UiState, now:
         .iter()
         .map(|r| {
             let cells = [
-                clip(&r.name, 20),
+                clip_left(&r.name, 20),
                 opt_f(r.score, 2),
                 opt_u(r.cpu_m),
                 opt_f(r.rq_delay_pct, 0),
@@ -146,7 +146,7 @@ pub fn full(frame: &mut Frame, area: Rect, model: &HostModel, ui: &UiState, now:
                 "{} r{} {:<18} {:<22} lease {} ({})  {reason}",
                 clock(d.lease.start),
                 d.round,
-                clip(&d.workload.path, 18),
+                clip_left(&d.workload.path, 18),
                 clip(&setting(&d.setting), 22),
                 d.lease.id.0,
                 until(d.lease.expiry, now)
@@ -156,8 +156,8 @@ pub fn full(frame: &mut Frame, area: Rect, model: &HostModel, ui: &UiState, now:
         })
         .collect();
     let lines = if lines.is_empty() { vec![Line::styled("no decisions yet", Style::default().fg(Color::DarkGray))] } else { lines };
-    let arbiter = if view.arbiter.is_empty() { "no arbiter".to_string() } else { view.arbiter.clone() };
-    let title = format!(" decisions (newest first) · {} leases enforced · arbiter {} ", model.leases().len(), clip(&arbiter, 60));
+    let arbiter = if view.arbiter.is_empty() { "none (observe only)".to_string() } else { view.arbiter.clone() };
+    let title = format!(" decisions (newest first) · {} leases enforced · arbiter: {} ", model.leases().len(), clip(&arbiter, 70));
     let block = Block::default().borders(Borders::TOP).title(title).border_style(focused(Focus::Decisions));
     let skip = if ui.focus == Focus::Decisions { ui.selected.saturating_sub(bottom.height.saturating_sub(2) as usize) } else { 0 };
     frame.render_widget(Paragraph::new(lines).block(block).scroll((skip as u16, 0)), bottom);
@@ -180,7 +180,7 @@ pub fn compact(frame: &mut Frame, area: Rect, model: &HostModel, ui: &UiState) {
         .enumerate()
         .skip(ui.selected.saturating_sub(area.height.saturating_sub(1) as usize))
         .map(|(i, r)| {
-            let text = format!("{:<name_w$} {:>5} ←{}", clip(&r.name, name_w), opt_f(r.score, 2), antagonist(r, w.saturating_sub(name_w + 8)));
+            let text = format!("{:<name_w$} {:>5} ←{}", clip_left(&r.name, name_w), opt_f(r.score, 2), antagonist(r, w.saturating_sub(name_w + 8)));
             let style = if i == ui.selected { Style::default().add_modifier(Modifier::REVERSED) } else { Style::default() };
             Line::styled(clip(&text, w), style)
         })
