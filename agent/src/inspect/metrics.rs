@@ -82,6 +82,7 @@ impl Figures {
 }
 
 #[derive(Debug, Clone)]
+/// The agent's registry and the figures its collector encodes.
 pub struct AgentMetrics {
     registry: Arc<Registry>,
     figures: Arc<Mutex<Figures>>,
@@ -120,6 +121,10 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 fn gauges<'a>(enc: &mut DescriptorEncoder, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels<'a>, f64)>) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, ConstGauge::new(0.0f64).metric_type())?;
     for (labels, v) in samples {
+        // A label-less sample is written `name value`, not `name{} value`.
+        if labels.is_empty() {
+            return ConstGauge::new(v).encode(m);
+        }
         ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
     }
     Ok(())
@@ -134,6 +139,9 @@ fn counters<'a, V: prometheus_client::encoding::EncodeCounterValue>(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
     for (labels, v) in samples {
+        if labels.is_empty() {
+            return ConstCounter::new(v).encode(m);
+        }
         ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
     }
     Ok(())
@@ -205,5 +213,37 @@ impl Collector for AgentCollector {
         counters(e, "truce_agent_probe_run_time_seconds", "Time the kernel spent in each probe program (only while BPF stats are on)", stats.iter().map(|s| (vec![("program", s.program.as_str())], s.run_time_ns as f64 / 1e9)))?;
         counters(e, "truce_agent_probe_runs", "Runs of each probe program (only while BPF stats are on)", stats.iter().map(|s| (vec![("program", s.program.as_str())], s.run_count)))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use truce_common::metrics::parse_exposition;
+
+    fn text(m: &AgentMetrics) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &m.registry()).expect("encode");
+        s
+    }
+
+    #[test]
+    fn missing_signals_and_stats_have_no_sample_not_a_zero() {
+        let m = AgentMetrics::new(&["sched_stats_update"]);
+        m.update(|f| {
+            f.workloads = vec![WorkloadFigures { path: "/a".into(), name: "a".into(), signals: SignalSummary { cpu_millicores: Some(5), ..Default::default() }, ..Default::default() }];
+            f.run_stats = None;
+        });
+        let t = text(&m);
+        let s = parse_exposition(&t).expect("parses");
+        let has = |n: &str| s.iter().any(|x| x.name == n);
+        assert!(has("truce_agent_workload_cpu_millicores"));
+        assert!(!has("truce_agent_workload_cpi"), "no PMU: no CPI sample\n{t}");
+        assert!(!has("truce_agent_workload_interference_score"), "no estimate yet: no score");
+        assert!(!has("truce_agent_probe_run_time_seconds_total"), "stats off: unavailable, not zero");
+        assert_eq!(s.iter().find(|x| x.name == "truce_agent_probe_run_stats_available").map(|x| x.value), Some(0.0));
+        assert_eq!(s.iter().find(|x| x.name == "truce_agent_probe_errors_total").map(|x| x.value), Some(0.0));
+        assert!(t.contains("\ntruce_agent_workloads 1.0\n"), "label-less samples carry no braces:\n{t}");
+        assert!(!has("truce_agent_arbiter_connected"), "observe has no arbiter");
     }
 }
