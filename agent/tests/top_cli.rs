@@ -222,7 +222,8 @@ fn sample(t: u64) -> HostSample {
 async fn serve_socket(path: &Path, periods: u64) -> (Telemetry, CancellationToken) {
     let cancel = CancellationToken::new();
     let cfg = TelemetryConfig { socket: Some(path.to_path_buf()), metrics_listen: None, probe_run_time: false };
-    let mut telemetry = Telemetry::start(&cfg, HostId("node-a".into()), &cancel).await.expect("telemetry");
+    let (mut telemetry, problems) = Telemetry::start(&cfg, HostId("node-a".into()), &cancel).await;
+    assert!(problems.is_empty(), "{problems:?}");
     let mut brain = Brain::new(BrainParams::default(), 1);
     for t in 0..periods {
         let s = sample(t);
@@ -273,8 +274,11 @@ async fn a_second_agent_does_not_steal_a_live_socket_but_replaces_a_stale_one() 
     let path = dir.0.join("agent.sock");
     let (telemetry, cancel) = serve_socket(&path, 1).await;
     let cfg = TelemetryConfig { socket: Some(path.clone()), metrics_listen: None, probe_run_time: false };
-    let err = Telemetry::start(&cfg, HostId("x".into()), &CancellationToken::new()).await.err().expect("refused");
+    let (second, problems) = Telemetry::start(&cfg, HostId("x".into()), &CancellationToken::new()).await;
+    let err = problems.into_iter().next().expect("refused");
     assert!(format!("{:#}", anyhow::Error::from(err)).contains("another process already serves"));
+    second.shutdown().await;
+    assert!(path.exists(), "the refused second agent leaves the first one's socket alone");
     cancel.cancel();
     telemetry.shutdown().await;
     // A crash leaves the file behind: the next start replaces it.

@@ -41,7 +41,8 @@ async fn real_probes_reach_the_host_view_over_the_socket_and_the_metrics_scrape(
     let socket = dir.join("agent.sock");
     let cancel = CancellationToken::new();
     let cfg = TelemetryConfig { socket: Some(socket.clone()), metrics_listen: Some("127.0.0.1:0".parse()?), probe_run_time: true };
-    let mut telemetry = Telemetry::start(&cfg, HostId("host-inspect".into()), &cancel).await?;
+    let (mut telemetry, problems) = Telemetry::start(&cfg, HostId("host-inspect".into()), &cancel).await;
+    anyhow::ensure!(problems.is_empty(), "{problems:?}");
     let metrics_addr = telemetry.metrics_addr().context("metrics bound")?;
     let mut sampler = tokio::task::block_in_place(|| Sampler::start(PerfMode::Off))?;
     let mut brain = Brain::new(BrainParams::default(), 1);

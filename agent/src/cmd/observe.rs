@@ -70,7 +70,11 @@ pub async fn run(args: &ObserveArgs) -> Result<()> {
     args.telemetry.apply(&mut tcfg);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     let cancel = tokio_util::sync::CancellationToken::new();
-    let mut telemetry = crate::inspect::Telemetry::start(&tcfg, truce_common::model::HostId(host), &cancel).await?;
+    let (mut telemetry, problems) = crate::inspect::Telemetry::start(&tcfg, truce_common::model::HostId(host), &cancel).await;
+    // Asked for on the command line: not serving it is an error here.
+    if let Some(p) = problems.into_iter().next() {
+        return Err(p.into());
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(args.period);

@@ -53,7 +53,10 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let endpoints = cfg.endpoints.iter().map(|&addr| ArbiterEndpoint { addr, server_name: cfg.server_name.clone() }).collect();
     let cancel = CancellationToken::new();
     let (client, mut inbound) = ArbiterClient::spawn(ClientConfig::new(HostId(cfg.host.clone()), &cfg.certs_dir, endpoints), cancel.clone())?;
-    let mut telemetry = Telemetry::start(&cfg.telemetry, HostId(cfg.host.clone()), &cancel).await?;
+    let (mut telemetry, problems) = Telemetry::start(&cfg.telemetry, HostId(cfg.host.clone()), &cancel).await;
+    for p in &problems {
+        tracing::error!(cause = %error_chain(p), "running without it");
+    }
     let mut brain = Brain::new(BrainParams::default(), now().0);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -99,19 +99,34 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    pub async fn start(cfg: &TelemetryConfig, host: HostId, cancel: &CancellationToken) -> Result<Telemetry, TelemetryError> {
+    /// Serve what `cfg` asks for. An endpoint that cannot be served (a socket another agent
+    /// holds, a port in use) is left out and returned with the reason: the caller decides
+    /// whether that is fatal (the daemon logs it and keeps enforcing; leases matter more).
+    pub async fn start(cfg: &TelemetryConfig, host: HostId, cancel: &CancellationToken) -> (Telemetry, Vec<TelemetryError>) {
         let cancel = cancel.child_token();
         let feed = Arc::new(Mutex::new(HostFeed::new(host, HISTORY_PERIODS)));
         let (views, rx) = watch::channel(None);
+        let mut problems = Vec::new();
         let socket = match &cfg.socket {
-            Some(path) => Some(InspectSocket::bind(path, feed.clone(), rx, cancel.clone()).map_err(|source| TelemetryError::Socket { source })?),
+            Some(path) => match InspectSocket::bind(path, feed.clone(), rx, cancel.clone()) {
+                Ok(s) => Some(s),
+                Err(source) => {
+                    problems.push(TelemetryError::Socket { source });
+                    None
+                }
+            },
             None => None,
         };
         let metrics = match cfg.metrics_listen {
             Some(addr) => {
                 let m = AgentMetrics::new(&truce_common::abi::probe_error::NAMES);
-                let server = MetricsServer::bind(addr, m.registry(), cancel.clone()).await.map_err(|source| TelemetryError::Metrics { source })?;
-                Some((m, server))
+                match MetricsServer::bind(addr, m.registry(), cancel.clone()).await {
+                    Ok(server) => Some((m, server)),
+                    Err(source) => {
+                        problems.push(TelemetryError::Metrics { source });
+                        None
+                    }
+                }
             }
             None => None,
         };
@@ -126,7 +141,7 @@ impl Telemetry {
         } else {
             (None, None)
         };
-        Ok(Telemetry { feed, views, socket, metrics, stats_guard, stats_refused, last_down: String::new(), cancel })
+        (Telemetry { feed, views, socket, metrics, stats_guard, stats_refused, last_down: String::new(), cancel }, problems)
     }
 
     /// The `/metrics` address actually bound (port 0 picks one).
