@@ -39,9 +39,9 @@ cpu_floor_millicores = 50
 socket = "/run/truce/agent.sock"
 
 [metrics]
-# Prometheus /metrics over plain HTTP. Keep it on loopback: it names workloads and has no
-# authentication.
+# Serve Prometheus /metrics (plain HTTP, no authentication).
 enabled = true
+# Where /metrics listens; it names workloads, so keep it on loopback unless a firewall guards it.
 listen = "127.0.0.1:9447"
 # Turn on the kernel's per-program BPF run-time stats while the agent runs, for
 # truce_agent_probe_run_time_seconds. Costs two clock reads per probe run; when off (and the

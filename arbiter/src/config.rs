@@ -43,10 +43,12 @@ state_dir = "/var/lib/truce-arbiter"
 # "proportional" (asks pro rata out of [capacity], no ledger; for testing the transport).
 resolver = "market"
 
-# Prometheus /metrics over plain HTTP. Keep it on loopback unless a firewall guards it:
-# it names hosts and workloads and has no authentication.
+# Prometheus /metrics.
 [metrics]
+# Serve /metrics (plain HTTP, no authentication).
 enabled = true
+# Where /metrics listens; it names hosts and workloads, so keep it on loopback unless a
+# firewall guards it.
 listen = "127.0.0.1:9448"
 
 # A host's capacity when its agent reports none (agents report their own), and the lease
