@@ -33,6 +33,10 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: &RunArgs) -> Result<()> {
+    // First: a SIGTERM during start-up (journal replay, readiness checks, binding the socket and
+    // /metrics) waits for the loop, which restores and exits 0, instead of killing the process.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut cfg = AgentConfig::load_for(&args.config, args.host.as_deref())?;
     args.telemetry.apply(&mut cfg.telemetry);
     let workloads = match &cfg.workloads {
@@ -58,8 +62,6 @@ pub async fn run(args: &RunArgs) -> Result<()> {
         tracing::error!(cause = %error_chain(p), "running without it");
     }
     let mut brain = Brain::new(BrainParams::default(), now().0);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(cfg.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
