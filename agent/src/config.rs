@@ -33,6 +33,20 @@ journal = "/var/lib/truce/journal.jsonl"
 memory_margin_bytes = 67108864
 # Smallest CPU quota truce sets, in millicores.
 cpu_floor_millicores = 50
+
+[inspect]
+# The unix socket `truce top --agent` reads; created 0600 (root only). "" serves none.
+socket = "/run/truce/agent.sock"
+
+[metrics]
+# Serve Prometheus /metrics (plain HTTP, no authentication).
+enabled = true
+# Where /metrics listens; it names workloads, so keep it on loopback unless a firewall guards it.
+listen = "127.0.0.1:9447"
+# Turn on the kernel's per-program BPF run-time stats while the agent runs, for
+# truce_agent_probe_run_time_seconds. Costs two clock reads per probe run; when off (and the
+# sysctl kernel.bpf_stats_enabled is 0) probe run time is reported unavailable.
+probe_run_time = false
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +79,36 @@ struct FileConfig {
     workloads: Option<PathBuf>,
     arbiter: FileArbiter,
     enforce: FileEnforce,
+    #[serde(default)]
+    inspect: FileInspect,
+    #[serde(default)]
+    metrics: FileMetrics,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileInspect {
+    socket: String,
+}
+
+impl Default for FileInspect {
+    fn default() -> Self {
+        FileInspect { socket: "/run/truce/agent.sock".into() }
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileMetrics {
+    enabled: bool,
+    listen: String,
+    probe_run_time: bool,
+}
+
+impl Default for FileMetrics {
+    fn default() -> Self {
+        FileMetrics { enabled: true, listen: "127.0.0.1:9447".into(), probe_run_time: false }
+    }
 }
 
 #[derive(Deserialize, Serialize)]
@@ -99,6 +143,8 @@ pub struct AgentConfig {
     pub journal: PathBuf,
     pub memory_margin_bytes: u64,
     pub cpu_floor_millicores: u64,
+    /// The host view socket and `/metrics`.
+    pub telemetry: crate::inspect::TelemetryConfig,
 }
 
 impl AgentConfig {
@@ -149,7 +195,19 @@ impl AgentConfig {
                 return Err(invalid(&format!("enforce.roots[{i}]"), format!("{r:?} must be an absolute subtree of the cgroup2 mount, not `/`, without `..`")));
             }
         }
+        let socket = (!f.inspect.socket.is_empty()).then(|| PathBuf::from(&f.inspect.socket));
+        if let Some(p) = &socket
+            && !p.is_absolute()
+        {
+            return Err(invalid("inspect.socket", format!("{p:?} must be an absolute path")));
+        }
+        let metrics_listen = if f.metrics.enabled {
+            Some(f.metrics.listen.parse::<SocketAddr>().map_err(|e| invalid("metrics.listen", format!("{:?}: {e}", f.metrics.listen)))?)
+        } else {
+            None
+        };
         Ok(AgentConfig {
+            telemetry: crate::inspect::TelemetryConfig { socket, metrics_listen, probe_run_time: f.metrics.probe_run_time },
             host: f.host,
             period,
             workloads: f.workloads,
@@ -207,6 +265,15 @@ mod tests {
         let c = parse(DEFAULT_TOML).expect("the printed default must load");
         assert_eq!(c.period, Duration::from_secs(1));
         assert_eq!(c.roots, vec!["/truce.slice".to_string()]);
+        assert_eq!(c.telemetry.socket.as_deref(), Some(Path::new("/run/truce/agent.sock")));
+        assert_eq!(c.telemetry.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9447))));
+    }
+
+    #[test]
+    fn a_config_without_the_newer_sections_still_loads() {
+        let old = DEFAULT_TOML.split("\n[inspect]").next().expect("prefix");
+        let c = parse(old).expect("older configs keep working");
+        assert!(c.telemetry.socket.is_some() && c.telemetry.metrics_listen.is_some());
     }
 
     #[test]
@@ -217,6 +284,10 @@ mod tests {
         assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("enforce.roots[0]"));
         let bad = DEFAULT_TOML.replace("period = \"1s\"", "period = \"soon\"");
         assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("period"));
+        let bad = DEFAULT_TOML.replace("127.0.0.1:9447", "localhost");
+        assert!(parse(&bad).map(|_| ()).expect_err("bad metrics.listen").to_string().contains("metrics.listen"));
+        let bad = DEFAULT_TOML.replace("/run/truce/agent.sock", "agent.sock");
+        assert!(parse(&bad).map(|_| ()).expect_err("relative inspect.socket").to_string().contains("inspect.socket"));
         let bad = format!("{DEFAULT_TOML}\nbogus = 1\n");
         assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("bogus"));
     }

@@ -16,10 +16,14 @@ pub mod config;
 pub mod enforce;
 /// One module per subcommand.
 pub mod cmd;
+/// What the agent sees, for operators: the host view on a unix socket, Prometheus metrics.
+pub mod inspect;
 /// Loads and owns the eBPF programs.
 pub mod probes;
 /// Start-up checks: what this host lets the agent observe and enforce (`doctor`).
 pub mod readiness;
+/// `truce top`: the live terminal view of an agent or of the arbiter.
+pub mod top;
 /// The QUIC client to the arbiter.
 pub mod transport;
 /// Workload policies from TOML: priority, SLO, floors and ceilings, budget.

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
+use truce_common::metrics::MetricsServer;
 
 #[derive(Parser)]
 #[command(name = "truce-arbiter", version, about = "truce's arbiter: agents over QUIC + mTLS, market rounds, ledger")]
@@ -42,6 +43,9 @@ pub enum Command {
         /// Overrides `state_dir` from the file (where the ledger is kept).
         #[arg(long, env = "TRUCE_ARBITER_STATE")]
         state_dir: Option<PathBuf>,
+        /// Serve Prometheus /metrics here (overrides `metrics.listen` and enables it).
+        #[arg(long, env = "TRUCE_ARBITER_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
     },
     /// Show the configuration.
     Config {
@@ -105,7 +109,7 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{DEFAULT_TOML}");
             Ok(())
         }
-        Command::Serve { config, listen, certs, state_dir } => {
+        Command::Serve { config, listen, certs, state_dir, metrics_listen } => {
             let mut file = match &config {
                 Some(path) => FileConfig::load(path)?,
                 None => FileConfig::default(),
@@ -118,6 +122,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if let Some(d) = state_dir {
                 file.state_dir = d;
+            }
+            if let Some(m) = metrics_listen {
+                file.metrics.enabled = true;
+                file.metrics.listen = m;
             }
             let settings = file.validate()?;
             let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
@@ -145,6 +153,10 @@ fn resolver(settings: &Settings) -> Result<Arc<dyn RoundResolver>> {
 async fn serve(settings: Settings) -> Result<()> {
     let server = Server::bind(settings.server.clone(), resolver(&settings)?)?;
     let cancel = CancellationToken::new();
+    let metrics = match settings.metrics {
+        Some(addr) => Some(MetricsServer::bind(addr, server.metrics_registry(), cancel.clone()).await.context("metrics.listen")?),
+        None => None,
+    };
     let signals = cancel.clone();
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -164,5 +176,8 @@ async fn serve(settings: Settings) -> Result<()> {
         signals.cancel();
     });
     server.run(cancel).await;
+    if let Some(m) = metrics {
+        m.join().await;
+    }
     Ok(())
 }

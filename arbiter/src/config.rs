@@ -43,6 +43,14 @@ state_dir = "/var/lib/truce-arbiter"
 # "proportional" (asks pro rata out of [capacity], no ledger; for testing the transport).
 resolver = "market"
 
+# Prometheus /metrics.
+[metrics]
+# Serve /metrics (plain HTTP, no authentication).
+enabled = true
+# Where /metrics listens; it names hosts and workloads, so keep it on loopback unless a
+# firewall guards it.
+listen = "127.0.0.1:9448"
+
 # A host's capacity when its agent reports none (agents report their own), and the lease
 # bounds. With resolver = "proportional", what each host may be granted per round.
 [capacity]
@@ -87,8 +95,22 @@ pub struct FileConfig {
     pub outbound_queue: usize,
     pub state_dir: PathBuf,
     pub resolver: ResolverKind,
+    pub metrics: MetricsSection,
     pub capacity: CapacityConfig,
     pub market: MarketSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub enabled: bool,
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { enabled: true, listen: "127.0.0.1:9448".into() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -129,6 +151,8 @@ pub struct Settings {
     pub ledger_path: PathBuf,
     pub market: MarketConfig,
     pub defaults: HostDefaults,
+    /// Where to serve `/metrics`; `None` when `metrics.enabled` is false.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -159,6 +183,7 @@ impl Default for FileConfig {
             outbound_queue: 1_024,
             state_dir: PathBuf::from("/var/lib/truce-arbiter"),
             resolver: ResolverKind::Market,
+            metrics: MetricsSection::default(),
             capacity: CapacityConfig::default(),
             market: MarketSection::default(),
         }
@@ -272,7 +297,12 @@ impl FileConfig {
         let mut capacity = BTreeMap::from([(Resource::Cpu, c.cpu_millicores), (Resource::Memory, c.memory_bytes)]);
         capacity.retain(|_, v| *v > 0);
         let defaults = HostDefaults { capacity, floor_fraction: m.floor_fraction, income_per_second: Credits::from_credits(m.income_per_second) };
-        Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults })
+        let metrics = if self.metrics.enabled {
+            Some(self.metrics.listen.parse().map_err(|e: std::net::AddrParseError| invalid("metrics.listen", &e.to_string()))?)
+        } else {
+            None
+        };
+        Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults, metrics })
     }
 }
 
@@ -297,6 +327,10 @@ mod tests {
         assert!(bad.validate().expect_err("bad listen").to_string().contains("listen"));
         let bad = FileConfig { market: MarketSection { floor_fraction: 2.0, ..MarketSection::default() }, ..FileConfig::default() };
         assert!(bad.validate().expect_err("bad fraction").to_string().contains("market.floor_fraction"));
+        let bad = FileConfig { metrics: MetricsSection { enabled: true, listen: "loopback".into() }, ..FileConfig::default() };
+        assert!(bad.validate().expect_err("bad metrics.listen").to_string().contains("metrics.listen"));
+        let off = FileConfig { metrics: MetricsSection { enabled: false, listen: "loopback".into() }, ..FileConfig::default() };
+        assert_eq!(off.validate().expect("disabled is not parsed").metrics, None);
         let err = toml::from_str::<FileConfig>("resolver = \"auction\"").expect_err("unknown resolver");
         assert!(err.to_string().contains("resolver"), "{err}");
     }

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use truce_agent::transport::{ArbiterEndpoint, ClientConfig};
 use truce_arbiter::server::tls::TlsFiles;
 use truce_arbiter::server::{CancellationToken, HostCapacity, ProportionalResolver, RoundResolver, Server, ServerConfig, ServerStats, certs};
+use truce_common::metrics::{MetricsServer, Sample, parse_exposition};
 use truce_common::model::{Ask, Bid, BidId, Credits, HostId, Resource, Timestamp, WorkloadId, WorkloadRef};
 use truce_common::wire::{Report, SignalSummary, WorkloadReport};
 
@@ -67,6 +68,8 @@ impl Drop for Pki {
 /// A running arbiter server task.
 pub struct Arbiter {
     pub addr: SocketAddr,
+    /// `/metrics`, when started with [`Arbiter::serve`].
+    pub metrics: Option<SocketAddr>,
     pub stats: Arc<ServerStats>,
     pub cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -89,7 +92,26 @@ impl Arbiter {
         let stats = server.stats();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(server.run(cancel.clone()));
-        Ok(Arbiter { addr, stats, cancel, task })
+        Ok(Arbiter { addr, metrics: None, stats, cancel, task })
+    }
+
+    /// Start with `resolver` and a `/metrics` endpoint on 127.0.0.1:0.
+    pub async fn serve(pki: &Pki, resolver: Arc<dyn RoundResolver>, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Arbiter> {
+        let mut cfg = ServerConfig::new("127.0.0.1:0".parse()?, TlsFiles::in_dir(&pki.dir));
+        cfg.round_period = Duration::from_millis(50);
+        tweak(&mut cfg);
+        let server = Server::bind(cfg, resolver)?;
+        let addr = server.local_addr();
+        let stats = server.stats();
+        let cancel = CancellationToken::new();
+        let metrics = MetricsServer::bind("127.0.0.1:0".parse()?, server.metrics_registry(), cancel.clone()).await?;
+        let metrics_addr = metrics.local_addr();
+        let run = cancel.clone();
+        let task = tokio::spawn(async move {
+            server.run(run).await;
+            metrics.join().await;
+        });
+        Ok(Arbiter { addr, metrics: Some(metrics_addr), stats, cancel, task })
     }
 
     /// Graceful shutdown; returns once every session task and the endpoint are done.
@@ -98,6 +120,26 @@ impl Arbiter {
         self.task.await?;
         Ok(())
     }
+}
+
+/// `GET /metrics` over plain HTTP/1.1, parsed strictly (a scrape that a scraper would refuse fails here).
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<Vec<Sample>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: truce\r\nConnection: close\r\n\r\n").await?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await?;
+    let (head, body) = reply.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no HTTP body in {reply:?}"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "scrape answered {head}");
+    Ok(parse_exposition(body)?)
+}
+
+/// The value of the sample named `name` whose labels include every pair in `labels`.
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.value)
 }
 
 pub fn count(c: &AtomicU64) -> u64 {

@@ -12,7 +12,7 @@ pub mod policy;
 pub mod slo;
 mod stats;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 pub use attribution::{Attribution, AttributionParams};
 pub use bidder::{BidInput, BidderParams};

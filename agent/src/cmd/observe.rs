@@ -45,6 +45,9 @@ pub struct ObserveArgs {
     pub rows: usize,
     #[arg(long, value_enum, default_value_t = PerfArg::Auto)]
     pub perf: PerfArg,
+    /// Also serve the host view (`truce top --agent`) and /metrics, as the daemon does; off unless given.
+    #[command(flatten)]
+    pub telemetry: crate::inspect::TelemetryArgs,
 }
 
 #[derive(Serialize)]
@@ -63,6 +66,15 @@ pub async fn run(args: &ObserveArgs) -> Result<()> {
         eprintln!("{}", sampler.cgroups().summary());
     }
     let mut brain = Brain::new(BrainParams::default(), 1);
+    let mut tcfg = crate::inspect::TelemetryConfig::default();
+    args.telemetry.apply(&mut tcfg);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (mut telemetry, problems) = crate::inspect::Telemetry::start(&tcfg, truce_common::model::HostId(host), &cancel).await;
+    // Asked for on the command line: not serving it is an error here.
+    if let Some(p) = problems.into_iter().next() {
+        return Err(p.into());
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(args.period);
@@ -80,6 +92,8 @@ pub async fn run(args: &ObserveArgs) -> Result<()> {
             Err(e) => break Err(e),
         };
         let round = brain.observe(&sample, &RoundInputs::default());
+        let run_stats = if tcfg.metrics_listen.is_some() { sampler.probe_run_stats().await } else { Vec::new() };
+        telemetry.period(crate::inspect::Period { sample: &sample, round: &round, leases: Vec::new(), run_stats, reports: 0, bids: 0, outbox_dropped: 0 });
         let rows = table::rows(&sample, &round.estimates);
         let mut out = std::io::stdout().lock();
         let written = if args.json {
@@ -101,6 +115,7 @@ pub async fn run(args: &ObserveArgs) -> Result<()> {
             break Ok(());
         }
     };
+    telemetry.shutdown().await;
     sampler.shutdown().await;
     result
 }

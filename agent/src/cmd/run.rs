@@ -7,6 +7,7 @@ use super::reporting;
 use crate::brain::{Brain, BrainParams, Round, RoundInputs};
 use crate::config::AgentConfig;
 use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Status, WorkloadStatus, status_path, under_roots};
+use crate::inspect::{Period, Telemetry, enforced};
 use crate::cgroupfs::Mode;
 use crate::probes::{PerfMode, error_chain};
 use crate::transport::{ArbiterClient, ArbiterEndpoint, CancellationToken, ClientConfig, Inbound, Outbound};
@@ -27,14 +28,17 @@ pub struct RunArgs {
     /// This host's name, replacing `host` from the file (Kubernetes: the node name).
     #[arg(long, env = "TRUCE_AGENT_HOST")]
     pub host: Option<String>,
+    #[command(flatten)]
+    pub telemetry: crate::inspect::TelemetryArgs,
 }
 
 pub async fn run(args: &RunArgs) -> Result<()> {
-    // First thing: a SIGTERM during start-up (loading the probes takes a while) is then held
-    // for the main loop, which restores every cgroup, instead of killing the agent mid-way.
+    // First: a SIGTERM during start-up (journal replay, readiness checks, binding the socket and
+    // /metrics) waits for the loop, which restores and exits 0, instead of killing the process.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let cfg = AgentConfig::load_for(&args.config, args.host.as_deref())?;
+    let mut cfg = AgentConfig::load_for(&args.config, args.host.as_deref())?;
+    args.telemetry.apply(&mut cfg.telemetry);
     let workloads = match &cfg.workloads {
         Some(p) => WorkloadConfig::load(p).with_context(|| format!("loading workload policies {}", p.display()))?,
         None => WorkloadConfig::default(),
@@ -53,6 +57,10 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let endpoints = cfg.endpoints.iter().map(|&addr| ArbiterEndpoint { addr, server_name: cfg.server_name.clone() }).collect();
     let cancel = CancellationToken::new();
     let (client, mut inbound) = ArbiterClient::spawn(ClientConfig::new(HostId(cfg.host.clone()), &cfg.certs_dir, endpoints), cancel.clone())?;
+    let (mut telemetry, problems) = Telemetry::start(&cfg.telemetry, HostId(cfg.host.clone()), &cancel).await;
+    for p in &problems {
+        tracing::error!(cause = %error_chain(p), "running without it");
+    }
     let mut brain = Brain::new(BrainParams::default(), now().0);
     let mut ticker = tokio::time::interval(cfg.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,31 +84,42 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             () = lapse => {
-                for l in enforcer.tick(now()) {
+                let lapsed = enforcer.tick(now());
+                telemetry.lapsed(lapsed.len());
+                for l in lapsed {
                     tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
                 }
             }
             msg = inbound.recv() => match msg {
                 Some(Inbound::Decisions(d)) if !enforcing => {
+                    telemetry.decisions(&d, &[("observe_only", d.decisions.len() as u64)]);
                     tracing::debug!(decisions = d.decisions.len(), "observe-only host: decisions not enforced");
                 }
                 Some(Inbound::Decisions(d)) => {
                     let at = now();
+                    let mut failed = 0;
                     for decision in &d.decisions {
                         if let Err(e) = enforcer.apply(decision, at) {
+                            failed += 1;
                             tracing::warn!(cgroup = %decision.workload.path, decision = decision.id.0, cause = %error_chain(&e), "decision not applied");
                         }
                     }
+                    telemetry.decisions(&d, &[("applied", d.decisions.len() as u64 - failed), ("not_applied", failed)]);
                     write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
                 }
-                Some(Inbound::State(s)) => tracing::info!(state = ?s, "arbiter connection"),
+                Some(Inbound::State(s)) => {
+                    telemetry.connection(&s);
+                    tracing::info!(state = ?s, "arbiter connection");
+                }
                 Some(Inbound::Refused(e)) => tracing::warn!(code = ?e.code, message = %e.message, "arbiter refused a request"),
                 Some(_) => {}
                 None => break Err(anyhow::anyhow!("the arbiter client stopped")),
             },
             _ = ticker.tick() => {
                 // Also here: retries of reverts that failed earlier.
-                for l in enforcer.tick(now()) {
+                let lapsed = enforcer.tick(now());
+                telemetry.lapsed(lapsed.len());
+                for l in lapsed {
                     tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
                 }
                 let sample = match sampler.tick().await {
@@ -117,6 +136,15 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     }
                 }
                 let round = brain.observe(&sample, &inputs);
+                telemetry.period(Period {
+                    sample: &sample,
+                    round: &round,
+                    leases: enforced(enforcer.leases()),
+                    run_stats: sampler.probe_run_stats().await,
+                    reports: 1,
+                    bids: round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)).count() as u64,
+                    outbox_dropped: client.dropped(),
+                });
                 seq += 1;
                 // The inventory travels when it changed, and every 30 periods so that a new
                 // arbiter (fail-over) learns it soon.
@@ -151,6 +179,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     }
     cancel.cancel();
     client.join().await;
+    telemetry.shutdown().await;
     sampler.shutdown().await;
     result
 }

@@ -84,6 +84,11 @@ impl Sampler {
         Ok(out.sample)
     }
 
+    /// The kernel's run time and count per probe program; empty if the probe owner is gone.
+    pub async fn probe_run_stats(&self) -> Vec<probes::ProgramRunStats> {
+        self.probes.run_stats().await.unwrap_or_default()
+    }
+
     /// Detach every probe.
     pub async fn shutdown(self) {
         if let Err(e) = self.probes.shutdown().await {

@@ -13,6 +13,7 @@ mod load;
 mod perf;
 mod privilege;
 mod snapshot;
+mod stats;
 mod task;
 mod tracefs;
 
@@ -21,5 +22,6 @@ pub use privilege::{effective_caps, missing as missing_privileges};
 pub use load::{Capabilities, GroupStatus, ProbeConfig, Probes, cgroup2_mount, error_chain};
 pub use perf::{PerfMode, PerfStatus, hardware_status};
 pub use snapshot::ProbeSnapshot;
+pub use stats::{ProgramRunStats, RunStatsGuard, RunStatsStatus, counting_by_sysctl, enable_run_stats};
 pub use task::{ProbeHandle, spawn};
 pub use tracefs::{Field, parse_format, tracefs_mounted};

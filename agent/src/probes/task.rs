@@ -6,7 +6,7 @@ use std::thread;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use super::{Capabilities, ProbeConfig, ProbeError, ProbeSnapshot, Probes, load::error_chain};
+use super::{Capabilities, ProbeConfig, ProbeError, ProbeSnapshot, Probes, ProgramRunStats, load::error_chain};
 
 /// Commands in flight at most; senders wait when the owner is busy.
 const COMMAND_QUEUE: usize = 16;
@@ -15,6 +15,7 @@ const COMMAND_QUEUE: usize = 16;
 enum ProbeCommand {
     Snapshot { reply: oneshot::Sender<Result<ProbeSnapshot, ProbeError>> },
     Forget { cgroups: Vec<u64>, reply: oneshot::Sender<Result<usize, ProbeError>> },
+    RunStats { reply: oneshot::Sender<Vec<ProgramRunStats>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -55,6 +56,9 @@ pub fn spawn(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
                         }
                         let _ = reply.send(result);
                     }
+                    ProbeCommand::RunStats { reply } => {
+                        let _ = reply.send(probes.run_stats());
+                    }
                     ProbeCommand::Shutdown { reply } => {
                         drop(probes);
                         debug!("probes detached");
@@ -88,6 +92,13 @@ impl ProbeHandle {
         let (reply, rx) = oneshot::channel();
         self.commands.send(ProbeCommand::Forget { cgroups, reply }).await.map_err(|_| ProbeError::TaskGone)?;
         rx.await.map_err(|_| ProbeError::TaskGone)?
+    }
+
+    /// The kernel's run time and count per loaded program (see [`Probes::run_stats`]).
+    pub async fn run_stats(&self) -> Result<Vec<ProgramRunStats>, ProbeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(ProbeCommand::RunStats { reply }).await.map_err(|_| ProbeError::TaskGone)?;
+        rx.await.map_err(|_| ProbeError::TaskGone)
     }
 
     /// Detach every program and wait until it is done. Later calls on any clone of this

@@ -8,11 +8,13 @@
 use super::book::{Bounds, HostBook, WorkloadSpec};
 use super::setting::enforceable;
 use super::exchange::Exchange;
-use crate::server::{RoundInput, RoundResolver};
+use super::pricing::initial_price;
+use crate::ledger::{AccountId, WorkloadKey};
+use crate::server::{MarketView, RoundInput, RoundResolver};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use truce_common::model::{Bid, Credits, Decision, HostId, Resource, WorkloadId, WorkloadRef};
-use truce_common::wire::{Inventory, ResourceBounds};
+use truce_common::wire::{Account, Inventory, Price, ResourceBounds};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostDefaults {
@@ -109,6 +111,42 @@ fn ensure_host(exchange: &mut Exchange, defaults: &HostDefaults, input: &RoundIn
 }
 
 impl RoundResolver for MarketResolver {
+    /// The ledger's prices for the host's resources and every workload's balance and
+    /// reputation; `None` for a host the market has not registered yet.
+    fn market_view(&self, host: &HostId) -> Option<MarketView> {
+        let guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let exchange = &guard.0;
+        let book = exchange.book(host)?;
+        let ledger = exchange.ledger();
+        let prices = book
+            .capacity
+            .keys()
+            .map(|r| Price {
+                resource: *r,
+                price: ledger
+                    .price(host, *r)
+                    .unwrap_or_else(|| initial_price(*r))
+                    .as_credits(),
+            })
+            .collect();
+        let accounts = book
+            .workloads
+            .keys()
+            .map(|w| {
+                let key = WorkloadKey::new(host, *w);
+                Account {
+                    workload: *w,
+                    credits: ledger.balance(&AccountId::Workload(key.clone())),
+                    reputation: ledger.reputation(&key).score,
+                }
+            })
+            .collect();
+        Some(MarketView { prices, accounts })
+    }
+
     fn resolve(&self, input: &RoundInput<'_>) -> Vec<Decision> {
         // A panic elsewhere while holding the lock leaves the exchange consistent (the ledger
         // commits or not as a whole), so a poisoned lock is still usable.

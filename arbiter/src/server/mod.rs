@@ -15,6 +15,7 @@
 pub mod certs;
 mod config;
 mod io;
+mod metrics;
 mod rate;
 mod resolver;
 mod round;
@@ -25,7 +26,7 @@ pub mod tls;
 pub use config::ServerConfig;
 pub use io::{FrameError, read_frame, write_frame};
 pub use rate::TokenBucket;
-pub use resolver::{HostCapacity, ProportionalResolver, RoundInput, RoundResolver};
+pub use resolver::{HostCapacity, MarketView, ProportionalResolver, RoundInput, RoundResolver};
 pub use state::ServerStats;
 pub use tokio_util::sync::CancellationToken;
 
@@ -83,6 +84,11 @@ impl Server {
 
     pub fn stats(&self) -> Arc<ServerStats> {
         self.shared.stats.clone()
+    }
+
+    /// The Prometheus registry to serve on `/metrics` (`truce_common::metrics::MetricsServer`).
+    pub fn metrics_registry(&self) -> Arc<prometheus_client::registry::Registry> {
+        self.shared.metrics.registry()
     }
 
     /// Accept agents until `cancel`, then stop accepting, tell every session to close

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use truce_common::model::{
     Bid, Decision, DecisionId, HostId, Lease, LeaseId, Lender, Reason, Resource, Setting, Timestamp,
 };
-use truce_common::wire::Inventory;
+use truce_common::wire::{Account, Inventory, Price};
 
 /// One market round for one host. Pure: no I/O, time is an argument.
 pub struct RoundInput<'a> {
@@ -18,10 +18,24 @@ pub struct RoundInput<'a> {
     pub inventory: Option<&'a Inventory>,
 }
 
+/// What a market looks like on one host after a round, for `truce top` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MarketView {
+    pub prices: Vec<Price>,
+    /// Empty when the resolver keeps no accounts (nothing is shown rather than zeros).
+    pub accounts: Vec<Account>,
+}
+
 pub trait RoundResolver: Send + Sync {
     /// Decide this round. The resolver owns decision and lease ids: the server forwards them
     /// unchanged, because renewal, repayment and default find a lease by its id.
     fn resolve(&self, input: &RoundInput<'_>) -> Vec<Decision>;
+
+    /// Prices, credits and reputation on `host` as they stand after its last round; `None`
+    /// when this resolver has no such notion.
+    fn market_view(&self, _host: &HostId) -> Option<MarketView> {
+        None
+    }
 }
 
 /// What one host may hand out per round under [`ProportionalResolver`].
@@ -85,6 +99,12 @@ fn setting_for(resource: &Resource, amount: u64) -> Option<Setting> {
 }
 
 impl RoundResolver for ProportionalResolver {
+    /// The flat price of every lease it grants; it keeps no accounts.
+    fn market_view(&self, _host: &HostId) -> Option<MarketView> {
+        let prices = [Resource::Cpu, Resource::Memory].into_iter().map(|resource| Price { resource, price: self.capacity.price }).collect();
+        Some(MarketView { prices, accounts: Vec::new() })
+    }
+
     fn resolve(&self, input: &RoundInput<'_>) -> Vec<Decision> {
         let mut asked: std::collections::BTreeMap<Resource, u128> = Default::default();
         for bid in input.bids {

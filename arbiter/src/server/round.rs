@@ -7,6 +7,7 @@ use super::state::{Claim, Shared, bump};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, warn};
 use truce_common::model::{Bid, HostId, Lease, LeaseId, Timestamp, WorkloadRef};
@@ -29,10 +30,12 @@ pub(crate) struct SessionState {
     /// The host's latest inventory, passed to every round.
     inventory: Option<Inventory>,
     subscription: Option<(InspectFilter, broadcast::Receiver<Arc<InspectEvent>>)>,
+    /// `truce top`: holds no host, may only subscribe.
+    observer: bool,
 }
 
 impl SessionState {
-    pub fn new(host: HostId, session: SessionId, shared: Arc<Shared>) -> Self {
+    pub fn new(host: HostId, session: SessionId, shared: Arc<Shared>, observer: bool) -> Self {
         SessionState {
             host,
             session,
@@ -44,6 +47,7 @@ impl SessionState {
             round: 0,
             inventory: None,
             subscription: None,
+            observer,
         }
     }
 
@@ -76,6 +80,9 @@ impl SessionState {
     }
 
     pub fn handle(&mut self, msg: Message, now: Timestamp) -> Result<(), End> {
+        if self.observer && matches!(msg, Message::Bid(_) | Message::Report(_) | Message::LeaseRenew(_) | Message::LeaseRelease(_)) {
+            return self.refuse(None, ErrorCode::UNEXPECTED_MESSAGE, format!("an observer session may not send {}", msg.name()));
+        }
         match msg {
             Message::Bid(bid) => self.on_bid(bid),
             Message::Report(report) => self.on_report(report),
@@ -91,8 +98,20 @@ impl SessionState {
                 None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
             },
             Message::Subscribe(s) => {
-                self.subscription = Some((s.filter, self.shared.inspect.subscribe()));
-                self.send(Message::Ack(Ack { seq: s.seq }))
+                // Subscribe first, so nothing published after the snapshot is missed.
+                let rx = self.shared.inspect.subscribe();
+                self.send(Message::Ack(Ack { seq: s.seq }))?;
+                let snapshot = self.shared.snapshot_for(&s.filter, now);
+                // Leave room in the queue for live events; whatever is cut arrives with the next report or round.
+                let room = (self.shared.config.outbound_queue / 2).max(1);
+                if snapshot.len() > room {
+                    warn!(session = %self.session, events = snapshot.len(), sent = room, "inspection snapshot cut to fit the outbound queue");
+                }
+                for ev in snapshot.into_iter().take(room) {
+                    self.send(Message::Inspect((*ev).clone()))?;
+                }
+                self.subscription = Some((s.filter, rx));
+                Ok(())
             }
             Message::Ack(_) => Ok(()),
             Message::Error(e) => {
@@ -104,6 +123,8 @@ impl SessionState {
             | Message::UnsupportedVersion(_)
             | Message::Decisions(_)
             | Message::Inspect(_)
+            | Message::HostView(_)
+            | Message::HostHistory(_)
             | Message::Federation(_)
             | Message::Raft(_)
             | Message::Redirect(_)
@@ -146,7 +167,10 @@ impl SessionState {
             at,
             workloads: report.workloads.iter().map(|w| WorkloadSummary { workload: w.workload.clone(), name: w.name.clone(), signals: w.signals.clone() }).collect(),
         });
-        self.shared.publish(|| InspectEvent::Estimates { host, at, estimates: report.workloads.iter().filter_map(|w| w.estimate.clone()).collect() });
+        self.shared.publish(|| InspectEvent::Estimates { host: host.clone(), at, estimates: report.workloads.iter().filter_map(|w| w.estimate.clone()).collect() });
+        self.shared.publish(|| InspectEvent::Forecasts { host: host.clone(), at, forecasts: report.workloads.iter().flat_map(|w| w.forecasts.iter().cloned()).collect() });
+        // Each period, so a watcher sees leases lapse without waiting for a round.
+        self.shared.publish_state(InspectEvent::Leases { host, at, leases: self.leases.values().filter(|l| l.expiry > at).cloned().collect() });
         self.send(Message::Ack(Ack { seq: report.seq }))
     }
 
@@ -161,6 +185,7 @@ impl SessionState {
         let bids = std::mem::take(&mut self.pending);
         let host = self.host.clone();
         self.shared.publish(|| InspectEvent::Bids { host: host.clone(), bids: bids.clone() });
+        let started = Instant::now();
         let mut decisions =
             self.shared.resolver.resolve(&RoundInput { host: &host, round: self.round, now, bids: &bids, inventory: self.inventory.as_ref() });
         // Ids stay the resolver's (the market's are ledger lease ids); only the round is ours.
@@ -168,9 +193,18 @@ impl SessionState {
             d.round = self.round;
             self.leases.insert(d.lease.id, d.lease.clone());
         }
+        let took = started.elapsed().as_secs_f64();
         bump(&self.shared.stats.rounds);
         self.shared.stats.decisions.fetch_add(decisions.len() as u64, Ordering::Relaxed);
-        self.shared.publish(|| InspectEvent::Leases { host: host.clone(), at: now, leases: self.leases.values().cloned().collect() });
+        let market = self.shared.resolver.market_view(&host);
+        if let Some(m) = &market {
+            self.shared.publish_state(InspectEvent::Prices { host: host.clone(), at: now, prices: m.prices.clone() });
+            if !m.accounts.is_empty() {
+                self.shared.publish_state(InspectEvent::Accounts { host: host.clone(), at: now, accounts: m.accounts.clone() });
+            }
+        }
+        self.shared.metrics.observe_round(took, &host, self.leases.len(), market);
+        self.shared.publish_state(InspectEvent::Leases { host: host.clone(), at: now, leases: self.leases.values().cloned().collect() });
         self.shared.publish(|| InspectEvent::Decisions { host: host.clone(), round: self.round, decisions: decisions.clone() });
         let per_frame = self.shared.config.decisions_per_frame.max(1);
         if decisions.is_empty() {
@@ -204,6 +238,7 @@ impl SessionState {
                 if pass { self.send(Message::Inspect((*ev).clone())) } else { Ok(()) }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.shared.stats.inspect_skipped.fetch_add(n, Ordering::Relaxed);
                 warn!(session = %self.session, skipped = n, "inspection subscriber lagged; events skipped");
                 Ok(())
             }

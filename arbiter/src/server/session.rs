@@ -117,21 +117,35 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
     };
 
     let session_cancel = cancel.child_token();
-    let session = shared.open_session(&host, now(), session_cancel.clone());
-    bump(&shared.stats.sessions_opened);
-    shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
-    info!(%session, version, capabilities = ?hello.capabilities, "session open");
+    // An observer (`truce top`) watches only: it must not supersede the agent of the host
+    // whose certificate it borrows, nor appear as a host.
+    let observer = hello.capabilities.iter().any(|c| c == wire::CAP_OBSERVER);
+    let session = if observer {
+        shared.stats.observers_active.fetch_add(1, Ordering::Relaxed);
+        shared.open_observer()
+    } else {
+        bump(&shared.stats.sessions_opened);
+        shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
+        shared.open_session(&host, now(), session_cancel.clone())
+    };
+    info!(%session, version, observer, capabilities = ?hello.capabilities, "session open");
     let welcome = Message::Welcome(Welcome { version, session, host: host.clone(), round_ms: cfg.round_period.as_millis() as u64 });
     let end = match write_frame(&mut send, &welcome, max).await {
         Ok(()) => {
-            shared.publish_hosts(now());
-            session_loop(&conn, send, recv, SessionState::new(host.clone(), session, shared.clone()), &session_cancel, &cancel).await
+            if !observer {
+                shared.publish_hosts(now());
+            }
+            session_loop(&conn, send, recv, SessionState::new(host.clone(), session, shared.clone(), observer), &session_cancel, &cancel).await
         }
         Err(e) => End::Frame(e),
     };
-    shared.close_session(&host, session);
-    shared.stats.sessions_active.fetch_sub(1, Ordering::Relaxed);
-    shared.publish_hosts(now());
+    if observer {
+        shared.stats.observers_active.fetch_sub(1, Ordering::Relaxed);
+    } else {
+        shared.close_session(&host, session);
+        shared.stats.sessions_active.fetch_sub(1, Ordering::Relaxed);
+        shared.publish_hosts(now());
+    }
     let (code, reason) = match end {
         End::Shutdown => (ErrorCode::SHUTTING_DOWN, "arbiter shutting down".to_string()),
         End::Superseded => (ErrorCode::SUPERSEDED, "superseded by a newer session for this host".to_string()),

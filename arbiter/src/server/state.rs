@@ -2,6 +2,7 @@
 //! id counters, statistics and the inspection broadcast.
 
 use super::config::ServerConfig;
+use super::metrics::ArbiterMetrics;
 use super::resolver::RoundResolver;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,9 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use truce_common::model::{HostId, Timestamp, WorkloadId};
-use truce_common::wire::{HostSnapshot, InspectEvent, SessionId};
+use truce_common::wire::{HostSnapshot, InspectEvent, InspectFilter, InspectKind, SessionId};
 
-/// Counters for tests, benchmarks and (later) metrics. Monotonic except `sessions_active`.
+/// Counters for tests, benchmarks and `/metrics`. Monotonic except the `*_active` gauges.
 #[derive(Debug, Default)]
 pub struct ServerStats {
     pub connections_accepted: AtomicU64,
@@ -19,6 +20,8 @@ pub struct ServerStats {
     pub handshakes_failed: AtomicU64,
     pub sessions_opened: AtomicU64,
     pub sessions_active: AtomicUsize,
+    /// `truce top` and other observer sessions (they hold no host).
+    pub observers_active: AtomicUsize,
     /// Sessions the agent ended itself (stream finished or connection closed with code 0).
     pub sessions_closed_cleanly: AtomicU64,
     pub frames_rejected: AtomicU64,
@@ -28,6 +31,8 @@ pub struct ServerStats {
     pub rounds: AtomicU64,
     pub decisions: AtomicU64,
     pub throttled: AtomicU64,
+    /// Inspection events a lagging subscriber never got.
+    pub inspect_skipped: AtomicU64,
 }
 
 impl ServerStats {
@@ -52,6 +57,10 @@ pub(crate) struct Shared {
     pub resolver: Arc<dyn RoundResolver>,
     pub stats: Arc<ServerStats>,
     pub inspect: broadcast::Sender<Arc<InspectEvent>>,
+    pub metrics: ArbiterMetrics,
+    /// The newest event of each kind per host that was built (events are built only while
+    /// someone subscribes), so a new subscriber sees the current state at once.
+    latest: Mutex<HashMap<(HostId, InspectKind), Arc<InspectEvent>>>,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<HostId, LiveSession>>,
     owners: Mutex<HashMap<WorkloadId, (HostId, SessionId)>>,
@@ -70,11 +79,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub fn new(config: ServerConfig, resolver: Arc<dyn RoundResolver>) -> Shared {
+        let stats: Arc<ServerStats> = Arc::default();
         Shared {
             config,
             resolver,
-            stats: Arc::default(),
+            metrics: ArbiterMetrics::new(stats.clone()),
+            stats,
             inspect: broadcast::channel(1024).0,
+            latest: Mutex::default(),
             next_session: AtomicU64::new(1),
             sessions: Mutex::default(),
             owners: Mutex::default(),
@@ -92,14 +104,26 @@ impl Shared {
         session
     }
 
+    /// A session id for an observer: it holds no host, so it neither supersedes nor is listed.
+    pub fn open_observer(&self) -> SessionId {
+        SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
+    }
+
     pub fn close_session(&self, host: &HostId, session: SessionId) {
-        {
+        let gone = {
             let mut sessions = lock(&self.sessions);
-            if sessions.get(host).is_some_and(|s| s.session == session) {
+            let ours = sessions.get(host).is_some_and(|s| s.session == session);
+            if ours {
                 sessions.remove(host);
             }
-        }
+            ours
+        };
         lock(&self.owners).retain(|_, (_, s)| *s != session);
+        if gone {
+            // A newer session of the host keeps what it published; a host that left takes its figures along.
+            lock(&self.latest).retain(|(h, _), _| h != host);
+            self.metrics.forget_host(host);
+        }
     }
 
     /// The ownership rule (docs/protocol.md): a workload id belongs to the first live
@@ -124,19 +148,48 @@ impl Shared {
 
     pub fn publish(&self, make: impl FnOnce() -> InspectEvent) {
         if self.inspect.receiver_count() > 0 {
+            let ev = Arc::new(make());
+            if let Some(host) = ev.host() {
+                lock(&self.latest).insert((host.clone(), ev.kind()), ev.clone());
+            }
             // No receivers between the check and the send is harmless: the event is dropped.
-            let _ = self.inspect.send(Arc::new(make()));
+            let _ = self.inspect.send(ev);
         }
     }
 
+    /// Slow-changing state (prices, accounts, leases): built and remembered whether or not
+    /// anyone watches, so a subscriber that arrives between rounds sees it at once.
+    pub fn publish_state(&self, ev: InspectEvent) {
+        let ev = Arc::new(ev);
+        if let Some(host) = ev.host() {
+            lock(&self.latest).insert((host.clone(), ev.kind()), ev.clone());
+        }
+        if self.inspect.receiver_count() > 0 {
+            let _ = self.inspect.send(ev);
+        }
+    }
+
+    fn hosts_event(&self, now: Timestamp) -> InspectEvent {
+        let hosts = lock(&self.sessions)
+            .iter()
+            .map(|(host, s)| HostSnapshot { host: host.clone(), session: s.session, connected_at: s.connected_at, workloads: s.workloads })
+            .collect();
+        InspectEvent::Hosts { at: now, hosts }
+    }
+
     pub fn publish_hosts(&self, now: Timestamp) {
-        self.publish(|| {
-            let hosts = lock(&self.sessions)
-                .iter()
-                .map(|(host, s)| HostSnapshot { host: host.clone(), session: s.session, connected_at: s.connected_at, workloads: s.workloads })
-                .collect();
-            InspectEvent::Hosts { at: now, hosts }
-        });
+        self.publish(|| self.hosts_event(now));
+    }
+
+    /// What a new subscriber sees at once: the host list, then the newest known event of
+    /// each kind per host, all passing `filter`.
+    pub fn snapshot_for(&self, filter: &InspectFilter, now: Timestamp) -> Vec<Arc<InspectEvent>> {
+        let mut out = vec![Arc::new(self.hosts_event(now))];
+        let mut known: Vec<Arc<InspectEvent>> = lock(&self.latest).values().cloned().collect();
+        known.sort_by(|a, b| (a.host(), a.kind() as u8).cmp(&(b.host(), b.kind() as u8)));
+        out.extend(known);
+        out.retain(|ev| filter.accepts(ev));
+        out
     }
 }
 

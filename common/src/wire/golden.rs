@@ -121,6 +121,51 @@ fn host() -> HostId {
     HostId("node-a".into())
 }
 
+fn host_view() -> HostView {
+    let at = Timestamp(1_700_000_000_000);
+    HostView {
+        host: host(),
+        at,
+        period_ms: 1000,
+        workloads: vec![WorkloadSummary { workload: workload(), name: "db.service".into(), signals: signals() }],
+        estimates: vec![estimate()],
+        matrix: crate::estimate::InterferenceMatrix {
+            at,
+            window_periods: 30,
+            workloads: vec![crate::estimate::MatrixWorkload { workload: WorkloadId(4242), name: "db.service".into() }],
+            cells: vec![crate::estimate::MatrixCell { victim: WorkloadId(4242), delayer: WorkloadId(99), wait_ns: 123_456, blame: 0.875 }],
+        },
+        forecasts: vec![forecast()],
+        leases: vec![EnforcedLease {
+            lease: LeaseId(77),
+            cgroup: "/system.slice/db.service".into(),
+            setting: Setting::CpuMax { millicores: 1500, period_us: 100_000 },
+            start: at,
+            expiry: at.plus_ms(30_000),
+            decision: DecisionId(1),
+        }],
+        decisions: vec![decision()],
+        arbiter: "connected to 127.0.0.1:7447 (s5)".into(),
+        unavailable: vec![crate::signal::Unavailable { signal: "perf (CPI, LLC misses)".into(), reason: "no PMU".into() }],
+        omitted: 0,
+    }
+}
+
+fn host_history() -> HostHistory {
+    HostHistory {
+        host: host(),
+        period_ms: 1000,
+        series: vec![WorkloadSeries {
+            workload: WorkloadId(4242),
+            name: "db.service".into(),
+            end: Timestamp(1_700_000_000_000),
+            score: vec![None, Some(0.5), Some(0.75)],
+            cpu_millicores: vec![None, Some(750), Some(800)],
+            rq_delay_share: vec![None, Some(0.25), Some(0.5)],
+        }],
+    }
+}
+
 pub(super) fn samples() -> Vec<(&'static str, Message)> {
     let at = Timestamp(1_700_000_000_000);
     vec![
@@ -230,6 +275,13 @@ pub(super) fn samples() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("inspect_decisions", Message::Inspect(InspectEvent::Decisions { host: host(), round: 12, decisions: vec![decision()] })),
+        ("inspect_forecasts", Message::Inspect(InspectEvent::Forecasts { host: host(), at, forecasts: vec![forecast()] })),
+        (
+            "inspect_accounts",
+            Message::Inspect(InspectEvent::Accounts { host: host(), at, accounts: vec![Account { workload: WorkloadId(4242), credits: Credits(2_500_000), reputation: 40 }] }),
+        ),
+        ("host_view", Message::HostView(host_view())),
+        ("host_history", Message::HostHistory(host_history())),
     ]
 }
 

@@ -2,8 +2,8 @@
 
 use super::message::SessionId;
 use super::report::SignalSummary;
-use crate::estimate::InterferenceEstimate;
-use crate::model::{Bid, Decision, HostId, Lease, Resource, Timestamp, WorkloadRef};
+use crate::estimate::{DemandForecast, InterferenceEstimate};
+use crate::model::{Bid, Credits, Decision, HostId, Lease, Resource, Timestamp, WorkloadId, WorkloadRef};
 use serde::{Deserialize, Serialize};
 
 /// Start receiving [`InspectEvent`]s that pass `filter`; answered by `Ack { seq }`.
@@ -13,7 +13,8 @@ pub struct Subscribe {
     pub filter: InspectFilter,
 }
 
-/// Empty lists mean "all".
+/// Empty lists mean "all" kinds of the first release; the opt-in kinds
+/// ([`InspectKind::opt_in`]) come only when named.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InspectFilter {
     pub hosts: Vec<HostId>,
@@ -30,11 +31,22 @@ pub enum InspectKind {
     Prices,
     Leases,
     Decisions,
+    Forecasts,
+    Accounts,
+}
+
+impl InspectKind {
+    /// Kinds added after version 1 first shipped. A subscriber gets them only when it names
+    /// them in its filter, so an older `truce top` (which cannot decode them) never sees one.
+    pub fn opt_in(self) -> bool {
+        matches!(self, InspectKind::Forecasts | InspectKind::Accounts)
+    }
 }
 
 impl InspectFilter {
     pub fn accepts(&self, event: &InspectEvent) -> bool {
-        let kind_ok = self.kinds.is_empty() || self.kinds.contains(&event.kind());
+        let kind = event.kind();
+        let kind_ok = self.kinds.contains(&kind) || (self.kinds.is_empty() && !kind.opt_in());
         let host_ok = match event.host() {
             Some(h) => self.hosts.is_empty() || self.hosts.contains(h),
             None => true,
@@ -65,6 +77,14 @@ pub struct Price {
     pub price: f64,
 }
 
+/// A workload's market account: credits it holds and its reputation as borrower and lender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub workload: WorkloadId,
+    pub credits: Credits,
+    pub reputation: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InspectEvent {
@@ -75,6 +95,10 @@ pub enum InspectEvent {
     Prices { host: HostId, at: Timestamp, prices: Vec<Price> },
     Leases { host: HostId, at: Timestamp, leases: Vec<Lease> },
     Decisions { host: HostId, round: u64, decisions: Vec<Decision> },
+    /// Opt-in: the demand forecasts of the host's last report.
+    Forecasts { host: HostId, at: Timestamp, forecasts: Vec<DemandForecast> },
+    /// Opt-in: credits and reputation after the host's last round (markets that keep a ledger).
+    Accounts { host: HostId, at: Timestamp, accounts: Vec<Account> },
 }
 
 impl InspectEvent {
@@ -87,6 +111,8 @@ impl InspectEvent {
             InspectEvent::Prices { .. } => InspectKind::Prices,
             InspectEvent::Leases { .. } => InspectKind::Leases,
             InspectEvent::Decisions { .. } => InspectKind::Decisions,
+            InspectEvent::Forecasts { .. } => InspectKind::Forecasts,
+            InspectEvent::Accounts { .. } => InspectKind::Accounts,
         }
     }
 
@@ -99,7 +125,9 @@ impl InspectEvent {
             | InspectEvent::Bids { host, .. }
             | InspectEvent::Prices { host, .. }
             | InspectEvent::Leases { host, .. }
-            | InspectEvent::Decisions { host, .. } => Some(host),
+            | InspectEvent::Decisions { host, .. }
+            | InspectEvent::Forecasts { host, .. }
+            | InspectEvent::Accounts { host, .. } => Some(host),
         }
     }
 }
@@ -118,5 +146,13 @@ mod tests {
         assert!(!only_leases.accepts(&ev));
         let hosts = InspectEvent::Hosts { at: Timestamp(0), hosts: vec![] };
         assert!(only_b.accepts(&hosts), "the host list is not about one host");
+    }
+
+    #[test]
+    fn opt_in_kinds_reach_only_subscribers_that_name_them() {
+        let ev = InspectEvent::Accounts { host: HostId("a".into()), at: Timestamp(0), accounts: vec![] };
+        assert!(!InspectFilter::default().accepts(&ev), "an old subscriber cannot decode it");
+        let named = InspectFilter { hosts: vec![], kinds: vec![InspectKind::Accounts] };
+        assert!(named.accepts(&ev));
     }
 }

@@ -1,5 +1,6 @@
 //! The messages and their type ids.
 
+use super::host_view::{HostHistory, HostView};
 use super::cluster::{ClusterRequest, ClusterStatus, RaftFrame, Redirect};
 use super::federation::FederationMessage;
 use super::inspect::{InspectEvent, Subscribe};
@@ -23,6 +24,8 @@ pub const MESSAGE_TYPES: &[(u16, &str)] = &[
     (10, "error"),
     (11, "subscribe"),
     (12, "inspect"),
+    (13, "host_view"),
+    (14, "host_history"),
     (20, "federation"),
     (21, "raft"),
     (22, "redirect"),
@@ -60,6 +63,10 @@ pub enum Message {
     Subscribe(Subscribe),
     /// arbiter -> subscriber: one inspection snapshot.
     Inspect(InspectEvent),
+    /// agent -> local subscriber (unix socket): one period of the host view.
+    HostView(HostView),
+    /// agent -> local subscriber: recent history, sent once after `subscribe`.
+    HostHistory(HostHistory),
     /// site <-> site (ALPN `truce-fed/1`): forecasts, proposals, votes, tallies, verdicts.
     Federation(FederationMessage),
     /// replica <-> replica (ALPN `truce-raft/1`): an openraft RPC or its reply.
@@ -85,6 +92,8 @@ impl Message {
     pub const ERROR: u16 = 10;
     pub const SUBSCRIBE: u16 = 11;
     pub const INSPECT: u16 = 12;
+    pub const HOST_VIEW: u16 = 13;
+    pub const HOST_HISTORY: u16 = 14;
     pub const FEDERATION: u16 = 20;
     pub const RAFT: u16 = 21;
     pub const REDIRECT: u16 = 22;
@@ -105,6 +114,8 @@ impl Message {
             Message::Error(_) => Self::ERROR,
             Message::Subscribe(_) => Self::SUBSCRIBE,
             Message::Inspect(_) => Self::INSPECT,
+            Message::HostView(_) => Self::HOST_VIEW,
+            Message::HostHistory(_) => Self::HOST_HISTORY,
             Message::Federation(_) => Self::FEDERATION,
             Message::Raft(_) => Self::RAFT,
             Message::Redirect(_) => Self::REDIRECT,

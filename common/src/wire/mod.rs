@@ -20,6 +20,7 @@ mod cluster;
 mod codec;
 mod error;
 mod federation;
+mod host_view;
 mod inspect;
 mod message;
 mod report;
@@ -38,8 +39,9 @@ pub use federation::{
     CountedVote, FederationMessage, HostForecast, MigrationProposal, MigrationVerdict, MigrationVote, MigrationWorkload,
     PodRef, ProposalId, SiteStatus, VoteTally,
 };
+pub use host_view::{CAP_OBSERVER, EnforcedLease, HostHistory, HostView, WorkloadSeries};
 pub use inspect::{
-    HostSnapshot, InspectEvent, InspectFilter, InspectKind, Price, Subscribe, WorkloadSummary,
+    Account, HostSnapshot, InspectEvent, InspectFilter, InspectKind, Price, Subscribe, WorkloadSummary,
 };
 pub use message::{
     Ack, Decisions, ErrorCode, ErrorMessage, Hello, LeaseRelease, LeaseRenew, MESSAGE_TYPES, Message,

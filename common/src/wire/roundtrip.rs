@@ -156,6 +156,56 @@ fn host() -> impl Strategy<Value = HostId> {
     text().prop_map(HostId)
 }
 
+fn account() -> impl Strategy<Value = Account> {
+    (any::<u64>(), any::<i64>(), any::<i64>()).prop_map(|(w, c, reputation)| Account { workload: WorkloadId(w), credits: Credits(c), reputation })
+}
+
+fn small() -> impl Strategy<Value = f32> {
+    prop_oneof![-1e6f32..1e6, Just(0.0f32)]
+}
+
+fn host_view() -> impl Strategy<Value = HostView> {
+    let summary = (workload(), text(), signals()).prop_map(|(workload, name, signals)| WorkloadSummary { workload, name, signals });
+    let cell = (any::<u64>(), any::<u64>(), any::<u64>(), num()).prop_map(|(v, d, wait_ns, blame)| crate::estimate::MatrixCell {
+        victim: WorkloadId(v),
+        delayer: WorkloadId(d),
+        wait_ns,
+        blame,
+    });
+    let lease = (any::<u64>(), text(), setting(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(l, cgroup, setting, start, expiry, d)| EnforcedLease {
+        lease: LeaseId(l),
+        cgroup,
+        setting,
+        start: Timestamp(start),
+        expiry: Timestamp(expiry),
+        decision: DecisionId(d),
+    });
+    (
+        (host(), any::<u64>(), any::<u64>(), vec(summary, 0..3), vec(estimate(), 0..2), vec(cell, 0..3)),
+        (vec(forecast(), 0..2), vec(lease, 0..2), vec(decision(), 0..2), text(), any::<u32>()),
+    )
+        .prop_map(|((host, at, period_ms, workloads, estimates, cells), (forecasts, leases, decisions, arbiter, omitted))| HostView {
+            host,
+            at: Timestamp(at),
+            period_ms,
+            workloads,
+            estimates,
+            matrix: crate::estimate::InterferenceMatrix { at: Timestamp(at), window_periods: 30, workloads: vec![], cells },
+            forecasts,
+            leases,
+            decisions,
+            arbiter,
+            unavailable: vec![],
+            omitted,
+        })
+}
+
+fn host_history() -> impl Strategy<Value = HostHistory> {
+    let series = (any::<u64>(), text(), any::<u64>(), vec(proptest::option::of(small()), 0..4), vec(proptest::option::of(any::<u32>()), 0..4), vec(proptest::option::of(small()), 0..4))
+        .prop_map(|(w, name, end, score, cpu_millicores, rq_delay_share)| WorkloadSeries { workload: WorkloadId(w), name, end: Timestamp(end), score, cpu_millicores, rq_delay_share });
+    (host(), any::<u64>(), vec(series, 0..3)).prop_map(|(host, period_ms, series)| HostHistory { host, period_ms, series })
+}
+
 fn inspect() -> impl Strategy<Value = InspectEvent> {
     let snapshot = (host(), any::<u64>(), any::<u64>(), any::<u32>())
         .prop_map(|(host, s, at, workloads)| HostSnapshot { host, session: SessionId(s), connected_at: Timestamp(at), workloads });
@@ -170,6 +220,8 @@ fn inspect() -> impl Strategy<Value = InspectEvent> {
         (host(), at(), vec(price, 0..3)).prop_map(|(host, at, prices)| InspectEvent::Prices { host, at, prices }),
         (host(), at(), vec(lease(), 0..3)).prop_map(|(host, at, leases)| InspectEvent::Leases { host, at, leases }),
         (host(), any::<u64>(), vec(decision(), 0..2)).prop_map(|(host, round, decisions)| InspectEvent::Decisions { host, round, decisions }),
+        (host(), at(), vec(forecast(), 0..2)).prop_map(|(host, at, forecasts)| InspectEvent::Forecasts { host, at, forecasts }),
+        (host(), at(), vec(account(), 0..3)).prop_map(|(host, at, accounts)| InspectEvent::Accounts { host, at, accounts }),
     ]
 }
 
@@ -181,7 +233,9 @@ fn message() -> impl Strategy<Value = Message> {
         Just(InspectKind::Bids),
         Just(InspectKind::Prices),
         Just(InspectKind::Leases),
-        Just(InspectKind::Decisions)
+        Just(InspectKind::Decisions),
+        Just(InspectKind::Forecasts),
+        Just(InspectKind::Accounts)
     ];
     let wl_report = (workload(), text(), signals(), proptest::option::of(estimate()), vec(forecast(), 0..2))
         .prop_map(|(workload, name, signals, estimate, forecasts)| WorkloadReport { workload, name, signals, estimate, forecasts });
@@ -224,6 +278,8 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), vec(any::<u8>(), 0..64)).prop_map(|(seq, body)| Message::Raft(RaftFrame { seq, kind: RaftKind::Reply, body })),
         (proptest::option::of(text()), text()).prop_map(|(leader, reason)| Message::Redirect(Redirect { leader, reason })),
         (any::<u64>(), any::<u64>()).prop_map(|(seq, id)| Message::ClusterRequest(ClusterRequest { seq, op: ClusterOp::Remove { id } })),
+        host_view().prop_map(Message::HostView),
+        host_history().prop_map(Message::HostHistory),
     ]
 }
 
