@@ -169,8 +169,9 @@ impl SessionState {
         });
         self.shared.publish(|| InspectEvent::Estimates { host: host.clone(), at, estimates: report.workloads.iter().filter_map(|w| w.estimate.clone()).collect() });
         self.shared.publish(|| InspectEvent::Forecasts { host: host.clone(), at, forecasts: report.workloads.iter().flat_map(|w| w.forecasts.iter().cloned()).collect() });
-        // Each period, so a watcher sees leases lapse without waiting for a round.
-        self.shared.publish_state(InspectEvent::Leases { host, at, leases: self.leases.values().filter(|l| l.expiry > at).cloned().collect() });
+        // Each period while someone watches, so leases are seen to lapse between rounds; the
+        // round itself remembers them for new subscribers, so reports stay cheap.
+        self.shared.publish(|| InspectEvent::Leases { host, at, leases: self.leases.values().filter(|l| l.expiry > at).cloned().collect() });
         self.send(Message::Ack(Ack { seq: report.seq }))
     }
 
