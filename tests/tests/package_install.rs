@@ -84,6 +84,15 @@ fn the_packaged_agent_run_like_its_unit_restores_every_cgroup_value_on_sigterm()
     relaxed?;
 
     std::fs::create_dir_all("/var/lib/truce")?;
+    // As an operator would: a workload policy makes `a` the one that matters. Three identical
+    // burners can otherwise ask for exactly their equal shares, and then no decision is due
+    // (a 6.1 CI run waited 240 s for one); with `a` at priority 50 the market raises `a` and
+    // cuts `b` and `c`.
+    std::fs::write("/etc/truce/workloads.toml", "[[workload]]\nmatch = \"/truce.slice/a\"\npriority = 50\n")?;
+    let config = std::fs::read_to_string("/etc/truce/agent.toml")?;
+    let config = config.replacen("[arbiter]", "workloads = \"/etc/truce/workloads.toml\"\n\n[arbiter]", 1);
+    ensure!(config.contains("workloads = \"/etc/truce/workloads.toml\""), "the shipped agent.toml has no [arbiter] table to put the key before");
+    std::fs::write("/etc/truce/agent.toml", config)?;
     let log = PathBuf::from("/tmp/truce-agent.log");
     let mut agent = Daemon::spawn(Command::new(&argv[0]).args(&argv[1..]), &log, |c| with_bounding_set(c, &caps))?;
     let deadline = Instant::now() + Duration::from_secs(240);
