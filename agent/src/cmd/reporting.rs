@@ -61,34 +61,20 @@ pub fn inventory(sample: &HostSample, roots: &[String], policies: &HashMap<Workl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::brain::Bounds;
-    use truce_common::model::{Timestamp, WorkloadRef};
-    use truce_common::signal::{HostTotals, WorkloadSample};
+    use crate::brain::{Bounds, testkit};
+    use truce_common::signal::WorkloadSample;
 
+    /// The brain's test workload, moved to `path` (reporting cares only about where it is).
     fn workload(id: u64, path: &str) -> WorkloadSample {
-        WorkloadSample {
-            workload: WorkloadRef { id: WorkloadId(id), path: path.into() },
-            name: path.into(),
-            cpu: Default::default(),
-            io: vec![],
-            net: Default::default(),
-            perf: None,
-            psi: Default::default(),
-            files: Default::default(),
-        }
+        let mut w = testkit::workload(id, path, 0, 0);
+        w.workload.path = path.into();
+        w
     }
 
     #[test]
     fn only_the_lowest_cgroups_under_the_roots_are_managed_with_their_bounds() {
-        let sample = HostSample {
-            at: Timestamp(0),
-            period_ms: 1000,
-            totals: HostTotals { cpus: 2, mem_total_bytes: 1 << 30, ..Default::default() },
-            workloads: vec![workload(1, "/demo"), workload(2, "/demo/victim"), workload(3, "/demo/hogs"), workload(4, "/demo/hogs/cpu"), workload(5, "/other")],
-            delays: vec![],
-            probe_errors: vec![],
-            unavailable: vec![],
-        };
+        let mut sample = testkit::host(0, vec![workload(1, "/demo"), workload(2, "/demo/victim"), workload(3, "/demo/hogs"), workload(4, "/demo/hogs/cpu"), workload(5, "/other")], vec![]);
+        sample.totals.mem_total_bytes = 1 << 30;
         let victim = WorkloadPolicy { priority: 50, cpu: Bounds { floor: Some(200), ceiling: None }, ..WorkloadPolicy::default() };
         let inv = inventory(&sample, &["/demo".to_string()], &HashMap::from([(WorkloadId(2), victim)]));
         assert_eq!(inv.capacity, vec![Capacity { resource: Resource::Cpu, amount: 2000 }, Capacity { resource: Resource::Memory, amount: 1 << 30 }]);
