@@ -1,6 +1,7 @@
 //! vm-test and vm-shell: one boot per (kernel, suite), a per-kernel summary at the end.
 use super::boot::{self, BootOutcome, BootSpec};
 use super::payload::{self, Job};
+use super::kernel::Kernel;
 use super::{Assets, ShellArgs, TestArgs};
 use crate::util::workspace_root;
 use anyhow::{Result, bail};
@@ -48,10 +49,10 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
                 kernel_label: &kernel.label,
                 files: if suite == payload::PACKAGE_SUITE { &packages } else { &[] },
             };
-            let extra = payload::archive(&job, &built, &dir)?;
-            let what = format!("with {suite} [{accel}]");
-            let prefix = format!("[{} {suite}] ", kernel.label);
-            let outcome = boot_archive(assets, kernel, base, &dir, &extra, &what, prefix, args.timeout)?;
+            let files = BootFiles::prepare(&dir, base, &payload::archive(&job, &built, &dir)?)?;
+            eprintln!("xtask: vm-test: booting {} ({}) with {suite} [{accel}], initrd {} MiB", kernel.label, kernel.release, files.initrd_mib());
+            let timeout = Duration::from_secs(args.timeout) + BOOT_MARGIN;
+            let outcome = boot::run(&files.spec(assets, kernel, format!("[{} {suite}] ", kernel.label), timeout, false))?;
             let verdict = judge(&outcome);
             if let Err(why) = &verdict {
                 eprintln!(
@@ -142,24 +143,8 @@ pub fn shell(assets: &Assets, args: &ShellArgs) -> Result<()> {
     let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
     let dir = run_dir(&format!("shell-{}", kernel.label))?;
     let job = Job::Shell { extra: extra.suites.clone() };
-    let archive = payload::archive(&job, &extra, &dir)?;
-    let initrd = dir.join("initrd.img");
-    payload::write_initrd(base, &archive, &initrd)?;
-    let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
-    boot::fresh_disk(&disk, DISK_BYTES)?;
-    boot::fresh_disk(&scratch, DISK_BYTES)?;
-    let spec = BootSpec {
-        qemu: &assets.qemu,
-        vmlinuz: &kernel.vmlinuz,
-        initrd: &initrd,
-        disk: &disk,
-        scratch: &scratch,
-        serial_file: &dir.join("ttyS1.txt"),
-        console_log: &dir.join("console.log"),
-        prefix: String::new(),
-        host_timeout: Duration::MAX,
-        interactive: true,
-    };
+    let files = BootFiles::prepare(&dir, base, &payload::archive(&job, &extra, &dir)?)?;
+    let spec = files.spec(assets, kernel, String::new(), Duration::MAX, true);
     let rc = boot::interactive(&spec)?;
     let _ = std::fs::remove_dir_all(&dir);
     if rc != 0 {
@@ -174,9 +159,11 @@ pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str) -
     let built = payload::build_with(&[], true)?;
     let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
     let dir = run_dir(&format!("cmd-{}", kernel.label))?;
-    let archive = payload::archive(&Job::Command { script, timeout_secs }, &built, &dir)?;
+    let files = BootFiles::prepare(&dir, base, &payload::archive(&Job::Command { script, timeout_secs }, &built, &dir)?)?;
     let (_, accel) = boot::accel_args();
-    let outcome = boot_archive(assets, kernel, base, &dir, &archive, &format!("[{accel}]"), prefix.to_string(), timeout_secs)?;
+    eprintln!("xtask: vm-test: booting {} ({}) [{accel}], initrd {} MiB", kernel.label, kernel.release, files.initrd_mib());
+    let timeout = Duration::from_secs(timeout_secs) + BOOT_MARGIN;
+    let outcome = boot::run(&files.spec(assets, kernel, prefix.to_string(), timeout, false))?;
     if let Err(why) = judge(&outcome) {
         bail!("the guest command failed: {why} (console: {})", dir.join("console.log").display());
     }
@@ -184,40 +171,47 @@ pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str) -
     Ok(outcome)
 }
 
-/// Write the initrd (base + `archive`) and fresh disks into `dir`, and boot `kernel` once.
-#[allow(clippy::too_many_arguments)]
-fn boot_archive(
-    assets: &Assets,
-    kernel: &super::kernel::Kernel,
-    base: &std::path::Path,
-    dir: &std::path::Path,
-    archive: &[u8],
-    what: &str,
-    prefix: String,
-    timeout_secs: u64,
-) -> Result<BootOutcome> {
-    let initrd = dir.join("initrd.img");
-    payload::write_initrd(base, archive, &initrd)?;
-    let (disk, scratch) = (dir.join("disk.img"), dir.join("scratch.img"));
-    boot::fresh_disk(&disk, DISK_BYTES)?;
-    boot::fresh_disk(&scratch, DISK_BYTES)?;
-    eprintln!(
-        "xtask: vm-test: booting {} ({}) {what}, initrd {} MiB",
-        kernel.label,
-        kernel.release,
-        std::fs::metadata(&initrd).map(|m| m.len() >> 20).unwrap_or(0)
-    );
-    let spec = BootSpec {
-        qemu: &assets.qemu,
-        vmlinuz: &kernel.vmlinuz,
-        initrd: &initrd,
-        disk: &disk,
-        scratch: &scratch,
-        serial_file: &dir.join("ttyS1.txt"),
-        console_log: &dir.join("console.log"),
-        prefix,
-        host_timeout: Duration::from_secs(timeout_secs) + BOOT_MARGIN,
-        interactive: false,
-    };
-    boot::run(&spec)
+/// One boot's files in its run directory: the initrd (base + the run's archive), two fresh
+/// disks, and the logs qemu writes.
+struct BootFiles {
+    initrd: PathBuf,
+    disk: PathBuf,
+    scratch: PathBuf,
+    serial: PathBuf,
+    console: PathBuf,
+}
+
+impl BootFiles {
+    fn prepare(dir: &std::path::Path, base: &std::path::Path, archive: &[u8]) -> Result<BootFiles> {
+        let files = BootFiles {
+            initrd: dir.join("initrd.img"),
+            disk: dir.join("disk.img"),
+            scratch: dir.join("scratch.img"),
+            serial: dir.join("ttyS1.txt"),
+            console: dir.join("console.log"),
+        };
+        payload::write_initrd(base, archive, &files.initrd)?;
+        boot::fresh_disk(&files.disk, DISK_BYTES)?;
+        boot::fresh_disk(&files.scratch, DISK_BYTES)?;
+        Ok(files)
+    }
+
+    fn initrd_mib(&self) -> u64 {
+        std::fs::metadata(&self.initrd).map(|m| m.len() >> 20).unwrap_or(0)
+    }
+
+    fn spec<'a>(&'a self, assets: &'a Assets, kernel: &'a Kernel, prefix: String, host_timeout: Duration, interactive: bool) -> BootSpec<'a> {
+        BootSpec {
+            qemu: &assets.qemu,
+            vmlinuz: &kernel.vmlinuz,
+            initrd: &self.initrd,
+            disk: &self.disk,
+            scratch: &self.scratch,
+            serial_file: &self.serial,
+            console_log: &self.console,
+            prefix,
+            host_timeout,
+            interactive,
+        }
+    }
 }
