@@ -55,7 +55,7 @@ async fn the_market_limits_the_hog_raises_the_victim_and_renews_under_the_same_l
     let mut first = report("node-a", 1, &[VICTIM, HOG]);
     first.inventory = Some(Inventory {
         capacity: vec![Capacity { resource: Resource::Cpu, amount: 2000 }],
-        managed: [(VICTIM, 50), (HOG, 1)].into_iter().map(|(w, priority)| ManagedWorkload { workload: workload(w), priority, bounds: vec![] }).collect(),
+        managed: [(VICTIM, 50), (HOG, 1)].into_iter().map(|(w, priority)| ManagedWorkload { workload: workload(w), priority, bounds: vec![], usage: vec![] }).collect(),
     });
     client.send(Outbound::Report(first));
 

@@ -6,7 +6,7 @@ use crate::brain::{Round, WorkloadPolicy};
 use crate::enforce::under_roots;
 use std::collections::HashMap;
 use truce_common::model::{HostId, Resource, WorkloadId};
-use truce_common::signal::HostSample;
+use truce_common::signal::{HostSample, WorkloadSample};
 use truce_common::wire::{Capacity, Inventory, ManagedWorkload, Report, ResourceBounds, SignalSummary, WorkloadReport};
 
 pub fn report(seq: u64, host: &HostId, sample: &HostSample, round: &Round, inventory: Option<Inventory>) -> Report {
@@ -52,17 +52,24 @@ pub fn inventory(sample: &HostSample, roots: &[String], policies: &HashMap<Workl
                 .filter(|(_, b)| b.floor.is_some() || b.ceiling.is_some())
                 .map(|(resource, b)| ResourceBounds { resource, floor: b.floor, ceiling: b.ceiling })
                 .collect();
-            ManagedWorkload { workload: w.workload.clone(), priority: policy.priority.max(1), bounds }
+            ManagedWorkload { workload: w.workload.clone(), priority: policy.priority.max(1), bounds, usage: usage(w, sample.period_ms) }
         })
         .collect();
     Inventory { capacity, managed }
+}
+
+/// What the workload used over the period, from its own cgroup files (cpu.stat usage_usec,
+/// memory.current); a resource whose file was unreadable is left out, not reported as zero.
+fn usage(w: &WorkloadSample, period_ms: u64) -> Vec<Capacity> {
+    let cpu = w.files.cpu_usage_us.filter(|_| period_ms > 0).map(|us| Capacity { resource: Resource::Cpu, amount: us / period_ms });
+    let memory = w.files.memory_current.map(|bytes| Capacity { resource: Resource::Memory, amount: bytes });
+    cpu.into_iter().chain(memory).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::brain::{Bounds, testkit};
-    use truce_common::signal::WorkloadSample;
 
     /// The brain's test workload, moved to `path` (reporting cares only about where it is).
     fn workload(id: u64, path: &str) -> WorkloadSample {
@@ -75,6 +82,10 @@ mod tests {
     fn only_the_lowest_cgroups_under_the_roots_are_managed_with_their_bounds() {
         let mut sample = testkit::host(0, vec![workload(1, "/demo"), workload(2, "/demo/victim"), workload(3, "/demo/hogs"), workload(4, "/demo/hogs/cpu"), workload(5, "/other")], vec![]);
         sample.totals.mem_total_bytes = 1 << 30;
+        // The victim's cgroup files were read (350 ms of CPU in the 1 s period, 64 MiB); the
+        // hog's were not, so it reports no usage rather than zero.
+        sample.workloads[1].files.cpu_usage_us = Some(350_000);
+        sample.workloads[1].files.memory_current = Some(64 << 20);
         let victim = WorkloadPolicy { priority: 50, cpu: Bounds { floor: Some(200), ceiling: None }, ..WorkloadPolicy::default() };
         let inv = inventory(&sample, &["/demo".to_string()], &HashMap::from([(WorkloadId(2), victim)]));
         assert_eq!(inv.capacity, vec![Capacity { resource: Resource::Cpu, amount: 2000 }, Capacity { resource: Resource::Memory, amount: 1 << 30 }]);
@@ -83,5 +94,7 @@ mod tests {
         assert_eq!(inv.managed[0].priority, 50);
         assert_eq!(inv.managed[0].bounds, vec![ResourceBounds { resource: Resource::Cpu, floor: Some(200), ceiling: None }]);
         assert_eq!(inv.managed[1].priority, 1);
+        assert_eq!(inv.managed[0].usage, vec![Capacity { resource: Resource::Cpu, amount: 350 }, Capacity { resource: Resource::Memory, amount: 64 << 20 }]);
+        assert_eq!(inv.managed[1].usage, vec![]);
     }
 }

@@ -203,6 +203,28 @@ pub(super) fn samples() -> Vec<(&'static str, Message)> {
                         workload: workload(),
                         priority: 50,
                         bounds: vec![ResourceBounds { resource: Resource::Cpu, floor: Some(200), ceiling: None }],
+                        usage: vec![],
+                    }],
+                }),
+            }),
+        ),
+        (
+            // Usage came after the inventory: its own fixture, so the one above still pins the
+            // encoding an agent without it sends.
+            "report_with_usage",
+            Message::Report(Report {
+                seq: 5,
+                host: host(),
+                at,
+                period_ms: 1000,
+                workloads: vec![],
+                inventory: Some(Inventory {
+                    capacity: vec![Capacity { resource: Resource::Cpu, amount: 2000 }],
+                    managed: vec![ManagedWorkload {
+                        workload: workload(),
+                        priority: 1,
+                        bounds: vec![],
+                        usage: vec![Capacity { resource: Resource::Cpu, amount: 350 }, Capacity { resource: Resource::Memory, amount: 64 << 20 }],
                     }],
                 }),
             }),

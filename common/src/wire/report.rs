@@ -30,6 +30,7 @@ pub struct Inventory {
     pub managed: Vec<ManagedWorkload>,
 }
 
+/// An amount of one resource, in its unit: a host's capacity, or a workload's usage.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
     pub resource: Resource,
@@ -43,6 +44,12 @@ pub struct ManagedWorkload {
     pub priority: u32,
     /// Configured floors and ceilings; a resource not listed has none.
     pub bounds: Vec<ResourceBounds>,
+    /// What it used over the last period, per resource (millicores, bytes). The market bases
+    /// demand on it, so an idle workload's unused entitlement is what a cut takes first. Added
+    /// after version 1: absent from older agents (the market then assumes the entitlement) and
+    /// left out of the encoding when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<Capacity>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
