@@ -76,6 +76,12 @@ default_lease_ms = 10000
 # limit, even when CPUs idle) or "weight" (cpu.weight below 100: it yields under contention
 # and keeps idle CPU). See docs/market.md.
 cpu_cut = "quota"
+# A workload that asks for nothing wants what it used last period plus this fraction (up to
+# its equal share), so a cut takes idle share first. 0 = exactly its use.
+usage_headroom = 0.25
+# A lease is kept while its allocation grows by at most this fraction of it (at least one
+# unit), so an allocation creeping up does not close and reopen it every round.
+lease_hysteresis = 0.05
 "#;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -127,6 +133,8 @@ pub struct MarketSection {
     pub floor_fraction: f64,
     pub default_lease_ms: u64,
     pub cpu_cut: CpuCutKind,
+    pub usage_headroom: f64,
+    pub lease_hysteresis: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -138,7 +146,7 @@ pub enum CpuCutKind {
 
 impl Default for MarketSection {
     fn default() -> Self {
-        MarketSection { income_per_second: 1.0, floor_fraction: 0.25, default_lease_ms: 10_000, cpu_cut: CpuCutKind::Quota }
+        MarketSection { income_per_second: 1.0, floor_fraction: 0.25, default_lease_ms: 10_000, cpu_cut: CpuCutKind::Quota, usage_headroom: 0.25, lease_hysteresis: 0.05 }
     }
 }
 
@@ -278,6 +286,12 @@ impl FileConfig {
         if !(0.0..=1.0).contains(&m.floor_fraction) {
             return Err(invalid("market.floor_fraction", "must be between 0 and 1"));
         }
+        if !m.usage_headroom.is_finite() || !(0.0..=10.0).contains(&m.usage_headroom) {
+            return Err(invalid("market.usage_headroom", "must be a fraction between 0 and 10"));
+        }
+        if !m.lease_hysteresis.is_finite() || !(0.0..=1.0).contains(&m.lease_hysteresis) {
+            return Err(invalid("market.lease_hysteresis", "must be between 0 and 1"));
+        }
         if m.default_lease_ms < c.min_lease_ms || m.default_lease_ms > c.max_lease_ms {
             return Err(invalid("market.default_lease_ms", "must lie within capacity.min_lease_ms..=capacity.max_lease_ms"));
         }
@@ -292,6 +306,8 @@ impl FileConfig {
             },
             min_lease_ms: c.min_lease_ms,
             max_lease_ms: c.max_lease_ms,
+            usage_headroom: m.usage_headroom,
+            lease_hysteresis: m.lease_hysteresis,
             ..MarketConfig::default()
         };
         let mut capacity = BTreeMap::from([(Resource::Cpu, c.cpu_millicores), (Resource::Memory, c.memory_bytes)]);
@@ -327,6 +343,10 @@ mod tests {
         assert!(bad.validate().expect_err("bad listen").to_string().contains("listen"));
         let bad = FileConfig { market: MarketSection { floor_fraction: 2.0, ..MarketSection::default() }, ..FileConfig::default() };
         assert!(bad.validate().expect_err("bad fraction").to_string().contains("market.floor_fraction"));
+        let bad = FileConfig { market: MarketSection { lease_hysteresis: f64::NAN, ..MarketSection::default() }, ..FileConfig::default() };
+        assert!(bad.validate().expect_err("NaN hysteresis").to_string().contains("market.lease_hysteresis"));
+        let bad = FileConfig { market: MarketSection { usage_headroom: -1.0, ..MarketSection::default() }, ..FileConfig::default() };
+        assert!(bad.validate().expect_err("negative headroom").to_string().contains("market.usage_headroom"));
         let bad = FileConfig { metrics: MetricsSection { enabled: true, listen: "loopback".into() }, ..FileConfig::default() };
         assert!(bad.validate().expect_err("bad metrics.listen").to_string().contains("metrics.listen"));
         let off = FileConfig { metrics: MetricsSection { enabled: false, listen: "loopback".into() }, ..FileConfig::default() };

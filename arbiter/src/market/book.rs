@@ -41,6 +41,9 @@ pub struct HostBook {
     pub workloads: BTreeMap<WorkloadId, WorkloadSpec>,
     /// When each workload last flagged an SLO breach.
     pub breach_at: BTreeMap<WorkloadId, Timestamp>,
+    /// What each workload used over its agent's last period, where the agent reported it.
+    /// Refreshed every report without re-registering the host.
+    pub usage: BTreeMap<(WorkloadId, Resource), u64>,
 }
 
 impl HostBook {
@@ -51,6 +54,7 @@ impl HostBook {
             capacity,
             workloads: BTreeMap::new(),
             breach_at: BTreeMap::new(),
+            usage: BTreeMap::new(),
         }
     }
 
@@ -64,6 +68,11 @@ impl HostBook {
                 entitlement: 0,
                 ceiling: cap,
             })
+    }
+
+    /// What `w` used of `r` last period; `None` when its agent did not say.
+    pub fn usage(&self, w: WorkloadId, r: Resource) -> Option<u64> {
+        self.usage.get(&(w, r)).copied()
     }
 
     /// Record what a round decided that is not in the ledger.

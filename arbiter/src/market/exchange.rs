@@ -6,7 +6,7 @@ use super::round::RoundOutcome;
 use super::{Market, MarketError};
 use crate::ledger::{Command, Ledger, LedgerState, StoreError, WorkloadKey};
 use std::collections::{BTreeMap, BTreeSet};
-use truce_common::model::{Bid, Credits, HostId, LeaseId, Timestamp, WorkloadId};
+use truce_common::model::{Bid, Credits, HostId, LeaseId, Resource, Timestamp, WorkloadId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
@@ -116,6 +116,21 @@ impl Exchange {
             .get_mut(host)
             .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
         book.workloads = workloads;
+        Ok(())
+    }
+
+    /// Refresh what a host's workloads used (the agent's latest report); the book is otherwise
+    /// unchanged.
+    pub fn set_usage(
+        &mut self,
+        host: &HostId,
+        usage: BTreeMap<(WorkloadId, Resource), u64>,
+    ) -> Result<(), ExchangeError> {
+        let book = self
+            .books
+            .get_mut(host)
+            .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
+        book.usage = usage;
         Ok(())
     }
 

@@ -10,8 +10,13 @@
 //! commits more than its wallet (balance after this round's refunds, capped by its
 //! willingness to pay): it gets only the units it can pay for, and the rest stays unallocated.
 //!
-//! A loan whose borrower still needs exactly what it borrows, from lenders that still lend,
-//! is renewed at its original prices instead of being closed and reopened.
+//! A loan whose borrower still needs what it borrows, from lenders that still lend, is renewed
+//! at its original prices instead of being closed and reopened; so is a limit that still
+//! holds. "Still" has a band (hysteresis): a lease is kept while the new allocation exceeds
+//! it by no more than `hysteresis` of its amount (at least one unit), because an allocation
+//! that creeps up as income accrues would otherwise close and reopen the lease every round.
+//! Only upward moves are absorbed: keeping a lease smaller than its allocation leaves units
+//! unallocated, never more than the capacity; a downward move applies at once.
 
 use crate::ledger::{LeaseEnd, LeaseRecord, LoanShare, Price};
 use std::collections::BTreeMap;
@@ -56,6 +61,15 @@ pub(crate) struct LendingInput<'a> {
     pub now: Timestamp,
     /// Expiry for limit leases (at least as long as any loan they back).
     pub limit_expiry: Timestamp,
+    /// Upward moves up to this fraction of a lease's amount keep the lease.
+    pub hysteresis: f64,
+}
+
+/// Whether a lease of `held` units still serves an allocation of `wanted`: it is no larger, and
+/// short by at most `fraction` of itself (at least one unit).
+fn still_serves(held: u64, wanted: u64, fraction: f64) -> bool {
+    let band = ((held as f64 * fraction.max(0.0)) as u64).max(1);
+    held <= wanted && wanted - held <= band
 }
 
 /// Units of `price` affordable with `wallet` micro-credits for `ms`.
@@ -103,7 +117,8 @@ pub(crate) fn plan(input: &LendingInput<'_>, wallets: &mut BTreeMap<WorkloadId, 
         let expiry = input.now.plus_ms(b.lease_ms);
         let wallet = wallets.entry(b.workload).or_insert(0);
         if let Some(rec) = input.existing.get(&b.workload).filter(|r| r.is_loan()) {
-            let same = rec.borrowed() == need && rec.terms.amount == b.allocated;
+            let same = rec.terms.amount.saturating_sub(rec.borrowed()) == b.effective
+                && still_serves(rec.terms.amount, b.allocated, input.hysteresis);
             let lenders_still_lend = rec.terms.shares.iter().all(|s| match s.lender {
                 Lender::Pool => true,
                 Lender::Workload(w) => supply.iter().any(|(_, l, u)| *l == w && *u >= s.units),
@@ -191,11 +206,12 @@ pub(crate) fn plan(input: &LendingInput<'_>, wallets: &mut BTreeMap<WorkloadId, 
         let renew = input
             .existing
             .get(&p.workload)
-            .filter(|r| !r.is_loan() && r.terms.amount == p.allocated)
+            .filter(|r| !r.is_loan() && still_serves(r.terms.amount, p.allocated, input.hysteresis))
             .map(|r| r.terms.id);
+        let amount = renew.and_then(|id| input.existing.get(&p.workload).filter(|r| r.terms.id == id)).map_or(p.allocated, |r| r.terms.amount);
         plans.push(Plan {
             workload: p.workload,
-            amount: p.allocated,
+            amount,
             shares: Vec::new(),
             renew,
             expiry: input.limit_expiry,

@@ -44,6 +44,12 @@ pub struct MarketConfig {
     pub fairness_epsilon: f64,
     /// Swap cost per unit moved, as a fraction of the resource's price.
     pub swap_fraction: f64,
+    /// A workload that asks nothing for a resource demands what it used plus this fraction,
+    /// up to its entitlement; an ask comes on top of the larger of entitlement and use.
+    pub usage_headroom: f64,
+    /// A lease is kept (renewed at its amount) while the new allocation exceeds it by less
+    /// than this fraction of it: small upward moves do not close and reopen leases.
+    pub lease_hysteresis: f64,
     /// Lease length for workloads without a bid (limits on lenders and cut workloads).
     pub default_lease_ms: u64,
     pub min_lease_ms: u64,
@@ -65,6 +71,8 @@ impl Default for MarketConfig {
             strategy: Strategy::FairLp,
             fairness_epsilon: 1e-4,
             swap_fraction: 0.05,
+            usage_headroom: 0.25,
+            lease_hysteresis: 0.05,
             default_lease_ms: 10_000,
             min_lease_ms: 1_000,
             max_lease_ms: 120_000,

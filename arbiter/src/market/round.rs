@@ -56,6 +56,25 @@ pub(crate) struct Closing<'a> {
     pub why: &'static str,
 }
 
+/// What a workload wants of one resource before releases, from its (post-trade) entitlement
+/// `e`, what it used last period and what it asked for on top.
+///
+/// An ask is relief beyond what the workload already has: it comes on top of the larger of
+/// its entitlement and its use. Without an ask the workload has no claim above its
+/// entitlement, and where its use is known it wants that use plus `headroom`, so an idle
+/// workload's unused entitlement is what a cut takes first (the CPU antagonist is not cut to
+/// its floor to spare a neighbour's idle share). Unknown use counts as the full entitlement.
+fn demand(e: u64, used: Option<u64>, asked: u64, headroom: f64) -> u64 {
+    match (asked, used) {
+        (0, None) => e,
+        (0, Some(u)) => {
+            let wanted = (u as f64 * (1.0 + headroom.max(0.0))).ceil();
+            if wanted >= e as f64 { e } else { wanted as u64 }
+        }
+        (a, u) => e.max(u.unwrap_or(0)).saturating_add(a),
+    }
+}
+
 impl Market {
     pub fn resolve(
         &self,
@@ -207,8 +226,7 @@ impl Market {
                     a.amount.min(ask_cap.get(&(*w, r)).copied().unwrap_or(0))
                 });
                 let offered = bid.and_then(|b| release(b, r));
-                let demand = e
-                    .saturating_add(asked)
+                let demand = demand(e, book.usage(*w, r), asked, cfg.usage_headroom)
                     .saturating_sub(offered.map_or(0, |o| o.amount))
                     .clamp(bounds.floor, bounds.ceiling);
                 let priority = bid
@@ -275,6 +293,7 @@ impl Market {
                 lender_price: &lender_price,
                 now,
                 limit_expiry: now.plus_ms(longest.max(cfg.default_lease_ms)),
+                hysteresis: cfg.lease_hysteresis,
             };
             let resource_plans = plan(&input, &mut wallets);
             for p in &positions {

@@ -89,6 +89,14 @@ fn wanted_book(defaults: &HostDefaults, host: &HostId, inventory: Option<&Invent
             .collect();
         book.workloads.insert(id, WorkloadSpec { workload, weight: 100, priority, bounds });
     }
+    if let Some(inv) = inventory {
+        book.usage = inv
+            .managed
+            .iter()
+            .flat_map(|m| m.usage.iter().map(move |u| ((m.workload.id, u.resource), u.amount)))
+            .filter(|((_, r), _)| book.capacity.contains_key(r))
+            .collect();
+    }
     if let Some(old) = known {
         book.round = old.round;
     }
@@ -101,6 +109,9 @@ fn ensure_host(exchange: &mut Exchange, defaults: &HostDefaults, input: &RoundIn
     let known = exchange.book(input.host);
     let book = wanted_book(defaults, input.host, input.inventory, input.bids, known);
     if known.is_some_and(|k| k.capacity == book.capacity && k.workloads == book.workloads) {
+        if let Err(err) = exchange.set_usage(input.host, book.usage) {
+            tracing::warn!(host = %input.host, cause = %err, "could not refresh the host's usage");
+        }
         return;
     }
     let income = book.workloads.keys().map(|w| (*w, defaults.income_per_second)).collect();
@@ -258,6 +269,7 @@ mod tests {
             workload: WorkloadRef { id: WorkloadId(id), path: format!("/w{id}") },
             priority: 50,
             bounds: vec![ResourceBounds { resource: Resource::Cpu, floor, ceiling: Some(1500) }],
+            usage: vec![],
         };
         let inv = Inventory {
             capacity: vec![Capacity { resource: Resource::Cpu, amount: 2000 }, Capacity { resource: Resource::Net, amount: 1 << 20 }],

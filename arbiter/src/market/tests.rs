@@ -344,3 +344,6 @@ fn vanished_borrower_defaults_costing_it_a_lot_and_the_lender_a_little() {
 /// Boost, trades, prices, intake and budgets.
 #[path = "tests_rules.rs"]
 mod rules;
+
+#[path = "tests_usage.rs"]
+mod usage;
