@@ -80,9 +80,16 @@ impl Brain {
 
     /// Run one period through the whole core.
     pub fn observe(&mut self, sample: &HostSample, inputs: &RoundInputs) -> Round {
+        let forecasts = self.forecaster.observe(sample, &inputs.allocations);
+        self.decide(sample, inputs, forecasts)
+    }
+
+    /// One period without the forecaster: estimates, SLO verdicts and bids, using `forecasts`
+    /// made elsewhere (the daemon refits its models on a background thread, so a refit never
+    /// delays a bid).
+    pub fn decide(&mut self, sample: &HostSample, inputs: &RoundInputs, forecasts: Vec<DemandForecast>) -> Round {
         let mut estimates = self.estimator.observe(sample);
         let matrix = self.attribution.observe(sample, &mut estimates);
-        let forecasts = self.forecaster.observe(sample, &inputs.allocations);
         let default_policy = WorkloadPolicy::default();
         let mut slo = Vec::with_capacity(sample.workloads.len());
         let mut bids = Vec::new();

@@ -2,6 +2,7 @@
 
 pub mod doctor;
 pub mod explain;
+mod forecasting;
 pub mod observe;
 pub mod record;
 pub mod replay;

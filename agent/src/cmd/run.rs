@@ -5,6 +5,7 @@
 use super::sampler::{Sampler, now};
 use super::reporting;
 use crate::brain::{Brain, BrainParams, Round, RoundInputs};
+use super::forecasting::ForecastWorker;
 use crate::config::AgentConfig;
 use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Status, WorkloadStatus, status_path, under_roots};
 use crate::inspect::{Period, Telemetry, enforced};
@@ -61,7 +62,9 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     for p in &problems {
         tracing::error!(cause = %error_chain(p), "running without it");
     }
-    let mut brain = Brain::new(BrainParams::default(), now().0);
+    let params = BrainParams::default();
+    let forecaster = ForecastWorker::start(params.forecaster.clone()).context("starting the forecaster thread")?;
+    let mut brain = Brain::new(params, now().0);
     let mut ticker = tokio::time::interval(cfg.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
@@ -135,7 +138,8 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                         inputs.external_latency_ms.insert(w.workload.id, ms);
                     }
                 }
-                let round = brain.observe(&sample, &inputs);
+                let round = brain.decide(&sample, &inputs, forecaster.latest());
+                forecaster.submit(&sample, &inputs.allocations);
                 telemetry.period(Period {
                     sample: &sample,
                     round: &round,
