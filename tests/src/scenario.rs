@@ -16,6 +16,10 @@ pub const ROOT: &str = "/truce-demo";
 pub const VICTIM: &str = "victim";
 pub const CPU_HOG: &str = "cpu-hog";
 pub const IO_HOG: &str = "io-hog";
+/// Where the arbiter and the agent run, next to the demo's subtree: their own cgroup, as
+/// systemd gives each unit one (system.slice/truce-agent.service). Left in the root cgroup,
+/// each of their threads would weigh as much as the whole demo subtree.
+pub const SYSTEM: &str = "/truce-system";
 
 /// Where the binaries are: `TRUCE_AGENT_BIN`, `TRUCE_ARBITER_BIN`, `TRUCE_LOAD_BIN`, else next
 /// to this executable, else on PATH.
@@ -67,6 +71,10 @@ impl Setup {
         self.mount.join(ROOT.trim_start_matches('/')).join(name)
     }
 
+    pub fn system_cgroup(&self) -> PathBuf {
+        self.mount.join(SYSTEM.trim_start_matches('/'))
+    }
+
     pub fn latency_file(&self) -> PathBuf {
         self.dir.join("victim.p99")
     }
@@ -91,6 +99,7 @@ impl Setup {
         for name in [VICTIM, CPU_HOG, IO_HOG] {
             std::fs::create_dir_all(self.cgroup(name))?;
         }
+        std::fs::create_dir_all(self.system_cgroup())?;
         let certs = self.dir.join("certs");
         if !certs.join("ca.pem").exists() {
             let arbiter = binary("TRUCE_ARBITER_BIN", "truce-arbiter");
@@ -143,13 +152,13 @@ impl Setup {
         let mut cmd = Command::new(binary("TRUCE_ARBITER_BIN", "truce-arbiter"));
         cmd.args(["serve", "--config"])
             .arg(self.dir.join("arbiter.toml"));
-        Proc::spawn("arbiter", cmd, &self.dir.join("arbiter.log"), None)
+        Proc::spawn("arbiter", cmd, &self.dir.join("arbiter.log"), Some(&self.system_cgroup()))
     }
 
     pub fn start_agent(&self) -> Result<Proc> {
         let mut cmd = Command::new(binary("TRUCE_AGENT_BIN", "truce-agent"));
         cmd.args(["run", "--config"]).arg(self.agent_config());
-        Proc::spawn("agent", cmd, &self.dir.join("agent.log"), None)
+        Proc::spawn("agent", cmd, &self.dir.join("agent.log"), Some(&self.system_cgroup()))
     }
 
     /// Start a `truce-demo-load` mode inside one of the demo's cgroups.
@@ -211,6 +220,8 @@ impl Setup {
             let _ = wait_for(Duration::from_secs(5), || std::fs::remove_dir(&dir).ok());
         }
         let _ = std::fs::remove_dir(self.mount.join(ROOT.trim_start_matches('/')));
+        // Never killed: a daemon still in it gets to restore what it changed. Removed once empty.
+        let _ = std::fs::remove_dir(self.system_cgroup());
     }
 }
 
@@ -280,6 +291,19 @@ impl Proc {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// CPU time it has used so far (user + system, all threads), from /proc/PID/stat.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the parenthesised command name, which may itself hold spaces.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(Duration::from_millis(ticks * 1000 / hz))
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use truce_tests::scenario::{CPU_HOG, IO_HOG, Setup, VICTIM, summary, wait_for};
+use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, Setup, VICTIM, summary, wait_for};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
     match args.iter().position(|a| a == name) {
@@ -48,6 +48,8 @@ struct Phase {
     cpu: Option<Value>,
     io: Option<Value>,
     leases_seen: usize,
+    /// The agent's own CPU use over the phase, in % of one CPU, when it ran.
+    agent_cpu_pct: Option<f64>,
 }
 
 fn victim_args(s: &Setup, seconds: u64) -> Vec<String> {
@@ -77,8 +79,10 @@ fn phase(
     seconds: u64,
     hogs: bool,
     io_device: Option<&str>,
+    agent: Option<&Proc>,
 ) -> Result<Phase> {
     println!("\n== phase: {name} ({seconds} s) ==");
+    let agent_cpu_at_start = agent.and_then(Proc::cpu_time);
     let secs = seconds.to_string();
     let victim = s.start_load(VICTIM, &refs(&victim_args(s, seconds)))?;
     let cpu = if hogs {
@@ -94,6 +98,7 @@ fn phase(
     };
     let start = Instant::now();
     let mut leases_seen = 0;
+    let mut agent_cpu_pct = None;
     while start.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
         let p99 = std::fs::read_to_string(s.latency_file())
@@ -132,6 +137,12 @@ fn phase(
             }
         );
     }
+    if let (Some(a), Some(t0)) = (agent, agent_cpu_at_start) {
+        agent_cpu_pct = a.cpu_time().map(|t1| (t1 - t0).as_secs_f64() * 100.0 / start.elapsed().as_secs_f64());
+        if let Some(pct) = agent_cpu_pct {
+            println!("  the agent used {pct:.1} % of one CPU over the phase");
+        }
+    }
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
     let cpu = cpu
@@ -146,6 +157,7 @@ fn phase(
         cpu,
         io,
         leases_seen,
+        agent_cpu_pct,
     })
 }
 
@@ -171,7 +183,7 @@ fn demo(args: &[String]) -> Result<()> {
     s.period_ms = arg(args, "--period-ms", 500)?;
     s.prepare()?;
     let originals = s.knobs();
-    let mut phases = vec![phase(&s, "isolated", seconds, false, None)?];
+    let mut phases = vec![phase(&s, "isolated", seconds, false, None, None)?];
     let cuts: String = arg(args, "--cuts", "quota".to_string())?;
     for round in 1..=rounds {
         phases.push(phase(
@@ -180,6 +192,7 @@ fn demo(args: &[String]) -> Result<()> {
             seconds,
             true,
             io_device,
+            None,
         )?);
         for cut in cuts.split(',').map(str::trim) {
             // "observe": the agent runs with no arbiter to answer it, so its probes and
@@ -214,6 +227,7 @@ fn demo(args: &[String]) -> Result<()> {
                 seconds,
                 true,
                 io_device,
+                Some(&agent),
             );
             let clean = agent.terminate(Duration::from_secs(30));
             if let Some(a) = arbiter {
@@ -260,7 +274,7 @@ fn report(phases: &[Phase]) -> Result<()> {
             p.leases_seen
         );
     }
-    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen})).collect();
+    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen, "agent_cpu_pct": p.agent_cpu_pct})).collect();
     println!("{}", json!({ "demo": out }));
     Ok(())
 }

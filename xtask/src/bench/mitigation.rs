@@ -10,6 +10,9 @@ use crate::demo;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+/// Victim p50 and p99 (ms), CPU and I/O antagonist throughput, the agent's CPU %.
+type Row = (f64, f64, Option<f64>, Option<f64>, Option<f64>);
+
 fn flag<T: std::str::FromStr>(rest: &[String], name: &str, default: T) -> T {
     rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -30,12 +33,12 @@ pub fn run(rest: &[String]) -> Result<()> {
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
     let iso = mean("isolated", &["victim", "p99_ms"]).context("no isolated phase")?;
-    let row = |name: &str, prefix: &str| -> Result<(f64, f64, Option<f64>, Option<f64>)> {
+    let row = |name: &str, prefix: &str| -> Result<Row> {
         let p99 = mean(prefix, &["victim", "p99_ms"]).with_context(|| format!("no {name} phase"))?;
         let p50 = mean(prefix, &["victim", "p50_ms"]).unwrap_or(f64::NAN);
-        Ok((p50, p99, mean(prefix, &["cpu", "units_per_s"]), mean(prefix, &["io", "bytes_per_s"])))
+        Ok((p50, p99, mean(prefix, &["cpu", "units_per_s"]), mean(prefix, &["io", "bytes_per_s"]), mean(prefix, &["agent_cpu_pct"])))
     };
-    let (_, _, _, _) = row("isolated", "isolated")?;
+    row("isolated", "isolated")?;
     let without = row("without truce", "without")?;
     let observing = row("agent observing only", "agent only")?;
     let quota = row("with truce (quota cuts)", "with truce/quota")?;
@@ -45,17 +48,18 @@ pub fn run(rest: &[String]) -> Result<()> {
         _ => "-".into(),
     };
     println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host" } else { "VM, TCG" });
-    println!("{:<16} {:>12} {:>12} {:>12} {:>14} {:>14}", "phase", "victim p50", "victim p99", "p99/isolated", "cpu-hog kept", "io-hog kept");
-    println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14}", "isolated", "", iso, "1.00", "", "");
+    println!("{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}", "phase", "victim p50", "victim p99", "p99/isolated", "cpu-hog kept", "io-hog kept", "agent CPU %");
+    println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14} {:>12}", "isolated", "", iso, "1.00", "", "", "");
     for (name, r) in [("without truce", &without), ("agent, no arbiter", &observing), ("truce, quota cut", &quota), ("truce, weight cut", &weight)] {
         println!(
-            "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14}",
+            "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14} {:>12}",
             name,
             r.0,
             r.1,
             r.1 / iso,
             ratio(r.2, without.2),
-            ratio(r.3, without.3)
+            ratio(r.3, without.3),
+            r.4.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
         );
     }
     for (name, r) in [("quota", &quota), ("weight", &weight)] {
