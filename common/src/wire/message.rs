@@ -230,6 +230,8 @@ impl ErrorCode {
     pub const TIMEOUT: ErrorCode = ErrorCode(11);
     /// The peer does not read what it is sent; its queue overflowed.
     pub const SLOW_CONSUMER: ErrorCode = ErrorCode(12);
+    /// This arbiter replica is not the raft leader (any more); a `redirect` names the leader.
+    pub const NOT_LEADER: ErrorCode = ErrorCode(13);
 
     pub fn name(self) -> &'static str {
         match self.0 {
@@ -245,6 +247,7 @@ impl ErrorCode {
             10 => "superseded",
             11 => "timeout",
             12 => "slow_consumer",
+            13 => "not_leader",
             _ => "unknown",
         }
     }
