@@ -101,11 +101,24 @@ impl ArbiterClient {
 enum SessionEnd {
     Cancelled,
     Lost(String),
+    /// The arbiter stopped leading its group; `leader` is where it says to go.
+    Redirected { leader: Option<String>, reason: String },
 }
+
+/// Where to go after a redirect: the named leader when it is one of our endpoints (it is
+/// dialled with our configured server name, so only known endpoints qualify), else the next.
+fn after_redirect(endpoints: &[super::config::ArbiterEndpoint], idx: usize, leader: Option<&str>) -> usize {
+    let named = leader.and_then(|l| l.parse::<SocketAddr>().ok()).and_then(|a| endpoints.iter().position(|e| e.addr == a));
+    named.unwrap_or(idx + 1)
+}
+
+/// The pause before following a redirect.
+const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
 
 async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>, inbound: mpsc::Sender<Inbound>, cancel: CancellationToken) {
     let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max, seed());
     let mut idx = 0usize;
+    let mut redirected = false;
     loop {
         let ep = &cfg.endpoints[idx % cfg.endpoints.len()];
         let attempt = tokio::select! {
@@ -122,7 +135,17 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
                     SessionEnd::Cancelled => break,
                     // A healthy session that dropped: retry the same arbiter first.
                     SessionEnd::Lost(reason) => reason,
+                    SessionEnd::Redirected { leader, reason } => {
+                        idx = after_redirect(&cfg.endpoints, idx, leader.as_deref());
+                        redirected = true;
+                        format!("the arbiter stopped leading ({reason}); leader: {}", leader.as_deref().unwrap_or("unknown"))
+                    }
                 }
+            }
+            Ok(Err(TransportError::Redirected { leader, reason, .. })) => {
+                idx = after_redirect(&cfg.endpoints, idx, leader.as_deref());
+                redirected = true;
+                format!("not the leader ({reason}); leader: {}", leader.as_deref().unwrap_or("unknown"))
             }
             Ok(Err(e)) => {
                 idx += 1;
@@ -135,7 +158,9 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
         };
         warn!(endpoint = %ep.addr, %reason, queued = outbox.len(), dropped = outbox.dropped(), "arbiter session down");
         let _ = inbound.send(Inbound::State(ConnectionState::Disconnected { endpoint: ep.addr, reason })).await;
-        let delay = backoff.next_delay();
+        // A redirect is an answer, not a failure: go on at once (a short pause only, so two
+        // replicas that each name the other during an election do not spin).
+        let delay = if std::mem::take(&mut redirected) { REDIRECT_PAUSE } else { backoff.next_delay() };
         let next = cfg.endpoints[idx % cfg.endpoints.len()].addr;
         let _ = inbound.send(Inbound::State(ConnectionState::Backoff { delay, next })).await;
         tokio::select! {
@@ -153,13 +178,14 @@ async fn pump(raw: RawSession, outbox: &Outbox<Outbound>, inbound: &mpsc::Sender
         loop {
             let msg = match read_frame(&mut recv, max).await {
                 Ok(m) => m,
-                Err(e) => return e,
+                Err(e) => return Ok(e),
             };
             let item = match msg {
                 Message::Decisions(d) => Inbound::Decisions(d),
                 Message::Ack(a) => Inbound::Ack(a),
                 Message::Error(e) => Inbound::Refused(e),
                 Message::Inspect(i) => Inbound::Inspect(i),
+                Message::Redirect(r) => return Err(r),
                 other => {
                     warn!(got = other.name(), "ignoring an unexpected message from the arbiter");
                     continue;
@@ -179,7 +205,13 @@ async fn pump(raw: RawSession, outbox: &Outbox<Outbound>, inbound: &mpsc::Sender
     };
     let end = tokio::select! {
         _ = cancel.cancelled() => None,
-        e = reader => Some(format!("{:#}", Chain(&e))),
+        e = reader => match e {
+            Ok(e) => Some(format!("{:#}", Chain(&e))),
+            Err(r) => {
+                conn.close(0u32.into(), b"redirected");
+                return SessionEnd::Redirected { leader: r.leader, reason: r.reason };
+            }
+        },
         e = writer => Some(format!("{:#}", Chain(&e))),
     };
     match end {

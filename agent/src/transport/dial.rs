@@ -48,6 +48,8 @@ pub enum TransportError {
     UnsupportedVersion { endpoint: SocketAddr, supported_min: u16, supported_max: u16 },
     #[error("{endpoint} refused the session: {code}: {message}")]
     Refused { endpoint: SocketAddr, code: ErrorCode, message: String },
+    #[error("{endpoint} is not the leader of its arbiter group ({reason}); leader: {}", leader.as_deref().unwrap_or("unknown"))]
+    Redirected { endpoint: SocketAddr, leader: Option<String>, reason: String },
     #[error("{endpoint} answered hello with {got}")]
     Unexpected { endpoint: SocketAddr, got: &'static str },
 }
@@ -105,6 +107,7 @@ impl Dialer {
                 Err(TransportError::UnsupportedVersion { endpoint, supported_min: u.supported_min, supported_max: u.supported_max })
             }
             Message::Error(e) => Err(TransportError::Refused { endpoint, code: e.code, message: e.message }),
+            Message::Redirect(r) => Err(TransportError::Redirected { endpoint, leader: r.leader, reason: r.reason }),
             other => Err(TransportError::Unexpected { endpoint, got: other.name() }),
         }
     }
