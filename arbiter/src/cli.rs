@@ -1,14 +1,10 @@
 //! The `truce-arbiter` command line: certificates, the server, and its configuration.
 
-use truce_arbiter::config::{DEFAULT_TOML, FileConfig, ResolverKind, Settings};
-use truce_arbiter::ledger::Ledger;
-use truce_arbiter::market::{Exchange, Market, MarketResolver};
-use truce_arbiter::server::{CancellationToken, ProportionalResolver, RoundResolver, Server, certs};
+use truce_arbiter::config::{FileConfig, Settings, default_toml};
+use truce_arbiter::server::{CancellationToken, certs};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use std::sync::Arc;
-use truce_common::metrics::MetricsServer;
 
 #[derive(Parser)]
 #[command(name = "truce-arbiter", version, about = "truce's arbiter: agents over QUIC + mTLS, market rounds, ledger")]
@@ -47,6 +43,9 @@ pub enum Command {
         #[arg(long, env = "TRUCE_ARBITER_METRICS_LISTEN")]
         metrics_listen: Option<String>,
     },
+    /// Membership of a replica group (`[cluster]`): status, add, remove.
+    #[command(subcommand)]
+    Cluster(crate::cluster_cmd::ClusterCommand),
     /// Show the configuration.
     Config {
         /// Print the commented default configuration.
@@ -102,11 +101,12 @@ pub fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {} and {} for peer {name}", m.cert.display(), m.key.display());
             Ok(())
         }
+        Command::Cluster(cmd) => crate::cluster_cmd::run(cmd),
         Command::Config { print_default } => {
             if !print_default {
                 anyhow::bail!("nothing to do: pass --print-default");
             }
-            print!("{DEFAULT_TOML}");
+            print!("{}", default_toml());
             Ok(())
         }
         Command::Serve { config, listen, certs, state_dir, metrics_listen } => {
@@ -134,29 +134,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn resolver(settings: &Settings) -> Result<Arc<dyn RoundResolver>> {
-    Ok(match settings.resolver {
-        ResolverKind::Proportional => Arc::new(ProportionalResolver::new(settings.capacity.clone())),
-        ResolverKind::Market => {
-            let path = &settings.ledger_path;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating the state directory {} (`state_dir`)", dir.display()))?;
-            }
-            let ledger = Ledger::open(path).with_context(|| format!("opening the ledger {}", path.display()))?;
-            tracing::info!(ledger = %path.display(), minted = ledger.state().minted().0, "ledger open");
-            let exchange = Exchange::new(ledger, Market::new(settings.market.clone()));
-            Arc::new(MarketResolver::new(exchange, settings.defaults.clone()))
-        }
-    })
-}
-
 async fn serve(settings: Settings) -> Result<()> {
-    let server = Server::bind(settings.server.clone(), resolver(&settings)?)?;
     let cancel = CancellationToken::new();
-    let metrics = match settings.metrics {
-        Some(addr) => Some(MetricsServer::bind(addr, server.metrics_registry(), cancel.clone()).await.context("metrics.listen")?),
-        None => None,
-    };
     let signals = cancel.clone();
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -175,9 +154,6 @@ async fn serve(settings: Settings) -> Result<()> {
         tracing::info!("signal received; shutting down");
         signals.cancel();
     });
-    server.run(cancel).await;
-    if let Some(m) = metrics {
-        m.join().await;
-    }
+    truce_arbiter::daemon::serve(settings, cancel).await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use crate::server::tls::TlsFiles;
 use crate::market::{CpuCut, HostDefaults, MarketConfig};
+use crate::cluster::config::{ClusterConfigError, ClusterSection, ClusterSettings};
 use crate::server::{HostCapacity, ServerConfig};
 use std::collections::BTreeMap;
 use truce_common::model::{Credits, Resource};
@@ -84,6 +85,11 @@ usage_headroom = 0.25
 lease_hysteresis = 0.05
 "#;
 
+/// The whole default file: the main part above and the `[cluster]` section.
+pub fn default_toml() -> String {
+    format!("{DEFAULT_TOML}{}", crate::cluster::config::DEFAULT_SECTION)
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
@@ -104,6 +110,7 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     pub capacity: CapacityConfig,
     pub market: MarketSection,
+    pub cluster: ClusterSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -161,6 +168,8 @@ pub struct Settings {
     pub defaults: HostDefaults,
     /// Where to serve `/metrics`; `None` when `metrics.enabled` is false.
     pub metrics: Option<SocketAddr>,
+    /// This arbiter as a raft replica; `None` when `cluster.enabled` is false.
+    pub cluster: Option<ClusterSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -194,6 +203,7 @@ impl Default for FileConfig {
             metrics: MetricsSection::default(),
             capacity: CapacityConfig::default(),
             market: MarketSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -228,6 +238,8 @@ pub enum ConfigError {
     },
     #[error("`{key}` is invalid: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error(transparent)]
+    Cluster(#[from] ClusterConfigError),
 }
 
 impl FileConfig {
@@ -318,7 +330,11 @@ impl FileConfig {
         } else {
             None
         };
-        Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults, metrics })
+        let cluster = self.cluster.validate(&self.certs_dir, &self.state_dir)?;
+        if cluster.is_some() && self.resolver != ResolverKind::Market {
+            return Err(invalid("resolver", "must be \"market\" with cluster.enabled (replicas share the market's ledger)"));
+        }
+        Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults, metrics, cluster })
     }
 }
 
@@ -328,7 +344,7 @@ mod tests {
 
     #[test]
     fn printed_default_parses_to_the_default() {
-        let parsed: FileConfig = toml::from_str(DEFAULT_TOML).expect("default parses");
+        let parsed: FileConfig = toml::from_str(&default_toml()).expect("default parses");
         assert_eq!(parsed, FileConfig::default());
         assert!(parsed.validate().is_ok());
     }
@@ -366,7 +382,8 @@ mod tests {
                 Some(t) => t.keys().map(|k| format!("{k} = ")).collect(),
                 None => vec![format!("{key} = ")],
             };
-            missing.extend(nested.into_iter().filter(|line| !DEFAULT_TOML.lines().any(|l| l.starts_with(line.as_str()))));
+            let text = default_toml();
+            missing.extend(nested.into_iter().filter(|line| !text.lines().any(|l| l.starts_with(line.as_str()))));
         }
         assert!(missing.is_empty(), "keys missing from DEFAULT_TOML: {missing:?}");
     }

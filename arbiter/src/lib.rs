@@ -15,3 +15,5 @@ pub mod federation;
 pub mod cluster;
 /// QUIC between arbiter peers (replicas, sites) with peer certificates.
 pub mod peer;
+/// `serve` without the command line: replica, resolver, server, /metrics.
+pub mod daemon;

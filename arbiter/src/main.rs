@@ -4,6 +4,7 @@ use cli::{Cli, LogFormat, run};
 
 // Binary-only (it uses anyhow), so it is a module of main, not of the library.
 mod cli;
+mod cluster_cmd;
 
 fn main() {
     let cli = Cli::parse();

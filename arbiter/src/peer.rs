@@ -14,6 +14,7 @@ use rustls::server::WebPkiClientVerifier;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -74,6 +75,8 @@ pub enum PeerError {
         #[source]
         source: FrameError,
     },
+    #[error("this endpoint is cut off from its peers (partition drill)")]
+    CutOff,
     #[error("{peer} did not answer within {timeout:?}")]
     Timeout { peer: String, timeout: Duration },
 }
@@ -92,6 +95,8 @@ pub struct PeerEndpoint {
     conns: Mutex<HashMap<String, quinn::Connection>>,
     queues: Mutex<HashMap<String, mpsc::Sender<Message>>>,
     max_frame: u32,
+    /// Drop all traffic to and from peers (a network partition, for tests and drills).
+    cut_off: AtomicBool,
 }
 
 impl std::fmt::Debug for PeerEndpoint {
@@ -149,6 +154,7 @@ impl PeerEndpoint {
             conns: Mutex::default(),
             queues: Mutex::default(),
             max_frame: truce_common::wire::MAX_FRAME_BYTES,
+            cut_off: AtomicBool::new(false),
         }))
     }
 
@@ -194,8 +200,26 @@ impl PeerEndpoint {
         }
     }
 
+    /// Drop everything sent and received from now on (`true`) or resume (`false`): what a
+    /// network partition does to this endpoint, without touching the host's network.
+    pub fn cut_off(&self, on: bool) {
+        self.cut_off.store(on, Ordering::Relaxed);
+        if on {
+            lock(&self.conns).clear();
+        }
+    }
+
+    pub fn is_cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::Relaxed)
+    }
+
     /// One request, one reply, bounded by `timeout`.
     pub async fn request(&self, peer: &str, msg: &Message, timeout: Duration) -> Result<Message, PeerError> {
+        if self.is_cut_off() {
+            // As a partition would: nothing comes back before the timeout.
+            tokio::time::sleep(timeout).await;
+            return Err(PeerError::CutOff);
+        }
         let exchange = async {
             let conn = self.connection(peer).await?;
             let (mut send, mut recv) = conn.open_bi().await.map_err(|source| {
@@ -241,17 +265,18 @@ impl PeerEndpoint {
         self.endpoint.close(0u32.into(), b"bye");
     }
 
-    async fn serve(&self, conn: quinn::Connection, from: String, tx: mpsc::Sender<Inbound>, cancel: CancellationToken) {
+    async fn serve(self: Arc<Self>, conn: quinn::Connection, from: String, tx: mpsc::Sender<Inbound>, cancel: CancellationToken) {
         let max = self.max_frame;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 uni = conn.accept_uni() => match uni {
                     Ok(mut recv) => {
-                        let (tx, from) = (tx.clone(), from.clone());
+                        let (tx, from, me) = (tx.clone(), from.clone(), self.clone());
                         tokio::spawn(async move {
                             loop {
                                 match read_frame(&mut recv, max).await {
+                                    Ok(_) if me.is_cut_off() => continue,
                                     Ok(msg) => if tx.send(Inbound::OneWay { from: from.clone(), msg }).await.is_err() { return },
                                     Err(FrameError::Finished) => return,
                                     Err(e) => return debug!(peer = %from, cause = %e, "peer stream ended"),
@@ -263,9 +288,10 @@ impl PeerEndpoint {
                 },
                 bi = conn.accept_bi() => match bi {
                     Ok((reply, mut recv)) => {
-                        let (tx, from) = (tx.clone(), from.clone());
+                        let (tx, from, me) = (tx.clone(), from.clone(), self.clone());
                         tokio::spawn(async move {
                             match read_frame(&mut recv, max).await {
+                                Ok(_) if me.is_cut_off() => drop(reply),
                                 Ok(msg) => { let _ = tx.send(Inbound::Request { from, msg, reply }).await; }
                                 Err(e) => debug!(peer = %from, cause = %e, "bad peer request"),
                             }
@@ -294,6 +320,9 @@ impl PeerEndpoint {
 async fn sender(me: Arc<PeerEndpoint>, peer: String, mut rx: mpsc::Receiver<Message>) {
     let mut stream: Option<quinn::SendStream> = None;
     while let Some(msg) = rx.recv().await {
+        if me.is_cut_off() {
+            continue;
+        }
         for attempt in 0..2 {
             if stream.is_none() {
                 match me.connection(&peer).await {

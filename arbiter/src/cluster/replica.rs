@@ -1,18 +1,20 @@
 //! One arbiter replica: its redb store, the openraft instance, the QUIC peer endpoint that
 //! carries raft RPCs and cluster administration, and the ledger it serves to the market.
 
+use super::lease::LeaderLease;
 use super::network::Network;
 use super::store::{self, LedgerMachine, LogStore};
 use super::types::{ClusterNode, LedgerBatch, LedgerReply, NodeId, TypeConfig};
 use crate::ledger::Command;
 use crate::peer::{Inbound, PeerEndpoint, PeerError, PeerTls};
+use crate::server::Leadership;
 use openraft::Raft;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use truce_common::wire::{ClusterMember, ClusterOp, ClusterRequest, ClusterStatus, Message, RAFT_ALPN, RaftFrame, RaftKind};
@@ -60,6 +62,7 @@ pub struct Replica {
     pub raft: Raft<TypeConfig>,
     pub machine: LedgerMachine,
     pub endpoint: Arc<PeerEndpoint>,
+    lease: Arc<Mutex<LeaderLease>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -93,9 +96,12 @@ impl Replica {
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, LogStore::new(db), machine.clone())
             .await
             .map_err(|e| ReplicaError::Start { reason: e.to_string() })?;
-        let replica = Replica { id: cfg.id, raft, machine, endpoint: endpoint.clone() };
+        // Three quarters of the shortest election timeout: a margin for the confirmation's own trip.
+        let lease = LeaderLease::new(Duration::from_millis(cfg.election_timeout_min_ms * 3 / 4));
+        let replica = Replica { id: cfg.id, raft, machine, endpoint: endpoint.clone(), lease: Arc::new(Mutex::new(lease)) };
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(endpoint.clone().accept(tx, cancel.clone()));
+        tokio::spawn(replica.clone().keep_confirming(Duration::from_millis(cfg.heartbeat_ms), cancel.clone()));
         tokio::spawn(replica.clone().serve(rx, cancel));
         Ok(replica)
     }
@@ -139,6 +145,58 @@ impl Replica {
     /// false once it cannot reach a quorum, so it stops issuing decisions.
     pub async fn confirm_leadership(&self) -> bool {
         self.raft.ensure_linearizable().await.is_ok()
+    }
+
+    /// While raft calls this replica the leader, confirm it with a quorum every heartbeat;
+    /// [`Replica::leadership`] trusts only fresh confirmations.
+    async fn keep_confirming(self, every: Duration, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let (leader, term) = {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                (m.current_leader, m.current_term)
+            };
+            if leader != Some(self.id) {
+                continue;
+            }
+            let length = self.lease().length;
+            let started = Instant::now();
+            if let Ok(Ok(_)) = tokio::time::timeout(length, self.raft.ensure_linearizable()).await {
+                self.lease_mut().confirm(term, started);
+            }
+        }
+    }
+
+    fn lease(&self) -> LeaderLease {
+        *self.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lease_mut(&self) -> std::sync::MutexGuard<'_, LeaderLease> {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// May this replica run market rounds and answer agents now? Only a leader whose
+    /// leadership a quorum confirmed within the lease; everyone else names the leader.
+    pub fn leadership(&self) -> Leadership {
+        let (leader, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader, m.current_term)
+        };
+        let lease = self.lease();
+        match leader {
+            Some(l) if l == self.id && lease.holds(term, Instant::now()) => Leadership::Serving,
+            Some(l) if l == self.id => Leadership::Elsewhere {
+                leader: None,
+                reason: format!("replica {} leads term {term} but no majority confirmed it within {} ms", self.id, lease.length.as_millis()),
+            },
+            Some(l) => Leadership::Elsewhere { leader: self.leader_agent_addr(), reason: format!("replica {} is a follower; replica {l} leads term {term}", self.id) },
+            None => Leadership::Elsewhere { leader: None, reason: format!("replica {} knows no leader in term {term}", self.id) },
+        }
     }
 
     pub fn status(&self, seq: u64, error: Option<String>) -> ClusterStatus {

@@ -294,24 +294,8 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut replies = Vec::new();
         let mut s = self.write();
-        for entry in entries {
-            s.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => replies.push(LedgerReply { refused: vec![], applied: s.ledger.applied() }),
-                EntryPayload::Membership(m) => {
-                    s.membership = StoredMembership::new(Some(entry.log_id), m);
-                    replies.push(LedgerReply { refused: vec![], applied: s.ledger.applied() });
-                }
-                EntryPayload::Normal(LedgerBatch { commands }) => {
-                    // Deterministic on every replica: a refused command changes nothing here or anywhere.
-                    let refused = commands.iter().map(|c| s.ledger.apply(c).err().map(|e| e.to_string())).collect();
-                    replies.push(LedgerReply { refused, applied: s.ledger.applied() });
-                }
-            }
-        }
-        Ok(replies)
+        Ok(entries.into_iter().map(|entry| apply_entry(&mut s, entry)).collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -334,6 +318,55 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
         let stored = Self::stored(&self.db).map_err(|e| io(|a| StorageIOError::read_snapshot(None, a), e))?;
         Ok(stored.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
+}
+
+/// Apply one committed entry to the machine (live, and when a stopped replica's file is read).
+pub(super) fn apply_entry(s: &mut MachineState, entry: Entry<TypeConfig>) -> LedgerReply {
+    s.last_applied = Some(entry.log_id);
+    match entry.payload {
+        EntryPayload::Blank => LedgerReply { refused: vec![], applied: s.ledger.applied() },
+        EntryPayload::Membership(m) => {
+            s.membership = StoredMembership::new(Some(entry.log_id), m);
+            LedgerReply { refused: vec![], applied: s.ledger.applied() }
+        }
+        EntryPayload::Normal(LedgerBatch { commands }) => {
+            // Deterministic on every replica: a refused command changes nothing here or anywhere.
+            let refused = commands.iter().map(|c| s.ledger.apply(c).err().map(|e| e.to_string())).collect();
+            LedgerReply { refused, applied: s.ledger.applied() }
+        }
+    }
+}
+
+/// The ledger a stopped replica's file holds: its snapshot, then its log up to the last
+/// committed id it recorded (what it would rebuild on start). For tests and inspection.
+pub fn read_committed(path: &std::path::Path) -> Result<MachineState, String> {
+    let db = Arc::new(Database::open(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    let machine = LedgerMachine::open(db.clone())?;
+    let mut state = machine.ledger().clone();
+    let committed: Option<LogId<NodeId>> = meta_get::<Option<LogId<NodeId>>>(&db, "committed")?.flatten();
+    let from = state.last_applied.map_or(0, |l| l.index + 1);
+    if let Some(c) = committed.filter(|c| c.index >= from) {
+        for entry in LogStore::new(db).read_range(from..=c.index)? {
+            apply_entry(&mut state, entry);
+        }
+    }
+    Ok(state)
+}
+
+/// The committed log entries a stopped replica's file still holds (those after its last
+/// purge), in order, with their indexes. For history checkers and inspection.
+pub fn read_committed_log(path: &std::path::Path) -> Result<Vec<(u64, LedgerBatch)>, String> {
+    let db = Arc::new(Database::open(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    let committed: Option<LogId<NodeId>> = meta_get::<Option<LogId<NodeId>>>(&db, "committed")?.flatten();
+    let Some(c) = committed else { return Ok(Vec::new()) };
+    let entries = LogStore::new(db).read_range(..=c.index)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            EntryPayload::Normal(b) => Some((e.log_id.index, b)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// How often openraft should snapshot (in log entries); kept with the machine for the config.

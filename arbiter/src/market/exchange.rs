@@ -4,7 +4,8 @@
 use super::book::{HostBook, WorkloadSpec};
 use super::round::RoundOutcome;
 use super::{Market, MarketError};
-use crate::ledger::{Command, Ledger, LedgerState, StoreError, WorkloadKey};
+use super::ledger_port::{LedgerPort, StateRef, WriteError};
+use crate::ledger::{Command, WorkloadKey};
 use std::collections::{BTreeMap, BTreeSet};
 use truce_common::model::{Bid, Credits, HostId, LeaseId, Resource, Timestamp, WorkloadId};
 
@@ -22,12 +23,12 @@ pub enum ExchangeError {
     Ledger {
         host: HostId,
         #[source]
-        source: Box<StoreError>,
+        source: Box<WriteError>,
     },
 }
 
 pub struct Exchange {
-    ledger: Ledger,
+    ledger: LedgerPort,
     market: Market,
     books: BTreeMap<HostId, HostBook>,
 }
@@ -42,15 +43,15 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    pub fn new(ledger: Ledger, market: Market) -> Exchange {
+    pub fn new(ledger: impl Into<LedgerPort>, market: Market) -> Exchange {
         Exchange {
-            ledger,
+            ledger: ledger.into(),
             market,
             books: BTreeMap::new(),
         }
     }
 
-    pub fn ledger(&self) -> &LedgerState {
+    pub fn ledger(&self) -> StateRef<'_> {
         self.ledger.state()
     }
 
@@ -58,7 +59,7 @@ impl Exchange {
         self.books.get(host)
     }
 
-    pub fn into_ledger(self) -> Ledger {
+    pub fn into_ledger(self) -> LedgerPort {
         self.ledger
     }
 
@@ -92,7 +93,7 @@ impl Exchange {
                         source: Box::new(source),
                     })?;
             for (cmd, r) in cmds.iter().zip(results) {
-                if let Err(cause) = r {
+                if let Some(cause) = r {
                     tracing::warn!(host = %host, command = ?cmd, cause = %cause, "income not configured");
                 }
             }
@@ -146,13 +147,12 @@ impl Exchange {
             .books
             .get(host)
             .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
-        let mut outcome = self
-            .market
-            .resolve(book, bids, self.ledger.state(), now)
-            .map_err(|source| ExchangeError::Market {
-                host: host.clone(),
-                source,
-            })?;
+        // The read view is dropped before the write: the replicated ledger applies under its lock.
+        let resolved = self.market.resolve(book, bids, &self.ledger.state(), now);
+        let mut outcome = resolved.map_err(|source| ExchangeError::Market {
+            host: host.clone(),
+            source,
+        })?;
         let results = self
             .ledger
             .apply_batch(&outcome.commands)
@@ -162,7 +162,7 @@ impl Exchange {
             })?;
         let mut refused: BTreeSet<LeaseId> = BTreeSet::new();
         for (cmd, result) in outcome.commands.iter().zip(&results) {
-            if let Err(cause) = result {
+            if let Some(cause) = result {
                 tracing::warn!(host = %host, command = ?cmd, cause = %cause, "ledger refused a market command");
                 match cmd {
                     Command::OpenLease { terms } => {

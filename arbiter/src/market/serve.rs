@@ -10,7 +10,8 @@ use super::setting::enforceable;
 use super::exchange::Exchange;
 use super::pricing::initial_price;
 use crate::ledger::{AccountId, WorkloadKey};
-use crate::server::{MarketView, RoundInput, RoundResolver};
+use crate::cluster::Replica;
+use crate::server::{Leadership, MarketView, RoundInput, RoundResolver};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use truce_common::model::{Bid, Credits, Decision, HostId, Resource, WorkloadId, WorkloadRef};
@@ -26,6 +27,8 @@ pub struct HostDefaults {
 
 pub struct MarketResolver {
     inner: Mutex<(Exchange, HostDefaults)>,
+    /// Set when the ledger is replicated: only the confirmed leader runs rounds.
+    replica: Option<Replica>,
 }
 
 impl std::fmt::Debug for MarketResolver {
@@ -38,7 +41,14 @@ impl MarketResolver {
     pub fn new(exchange: Exchange, defaults: HostDefaults) -> MarketResolver {
         MarketResolver {
             inner: Mutex::new((exchange, defaults)),
+            replica: None,
         }
+    }
+
+    /// Run rounds only while `replica` is the confirmed raft leader (its exchange should
+    /// write through the same replica's [`ReplicatedLedger`](crate::cluster::ReplicatedLedger)).
+    pub fn replicated(exchange: Exchange, defaults: HostDefaults, replica: Replica) -> MarketResolver {
+        MarketResolver { inner: Mutex::new((exchange, defaults)), replica: Some(replica) }
     }
 }
 
@@ -122,6 +132,10 @@ fn ensure_host(exchange: &mut Exchange, defaults: &HostDefaults, input: &RoundIn
 }
 
 impl RoundResolver for MarketResolver {
+    fn leadership(&self) -> Leadership {
+        self.replica.as_ref().map_or(Leadership::Serving, Replica::leadership)
+    }
+
     /// The ledger's prices for the host's resources and every workload's balance and
     /// reputation; `None` for a host the market has not registered yet.
     fn market_view(&self, host: &HostId) -> Option<MarketView> {
@@ -159,12 +173,21 @@ impl RoundResolver for MarketResolver {
     }
 
     fn resolve(&self, input: &RoundInput<'_>) -> Vec<Decision> {
+        // A replica that stopped leading (checked again once the lock is ours: rounds queue
+        // behind a write that may be waiting for a quorum) decides nothing.
+        let serving = || self.leadership() == Leadership::Serving;
+        if !serving() {
+            return Vec::new();
+        }
         // A panic elsewhere while holding the lock leaves the exchange consistent (the ledger
         // commits or not as a whole), so a poisoned lock is still usable.
         let mut guard = self
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !serving() {
+            return Vec::new();
+        }
         let (exchange, defaults) = &mut *guard;
         ensure_host(exchange, defaults, input);
         match exchange.round(input.host, input.bids, input.now) {

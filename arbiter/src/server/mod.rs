@@ -26,7 +26,7 @@ pub mod tls;
 pub use config::ServerConfig;
 pub use io::{FrameError, read_frame, write_frame};
 pub use rate::TokenBucket;
-pub use resolver::{HostCapacity, MarketView, ProportionalResolver, RoundInput, RoundResolver};
+pub use resolver::{HostCapacity, Leadership, MarketView, ProportionalResolver, RoundInput, RoundResolver};
 pub use state::ServerStats;
 pub use tokio_util::sync::CancellationToken;
 

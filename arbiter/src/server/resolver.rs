@@ -26,6 +26,18 @@ pub struct MarketView {
     pub accounts: Vec<Account>,
 }
 
+/// May this arbiter run rounds now? A replica that is not the raft leader (or a leader a
+/// majority no longer confirms) may not: its agents are redirected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    Serving,
+    Elsewhere {
+        /// The leader's agent address, when known.
+        leader: Option<String>,
+        reason: String,
+    },
+}
+
 pub trait RoundResolver: Send + Sync {
     /// Decide this round. The resolver owns decision and lease ids: the server forwards them
     /// unchanged, because renewal, repayment and default find a lease by its id.
@@ -35,6 +47,12 @@ pub trait RoundResolver: Send + Sync {
     /// when this resolver has no such notion.
     fn market_view(&self, _host: &HostId) -> Option<MarketView> {
         None
+    }
+
+    /// Checked before a session opens, before every round and before acknowledging a
+    /// renewal. A single arbiter always serves.
+    fn leadership(&self) -> Leadership {
+        Leadership::Serving
     }
 }
 

@@ -2,7 +2,7 @@
 //! and its market round. Everything here runs on the session's own task.
 
 use super::resolver::RoundInput;
-use super::session::End;
+use super::session::{End, redirect};
 use super::state::{Claim, Shared, bump};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -86,13 +86,19 @@ impl SessionState {
         match msg {
             Message::Bid(bid) => self.on_bid(bid),
             Message::Report(report) => self.on_report(report),
-            Message::LeaseRenew(r) => match self.leases.get_mut(&r.lease).filter(|l| l.expiry > now) {
-                Some(lease) => {
-                    lease.expiry = lease.expiry.max(now.plus_ms(r.extend_ms.min(MAX_RENEW_MS)));
-                    self.send(Message::Ack(Ack { seq: r.seq }))
+            Message::LeaseRenew(r) => {
+                // A replica that stopped leading extends nothing: the agent goes to the leader.
+                if let Some(to) = redirect(&self.shared) {
+                    return Err(End::NotLeader(to));
                 }
-                None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
-            },
+                match self.leases.get_mut(&r.lease).filter(|l| l.expiry > now) {
+                    Some(lease) => {
+                        lease.expiry = lease.expiry.max(now.plus_ms(r.extend_ms.min(MAX_RENEW_MS)));
+                        self.send(Message::Ack(Ack { seq: r.seq }))
+                    }
+                    None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
+                }
+            }
             Message::LeaseRelease(r) => match self.leases.remove(&r.lease) {
                 Some(_) => self.send(Message::Ack(Ack { seq: r.seq })),
                 None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
@@ -177,18 +183,38 @@ impl SessionState {
 
     /// Run the host's round if bids are waiting: resolve, number, remember the leases and
     /// send the decisions (an empty list too, so every bid gets an answer).
-    pub fn run_round(&mut self, now: Timestamp) -> Result<(), End> {
+    /// A replica that is not the confirmed leader runs no round: the session ends with a
+    /// redirect (its bids wait for the leader; leases lapse or renew there).
+    pub async fn run_round(&mut self, now: Timestamp) -> Result<(), End> {
         self.leases.retain(|_, l| l.expiry > now);
         if self.pending.is_empty() {
             return Ok(());
+        }
+        if let Some(r) = redirect(&self.shared) {
+            return Err(End::NotLeader(r));
         }
         self.round += 1;
         let bids = std::mem::take(&mut self.pending);
         let host = self.host.clone();
         self.shared.publish(|| InspectEvent::Bids { host: host.clone(), bids: bids.clone() });
         let started = Instant::now();
-        let mut decisions =
-            self.shared.resolver.resolve(&RoundInput { host: &host, round: self.round, now, bids: &bids, inventory: self.inventory.as_ref() });
+        // A resolver may block on a durable or replicated write: keep it off the async workers.
+        let (resolver, round, inventory) = (self.shared.resolver.clone(), self.round, self.inventory.clone());
+        let input = (host.clone(), bids);
+        // The market view too: it waits for the same lock a round holds while its write commits.
+        let resolved = tokio::task::spawn_blocking(move || {
+            let (host, bids) = input;
+            let decisions = resolver.resolve(&RoundInput { host: &host, round, now, bids: &bids, inventory: inventory.as_ref() });
+            (decisions, resolver.market_view(&host))
+        })
+        .await;
+        let (mut decisions, market) = match resolved {
+            Ok(d) => d,
+            Err(cause) => {
+                warn!(session = %self.session, %cause, "the round's resolver panicked; no decisions");
+                (Vec::new(), None)
+            }
+        };
         // Ids stay the resolver's (the market's are ledger lease ids); only the round is ours.
         for d in decisions.iter_mut() {
             d.round = self.round;
@@ -197,7 +223,6 @@ impl SessionState {
         let took = started.elapsed().as_secs_f64();
         bump(&self.shared.stats.rounds);
         self.shared.stats.decisions.fetch_add(decisions.len() as u64, Ordering::Relaxed);
-        let market = self.shared.resolver.market_view(&host);
         if let Some(m) = &market {
             self.shared.publish_state(InspectEvent::Prices { host: host.clone(), at: now, prices: m.prices.clone() });
             if !m.accounts.is_empty() {
@@ -209,12 +234,16 @@ impl SessionState {
         self.shared.publish(|| InspectEvent::Decisions { host: host.clone(), round: self.round, decisions: decisions.clone() });
         let per_frame = self.shared.config.decisions_per_frame.max(1);
         if decisions.is_empty() {
-            return self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions }));
+            self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions: Vec::new() }))?;
         }
         for chunk in decisions.chunks(per_frame) {
             self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions: chunk.to_vec() }))?;
         }
-        Ok(())
+        // Leadership lost during the round: what was committed went out; now the leader's turn.
+        match redirect(&self.shared) {
+            Some(r) => Err(End::NotLeader(r)),
+            None => Ok(()),
+        }
     }
 
     pub fn has_pending(&self) -> bool {

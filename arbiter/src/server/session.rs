@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 use truce_common::model::HostId;
-use truce_common::wire::{self, ErrorCode, ErrorMessage, Message, UnsupportedVersion, Welcome};
+use super::resolver::Leadership;
+use truce_common::wire::{self, ErrorCode, ErrorMessage, Message, Redirect, UnsupportedVersion, Welcome};
 
 /// Why a session ended; decides the close code and the log line.
 pub(crate) enum End {
@@ -21,6 +22,16 @@ pub(crate) enum End {
     Superseded,
     Frame(FrameError),
     SlowConsumer,
+    /// This replica stopped leading: the agent is sent this and moves on.
+    NotLeader(Redirect),
+}
+
+/// The redirect to send when this arbiter does not serve rounds now.
+pub(crate) fn redirect(shared: &Shared) -> Option<Redirect> {
+    match shared.resolver.leadership() {
+        Leadership::Serving => None,
+        Leadership::Elsewhere { leader, reason } => Some(Redirect { leader, reason }),
+    }
 }
 
 /// How long a closing side waits for its last frames to be acknowledged.
@@ -116,6 +127,14 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
         return;
     };
 
+    if let Some(r) = redirect(&shared) {
+        bump(&shared.stats.redirects);
+        info!(leader = ?r.leader, reason = %r.reason, "redirected: not the leader");
+        let reason = r.reason.clone();
+        refuse(&conn, &mut send, max, Message::Redirect(r), ErrorCode::NOT_LEADER, &reason).await;
+        return;
+    }
+
     let session_cancel = cancel.child_token();
     // An observer (`truce top`) watches only: it must not supersede the agent of the host
     // whose certificate it borrows, nor appear as a host.
@@ -150,6 +169,10 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
         End::Shutdown => (ErrorCode::SHUTTING_DOWN, "arbiter shutting down".to_string()),
         End::Superseded => (ErrorCode::SUPERSEDED, "superseded by a newer session for this host".to_string()),
         End::SlowConsumer => (ErrorCode::SLOW_CONSUMER, "agent does not read its decisions".to_string()),
+        End::NotLeader(r) => {
+            bump(&shared.stats.redirects);
+            (ErrorCode::NOT_LEADER, r.reason)
+        }
         End::Frame(FrameError::Finished) => {
             bump(&shared.stats.sessions_closed_cleanly);
             info!(%session, "agent finished its stream; session closed");
@@ -203,7 +226,7 @@ async fn session_loop(
             }
             _ = sleep_until_opt(due), if due.is_some() => {
                 last_round = Some(Instant::now());
-                if let Err(end) = state.run_round(now()) { break end; }
+                if let Err(end) = state.run_round(now()).await { break end; }
             }
             msg = in_rx.recv() => match msg {
                 Some(Ok(msg)) => if let Err(end) = state.handle(msg, now()) { break end; },
@@ -218,12 +241,13 @@ async fn session_loop(
     reader.abort();
     // Tell the agent why, through the writer so the frame follows everything already queued.
     let parting = match &end {
-        End::Shutdown => Some((ErrorCode::SHUTTING_DOWN, "arbiter shutting down".to_string())),
-        End::Frame(FrameError::Decode { source }) => Some((ErrorCode::MALFORMED_FRAME, source.to_string())),
+        End::Shutdown => Some(Message::Error(ErrorMessage { seq: None, code: ErrorCode::SHUTTING_DOWN, message: "arbiter shutting down".to_string() })),
+        End::Frame(FrameError::Decode { source }) => Some(Message::Error(ErrorMessage { seq: None, code: ErrorCode::MALFORMED_FRAME, message: source.to_string() })),
+        End::NotLeader(r) => Some(Message::Redirect(r.clone())),
         _ => None,
     };
-    if let (Some((code, message)), Some(out)) = (parting, state.out.as_ref()) {
-        let _ = out.try_send(Message::Error(ErrorMessage { seq: None, code, message }));
+    if let (Some(msg), Some(out)) = (parting, state.out.as_ref()) {
+        let _ = out.try_send(msg);
     }
     state.out = None;
     if !matches!(end, End::Frame(FrameError::Read { .. })) {

@@ -31,6 +31,8 @@ pub struct ServerStats {
     pub rounds: AtomicU64,
     pub decisions: AtomicU64,
     pub throttled: AtomicU64,
+    /// Agents told to go to the leader (at hello or when this replica stopped leading).
+    pub redirects: AtomicU64,
     /// Inspection events a lagging subscriber never got.
     pub inspect_skipped: AtomicU64,
 }

@@ -1,0 +1,111 @@
+//! `truce-arbiter serve` without the command line: start the raft replica when `[cluster]`
+//! asks for one, build the round resolver on the right ledger, bind the QUIC server and
+//! `/metrics`, and run until cancelled. Tests run replica processes through this same path.
+
+use crate::cluster::{Replica, ReplicaError, ReplicatedLedger};
+use crate::config::{ResolverKind, Settings};
+use crate::ledger::{Ledger, StoreError};
+use crate::market::{Exchange, Market, MarketResolver};
+use crate::server::{CancellationToken, ProportionalResolver, RoundResolver, Server, ServerError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use truce_common::metrics::{MetricsError, MetricsServer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("creating the state directory {dir} (`state_dir`)")]
+    StateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the ledger {path}")]
+    Ledger {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("starting raft replica {id} (`cluster`) on {raft_listen} with store {db}")]
+    Replica {
+        id: u64,
+        raft_listen: std::net::SocketAddr,
+        db: PathBuf,
+        #[source]
+        source: ReplicaError,
+    },
+    #[error("bootstrapping the group (`cluster.bootstrap`)")]
+    Bootstrap {
+        #[source]
+        source: ReplicaError,
+    },
+    #[error("starting the agents' server (`listen`, `certs_dir`)")]
+    Server {
+        #[source]
+        source: ServerError,
+    },
+    #[error("serving /metrics (`metrics.listen`)")]
+    Metrics {
+        #[source]
+        source: MetricsError,
+    },
+}
+
+/// Start this arbiter's raft replica (`[cluster]`), bootstrapping the group when asked.
+pub async fn start_replica(settings: &Settings, cancel: &CancellationToken) -> Result<Option<(Replica, Duration)>, DaemonError> {
+    let Some(c) = &settings.cluster else { return Ok(None) };
+    let r = &c.replica;
+    let replica = Replica::start(r.clone(), cancel.clone())
+        .await
+        .map_err(|source| DaemonError::Replica { id: r.id, raft_listen: r.raft_listen, db: r.db_path.clone(), source })?;
+    if c.bootstrap {
+        replica.bootstrap(r.members.clone()).await.map_err(|source| DaemonError::Bootstrap { source })?;
+    }
+    tracing::info!(id = r.id, raft = %r.raft_listen, members = r.members.len(), bootstrap = c.bootstrap, "raft replica started");
+    Ok(Some((replica, c.write_timeout)))
+}
+
+/// The round resolver: the market on the local ledger, on the replicated one, or the
+/// proportional test resolver.
+pub fn resolver(settings: &Settings, replica: Option<(Replica, Duration)>) -> Result<Arc<dyn RoundResolver>, DaemonError> {
+    Ok(match settings.resolver {
+        ResolverKind::Proportional => Arc::new(ProportionalResolver::new(settings.capacity.clone())),
+        ResolverKind::Market => {
+            let market = Market::new(settings.market.clone());
+            if let Some((replica, write_timeout)) = replica {
+                let exchange = Exchange::new(ReplicatedLedger::new(replica.clone(), write_timeout), market);
+                return Ok(Arc::new(MarketResolver::replicated(exchange, settings.defaults.clone(), replica)));
+            }
+            let path = &settings.ledger_path;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| DaemonError::StateDir { dir: dir.to_path_buf(), source })?;
+            }
+            let ledger = Ledger::open(path).map_err(|source| DaemonError::Ledger { path: path.clone(), source })?;
+            tracing::info!(ledger = %path.display(), minted = ledger.state().minted().0, "ledger open");
+            Arc::new(MarketResolver::new(Exchange::new(ledger, market), settings.defaults.clone()))
+        }
+    })
+}
+
+/// Serve agents until `cancel`, then drain and stop (the replica stops with the same token).
+pub async fn serve(settings: Settings, cancel: CancellationToken) -> Result<(), DaemonError> {
+    serve_with(settings, cancel, |_| ()).await
+}
+
+/// [`serve`], handing the replica (when `[cluster]` starts one) to `with_replica` first.
+pub async fn serve_with(settings: Settings, cancel: CancellationToken, with_replica: impl FnOnce(&Replica)) -> Result<(), DaemonError> {
+    let replica = start_replica(&settings, &cancel).await?;
+    if let Some((r, _)) = &replica {
+        with_replica(r);
+    }
+    let server = Server::bind(settings.server.clone(), resolver(&settings, replica)?).map_err(|source| DaemonError::Server { source })?;
+    let metrics = match settings.metrics {
+        Some(addr) => Some(MetricsServer::bind(addr, server.metrics_registry(), cancel.clone()).await.map_err(|source| DaemonError::Metrics { source })?),
+        None => None,
+    };
+    server.run(cancel).await;
+    if let Some(m) = metrics {
+        m.join().await;
+    }
+    Ok(())
+}
