@@ -98,7 +98,7 @@ pub fn reference() -> String {
     format!(
         "{BEGIN}\n{}\n{}{END}",
         table("Agent", "/etc/truce/agent.toml", "truce-agent config --print-default", truce_agent::config::DEFAULT_TOML),
-        table("Arbiter", "/etc/truce/arbiter.toml", "truce-arbiter config --print-default", truce_arbiter::config::DEFAULT_TOML),
+        table("Arbiter", "/etc/truce/arbiter.toml", "truce-arbiter config --print-default", &truce_arbiter::config::default_toml()),
     )
 }
 

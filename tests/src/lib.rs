@@ -8,3 +8,5 @@ pub mod vm_guest;
 pub mod loopback;
 pub mod scenario;
 pub mod unit_file;
+pub mod replicas;
+pub mod sim_agents;
