@@ -73,6 +73,10 @@ pub fn spawn(pki: &Pki, n: u64, endpoints: &[SocketAddr], period: Duration, leas
     pki.issue(&host)?;
     let mut cfg = pki.client(&host, endpoints);
     cfg.connect_timeout = Duration::from_secs(2);
+    // A killed arbiter sends no close: the agent notices by the QUIC idle timeout (30 s by
+    // default). These agents notice within 2 s, so the failover time is the arbiters'.
+    cfg.idle_timeout = Duration::from_secs(2);
+    cfg.keep_alive = Duration::from_millis(500);
     let (client, mut inbound) = ArbiterClient::spawn(cfg, cancel.clone())?;
     let log = Arc::new(Mutex::new(AgentLog::default()));
     let (victim, hog) = (2 * n + 1000, 2 * n + 1001);

@@ -73,8 +73,10 @@ async fn a_leader_cut_off_from_the_majority_stops_deciding() -> anyhow::Result<(
     tokio::time::sleep(Duration::from_secs(3)).await;
     cancel.cancel();
     let seen: Vec<sim_agents::Seen> = agents.iter().flat_map(|a| a.log().decisions.clone()).collect();
-    for a in agents {
-        a.join().await;
+    // Together: each waits up to a second or two for its connection to close.
+    let joins: Vec<_> = agents.into_iter().map(|a| tokio::spawn(a.join())).collect();
+    for j in joins {
+        let _ = j.await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     for id in group.alive() {
