@@ -353,13 +353,12 @@ pub fn read_committed(path: &std::path::Path) -> Result<MachineState, String> {
     Ok(state)
 }
 
-/// The committed log entries a stopped replica's file still holds (those after its last
-/// purge), in order, with their indexes. For history checkers and inspection.
-pub fn read_committed_log(path: &std::path::Path) -> Result<Vec<(u64, LedgerBatch)>, String> {
+/// Every ledger batch a stopped replica's log still holds (after its last purge), in order,
+/// with their indexes, committed or not: the recorded committed id may trail what the
+/// replica applied, so a history checker decides what counts. For checkers and inspection.
+pub fn read_log(path: &std::path::Path) -> Result<Vec<(u64, LedgerBatch)>, String> {
     let db = Arc::new(Database::open(path).map_err(|e| format!("{}: {e}", path.display()))?);
-    let committed: Option<LogId<NodeId>> = meta_get::<Option<LogId<NodeId>>>(&db, "committed")?.flatten();
-    let Some(c) = committed else { return Ok(Vec::new()) };
-    let entries = LogStore::new(db).read_range(..=c.index)?;
+    let entries = LogStore::new(db).read_range(..)?;
     Ok(entries
         .into_iter()
         .filter_map(|e| match e.payload {
