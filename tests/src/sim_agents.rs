@@ -95,7 +95,7 @@ pub fn spawn(pki: &Pki, n: u64, endpoints: &[SocketAddr], period: Duration, leas
                     let mut r = report(&host_name, seq, &[victim, hog]);
                     r.inventory = Some(Inventory {
                         capacity: vec![Capacity { resource: Resource::Cpu, amount: 2000 }],
-                        managed: [(victim, 50), (hog, 1)].into_iter().map(|(w, priority)| ManagedWorkload { workload: workload(w), priority, bounds: vec![] }).collect(),
+                        managed: [(victim, 50), (hog, 1)].into_iter().map(|(w, priority)| ManagedWorkload { workload: workload(w), priority, bounds: vec![], usage: vec![] }).collect(),
                     });
                     client.send(Outbound::Report(r));
                     client.send(Outbound::Bid(bid(seq * 10, victim, 1500, 50, lease_ms)));
