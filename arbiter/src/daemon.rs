@@ -24,7 +24,7 @@ pub enum DaemonError {
     Ledger {
         path: PathBuf,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("starting raft replica {id} (`cluster`) on {raft_listen} with store {db}")]
     Replica {
@@ -32,17 +32,17 @@ pub enum DaemonError {
         raft_listen: std::net::SocketAddr,
         db: PathBuf,
         #[source]
-        source: ReplicaError,
+        source: Box<ReplicaError>,
     },
     #[error("bootstrapping the group (`cluster.bootstrap`)")]
     Bootstrap {
         #[source]
-        source: ReplicaError,
+        source: Box<ReplicaError>,
     },
     #[error("starting the agents' server (`listen`, `certs_dir`)")]
     Server {
         #[source]
-        source: ServerError,
+        source: Box<ServerError>,
     },
     #[error("serving /metrics (`metrics.listen`)")]
     Metrics {
@@ -57,9 +57,9 @@ pub async fn start_replica(settings: &Settings, cancel: &CancellationToken) -> R
     let r = &c.replica;
     let replica = Replica::start(r.clone(), cancel.clone())
         .await
-        .map_err(|source| DaemonError::Replica { id: r.id, raft_listen: r.raft_listen, db: r.db_path.clone(), source })?;
+        .map_err(|source| DaemonError::Replica { id: r.id, raft_listen: r.raft_listen, db: r.db_path.clone(), source: Box::new(source) })?;
     if c.bootstrap {
-        replica.bootstrap(r.members.clone()).await.map_err(|source| DaemonError::Bootstrap { source })?;
+        replica.bootstrap(r.members.clone()).await.map_err(|source| DaemonError::Bootstrap { source: Box::new(source) })?;
     }
     tracing::info!(id = r.id, raft = %r.raft_listen, members = r.members.len(), bootstrap = c.bootstrap, "raft replica started");
     Ok(Some((replica, c.write_timeout)))
@@ -80,7 +80,7 @@ pub fn resolver(settings: &Settings, replica: Option<(Replica, Duration)>) -> Re
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|source| DaemonError::StateDir { dir: dir.to_path_buf(), source })?;
             }
-            let ledger = Ledger::open(path).map_err(|source| DaemonError::Ledger { path: path.clone(), source })?;
+            let ledger = Ledger::open(path).map_err(|source| DaemonError::Ledger { path: path.clone(), source: Box::new(source) })?;
             tracing::info!(ledger = %path.display(), minted = ledger.state().minted().0, "ledger open");
             Arc::new(MarketResolver::new(Exchange::new(ledger, market), settings.defaults.clone()))
         }
@@ -98,7 +98,7 @@ pub async fn serve_with(settings: Settings, cancel: CancellationToken, with_repl
     if let Some((r, _)) = &replica {
         with_replica(r);
     }
-    let server = Server::bind(settings.server.clone(), resolver(&settings, replica)?).map_err(|source| DaemonError::Server { source })?;
+    let server = Server::bind(settings.server.clone(), resolver(&settings, replica)?).map_err(|source| DaemonError::Server { source: Box::new(source) })?;
     let metrics = match settings.metrics {
         Some(addr) => Some(MetricsServer::bind(addr, server.metrics_registry(), cancel.clone()).await.map_err(|source| DaemonError::Metrics { source })?),
         None => None,
