@@ -10,8 +10,6 @@ mod net_ingress;
 mod perf;
 mod sched;
 mod sched_migrate_task;
-mod sched_process_exit;
-mod sched_process_free;
 mod sched_switch;
 mod sched_tick;
 mod sched_wakeup;
