@@ -219,13 +219,15 @@ fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatch
     assert_close("O_DIRECT bytes charged to the writer", written as f64, expected as f64, 0.02, 0.0);
     assert_eq!(hist, ops, "latency histogram counts every request");
     assert_eq!(HIST_BUCKETS, 32);
-    // Each O_DIRECT write blocks until the device's completion wakes the writer, in another
-    // task's or an interrupt's context: those wakeups must be the writer cgroup's, about
-    // one per voluntary switch (a completion landing before the writer switched out is a
-    // wakeup without a switch, hence the upper slack).
+    // An O_DIRECT write whose completion is not there yet blocks the writer until the
+    // device's completion wakes it, in another task's or an interrupt's context: those
+    // wakeups must be the writer cgroup's, about one per voluntary switch (a completion
+    // landing before the writer switched out is a wakeup without a switch, hence the upper
+    // slack). How many writes block depends on the device: 69 of 68 requests on the host,
+    // 20 of 72 in the 6.12 VM.
     let sched = snap.sched.get(&cg.id).context("writer cgroup missing from SCHED_STATS")?;
     println!("writer cgroup: {} wakeups, {} voluntary switches", sched.wakeups, sched.voluntary_switches);
-    assert!(sched.voluntary_switches >= u64::from(MIB) / 2, "the writer barely blocked: {sched:?}");
+    assert!(sched.voluntary_switches >= 5, "the writer never blocked: {sched:?}");
     let (wakeups, blocked) = (sched.wakeups as f64, sched.voluntary_switches as f64);
     assert!(wakeups >= 0.8 * blocked - 5.0 && wakeups <= 1.5 * blocked + 10.0, "writer wakeups {wakeups} vs voluntary switches {blocked}");
     Ok(())
