@@ -204,7 +204,7 @@ impl Btf {
             bits += off;
             id = self.resolve(member.type_id)?;
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::Unaligned { path: walked });
         }
         let found = self.size(id)?;

@@ -78,19 +78,20 @@ fn sample() -> Vec<u8> {
 }
 
 #[test]
-fn resolves_nested_members_through_anonymous_structs_and_typedefs() {
-    let btf = Btf::parse(&sample()).unwrap();
-    assert_eq!(btf.offset_of("task_struct.pid", 4).unwrap(), 0);
-    assert_eq!(btf.offset_of("task_struct.sched_info.run_delay", 8).unwrap(), 16);
-    assert_eq!(btf.offset_of("task_struct.cgroups", 8).unwrap(), 32);
-    assert_eq!(btf.offset_of("sched_info.run_delay", 8).unwrap(), 8);
+fn resolves_nested_members_through_anonymous_structs_and_typedefs() -> Result<(), BtfError> {
+    let btf = Btf::parse(&sample())?;
+    assert_eq!(btf.offset_of("task_struct.pid", 4)?, 0);
+    assert_eq!(btf.offset_of("task_struct.sched_info.run_delay", 8)?, 16);
+    assert_eq!(btf.offset_of("task_struct.cgroups", 8)?, 32);
+    assert_eq!(btf.offset_of("sched_info.run_delay", 8)?, 8);
+    Ok(())
 }
 
 #[test]
-fn refuses_missing_members_wrong_sizes_bitfields_and_garbage() {
-    let btf = Btf::parse(&sample()).unwrap();
-    let err = btf.offset_of("task_struct.sched_info.max_run_delay", 8).unwrap_err();
-    assert_eq!(err.to_string(), "BTF: `task_struct.sched_info` has no member `max_run_delay`");
+fn refuses_missing_members_wrong_sizes_bitfields_and_garbage() -> Result<(), BtfError> {
+    let btf = Btf::parse(&sample())?;
+    let missing = btf.offset_of("task_struct.sched_info.max_run_delay", 8).err().map(|e| e.to_string());
+    assert_eq!(missing.as_deref(), Some("BTF: `task_struct.sched_info` has no member `max_run_delay`"));
     assert!(matches!(btf.offset_of("task_struct.pid", 8), Err(BtfError::Size { expected: 8, found: 4, .. })));
     assert!(matches!(btf.offset_of("task_struct.flags", 4), Err(BtfError::Unaligned { .. })));
     assert!(matches!(btf.offset_of("mm_struct.pgd", 8), Err(BtfError::NoStruct { .. })));
@@ -98,21 +99,22 @@ fn refuses_missing_members_wrong_sizes_bitfields_and_garbage() {
     let mut truncated = sample();
     truncated.truncate(40);
     assert!(matches!(Btf::parse(&truncated), Err(BtfError::Malformed { .. })));
+    Ok(())
 }
 
 /// The running kernel's own BTF, where it has one: every offset resolves, inside the
 /// structs (task_struct is several KiB; the others are small).
 #[test]
-fn the_running_kernels_btf_has_every_offset_the_programs_read() {
+fn the_running_kernels_btf_has_every_offset_the_programs_read() -> Result<(), BtfError> {
     let path = Path::new(VMLINUX_BTF);
     if !path.exists() {
         println!("SKIP: {VMLINUX_BTF} is absent (kernel built without CONFIG_DEBUG_INFO_BTF)");
-        return;
+        return Ok(());
     }
-    let btf = Btf::from_file(path).unwrap();
-    let offsets = btf.kernel_offsets().unwrap();
+    let offsets = Btf::from_file(path)?.kernel_offsets()?;
     println!("{offsets:?}");
     assert!(offsets.task_run_delay > offsets.task_pid.min(64) && offsets.task_run_delay < 16_384);
     assert_ne!(offsets.task_sum_exec_runtime, offsets.task_run_delay);
     assert!(offsets.kernfs_node_id < 512 && offsets.cgroup_kn < 1024 && offsets.css_set_dfl_cgrp < 1024);
+    Ok(())
 }
