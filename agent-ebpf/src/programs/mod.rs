@@ -18,6 +18,13 @@ mod sched_wakeup_new;
 use aya_ebpf::{maps::PerCpuHashMap, programs::TracePointContext};
 use truce_common::abi::probe_error;
 
+/// The monotonic clock (the block programs' request latency; the scheduler needs none).
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
+
 /// Read a tracepoint field at an offset taken from the tracefs format file.
 #[inline(always)]
 fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Result<T, u32> {

@@ -299,12 +299,6 @@ fn flush(cpu: &mut CpuSched) -> Result<(), u32> {
     result
 }
 
-#[inline(always)]
-pub fn now_ns() -> u64 {
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
-}
-
 /// The current task's sum_exec_runtime, from a program whose context has no BTF-typed
 /// task pointer (the perf_event tick): one bpf_probe_read_kernel.
 #[inline(always)]
