@@ -178,6 +178,37 @@ fn pinned_burners_wait_for_and_delay_each_other() -> Result<()> {
     Ok(())
 }
 
+/// Migrations are counted where they happen (the migration stopper or a waker, not the
+/// task itself) for the migrated task's own cgroup: a burner moved between two CPUs by
+/// sched_setaffinity 20 times shows those 20 migrations, and not many more (nothing else
+/// may move it while it is pinned).
+#[test]
+fn a_burner_moved_between_cpus_is_charged_its_migrations() -> Result<()> {
+    let _serial = privileged();
+    if thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("SKIP: one CPU, nothing to migrate to");
+        return Ok(());
+    }
+    let probes = load(PerfMode::Off)?;
+    let mut tree = TestCgroupTree::new("migrate")?;
+    let cg = tree.child("burner")?;
+    let burner = cpu_burner(&cg)?;
+    burner.pin(0)?;
+    thread::sleep(Duration::from_millis(50));
+    let before = snapshot(&probes)?.sched.get(&cg.id).map_or(0, |s| s.migrations);
+    const MOVES: u64 = 20;
+    for i in 1..=MOVES {
+        burner.pin((i % 2) as usize)?;
+        thread::sleep(Duration::from_millis(20));
+    }
+    burner.stop();
+    let after = snapshot(&probes)?.sched.get(&cg.id).map_or(0, |s| s.migrations);
+    let counted = after.saturating_sub(before);
+    println!("burner migrations: {counted} while moved {MOVES} times");
+    assert!((MOVES..=MOVES + 2).contains(&counted), "{counted} migrations for {MOVES} moves");
+    Ok(())
+}
+
 /// A directory whose files live on a block device (O_DIRECT writes reach block_rq_*).
 fn block_backed_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("TRUCE_TEST_IO_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
