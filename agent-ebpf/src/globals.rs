@@ -2,7 +2,7 @@
 //! `truce_common::names::globals`). They live in .rodata, so the verifier sees them as
 //! constants and prunes disabled branches.
 
-use truce_common::abi::TracepointOffsets;
+use truce_common::abi::{KernelOffsets, TracepointOffsets};
 
 /// Tracepoint field offsets read from tracefs `format` files at load time.
 #[unsafe(no_mangle)]
@@ -25,6 +25,19 @@ static OFFSETS: TracepointOffsets = TracepointOffsets {
     _pad: 0,
 };
 
+/// Kernel struct field offsets read from the kernel's BTF at load time.
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    task_pid: 0,
+    task_cgroups: 0,
+    task_sum_exec_runtime: 0,
+    task_run_delay: 0,
+    css_set_dfl_cgrp: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
+    _pad: 0,
+};
+
 /// Bit mask of the perf event arrays that hold opened counters
 /// (`truce_common::abi::perf_slot`); 0 when there is no PMU.
 #[unsafe(no_mangle)]
@@ -41,4 +54,13 @@ pub fn offsets() -> TracepointOffsets {
 pub fn perf_enabled() -> u32 {
     // SAFETY: as for `offsets`.
     unsafe { core::ptr::read_volatile(&PERF_ENABLED) }
+}
+
+/// One field of `KERNEL_OFFSETS`, e.g. `kernel_offset(|o| &o.task_pid)`. Each field is
+/// loaded on its own, straight from .rodata, so the verifier sees a known constant and can
+/// check every access to a BTF-typed kernel pointer at that offset.
+#[inline(always)]
+pub fn kernel_offset(field: impl FnOnce(&'static KernelOffsets) -> &'static u32) -> u32 {
+    // SAFETY: as for `offsets`; the reference points into a valid static.
+    unsafe { core::ptr::read_volatile(field(&KERNEL_OFFSETS)) }
 }

@@ -4,11 +4,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
 };
 use truce_common::abi::{
     BlockKey, BlockStats, CpuSched, DelayKey, DelayStats, InflightKey, InflightRq, NetStats, PerfStats,
-    SchedStats, TaskState, probe_error,
+    SchedStats, probe_error,
 };
 
 /// Cgroups tracked at once per map; the agent deletes entries of vanished cgroups.
@@ -24,14 +24,6 @@ pub static SCHED_STATS: PerCpuHashMap<u64, SchedStats> =
 #[map]
 pub static DELAY_MATRIX: PerCpuHashMap<DelayKey, DelayStats> =
     PerCpuHashMap::with_max_entries(65_536, 0);
-
-/// task_struct address -> per-task bookkeeping. A preallocated plain hash, not an LRU:
-/// every lookup of an LRU hash also marks the entry referenced, and this map is looked up
-/// on every switch-in and wakeup. Entries are deleted at sched_process_exit and, for any a
-/// late migration re-created, at sched_process_free, so the map holds live tasks only;
-/// when it is full, inserts fail and are counted (TASK_STATE_UPDATE).
-#[map]
-pub static TASK_STATE: HashMap<u64, TaskState> = HashMap::with_max_entries(65_536, 0);
 
 /// (issuing cgroup, device) -> block I/O counters.
 #[map]
@@ -72,8 +64,8 @@ pub static PERF_LLC_MISSES: PerfEventArray<u32> = PerfEventArray::new(0);
 #[map]
 pub static PERF_LAST: PerCpuArray<PerfStats> = PerCpuArray::with_max_entries(1, 0);
 
-/// This CPU's scheduler state: the task on it, that task's pending wait, and the running
-/// cgroup's batched counters (see `truce_common::abi::CpuSched`). A per-CPU array lookup
+/// This CPU's scheduler state: the task on it, that task's kernel counters at switch-in,
+/// and the batched counters of the running cgroup and of one other (see `truce_common::abi::CpuSched`). A per-CPU array lookup
 /// is inlined by the verifier, so it costs no helper call.
 #[map]
 pub static CPU_SCHED: PerCpuArray<CpuSched> = PerCpuArray::with_max_entries(1, 0);

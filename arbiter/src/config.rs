@@ -74,8 +74,9 @@ floor_fraction = 0.25
 # Lease length for workloads that did not bid (cut workloads, lenders).
 default_lease_ms = 10000
 # How a workload cut below its equal CPU share is held there: "quota" (cpu.max, a hard
-# limit, even when CPUs idle) or "weight" (cpu.weight below 100: it yields under contention
-# and keeps idle CPU). See docs/market.md.
+# limit, even when CPUs idle), "weight" (cpu.weight below 100, in proportion: it yields under
+# contention and keeps idle CPU) or "yield" (cpu.weight 1: neighbours preempt it at once, it
+# keeps idle CPU, and gets next to nothing under contention). See docs/market.md.
 cpu_cut = "quota"
 # A workload that asks for nothing wants what it used last period plus this fraction (up to
 # its equal share), so a cut takes idle share first. 0 = exactly its use.
@@ -149,6 +150,7 @@ pub struct MarketSection {
 pub enum CpuCutKind {
     Quota,
     Weight,
+    Yield,
 }
 
 impl Default for MarketSection {
@@ -315,6 +317,7 @@ impl FileConfig {
             cpu_cut: match m.cpu_cut {
                 CpuCutKind::Quota => CpuCut::Quota,
                 CpuCutKind::Weight => CpuCut::Weight,
+                CpuCutKind::Yield => CpuCut::Yield,
             },
             min_lease_ms: c.min_lease_ms,
             max_lease_ms: c.max_lease_ms,

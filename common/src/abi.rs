@@ -57,48 +57,32 @@ pub struct DelayStats {
 }
 const _: () = assert!(core::mem::size_of::<DelayStats>() == 16);
 
-/// Per-task bookkeeping of the scheduler probes, keyed by the task_struct address (unique
-/// while the task lives; the entry is removed at exit and again when the task is freed).
-///
-/// Only what happens to a task while it is *not* current lives here: a wakeup or a
-/// preemption stamps when its wait began, and wakeups and migrations (counted in other
-/// tasks' context) wait here until the task next switches in, when they move into its
-/// CPU's [`CpuSched`]. Kept small (16 bytes) because it is looked up on every switch-in
-/// and every wakeup.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TaskState {
-    /// When the task became runnable (wakeup or preemption); 0 when not waiting.
-    pub enqueued_at_ns: u64,
-    pub pending_wakeups: u32,
-    pub pending_migrations: u32,
-}
-const _: () = assert!(core::mem::size_of::<TaskState>() == 16);
-
 /// Per-CPU scheduler state (`CPU_SCHED`, one value per CPU).
 ///
 /// The task switching out of a CPU is always the one that last switched in on that CPU,
-/// so its on-CPU time and the wait measured at its switch-in are kept here, not per task.
-/// Its counters are then added to `batch`, which holds one cgroup's unflushed counters and
-/// is flushed into `SCHED_STATS` (and its diagonal `DELAY_MATRIX` cell) only when a task of
-/// another cgroup switches out on this CPU. User space adds the batches to its snapshots,
-/// so totals stay exact.
+/// so what its on-CPU time and run-queue wait are measured against is kept here, read from
+/// the kernel's own per-task counters at switch-in: `se.sum_exec_runtime` (what cpu.stat
+/// adds up) and `sched_info.run_delay` (what /proc/PID/schedstat reports). The kernel adds
+/// the wait a task ends to its run_delay just after the sched_switch tracepoint, so the
+/// difference at its switch-out is exactly that wait. No per-task map is needed.
+///
+/// Counters go to `batch`, which holds one cgroup's unflushed counters and is flushed into
+/// `SCHED_STATS` (and its diagonal `DELAY_MATRIX` cell) only when a task of another cgroup
+/// switches out on this CPU. Wakeups and migrations are counted where they happen, for the
+/// woken or migrated task's cgroup: into `batch` when it is that cgroup, else into the
+/// `events_*` slot, flushed when a third cgroup comes along. User space adds both to its
+/// snapshots, so totals stay exact.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuSched {
     /// task_struct address of the task that last switched in here; 0 before the first switch.
     pub task: u64,
-    /// When `task` switched in; 0 before the first switch.
-    pub switched_in_ns: u64,
-    /// Run-queue wait `task` ended with when it switched in.
-    pub pending_wait_ns: u64,
-    /// Cgroup that held the CPU when `task` switched in after waiting (0: the CPU was idle).
-    pub pending_delayer: u64,
-    pub pending_wakeups: u32,
-    pub pending_migrations: u32,
-    /// This CPU's idle task (0 until it first switches out): switches to it skip the
-    /// per-task lookup, because the idle task never waits.
-    pub idle_task: u64,
+    /// `task`'s se.sum_exec_runtime when it switched in (or at the last tick).
+    pub exec_in_ns: u64,
+    /// `task`'s sched_info.run_delay when it switched in.
+    pub run_delay_in_ns: u64,
+    /// Cgroup that held the CPU when `task` switched in (0: the CPU was idle).
+    pub delayer: u64,
     /// Cgroup whose counters `batch` holds; 0 when empty.
     pub batch_cgroup: u64,
     /// Number of flushes of `batch` so far (how often the running cgroup changed).
@@ -106,8 +90,38 @@ pub struct CpuSched {
     pub batch: SchedStats,
     /// Waits of `batch_cgroup`'s tasks behind its own tasks: the diagonal matrix cell.
     pub batch_self_delay: DelayStats,
+    /// Cgroup (not `batch_cgroup`) whose wakeups and migrations the next two fields hold;
+    /// 0 when empty.
+    pub events_cgroup: u64,
+    pub events_wakeups: u64,
+    pub events_migrations: u64,
+    pub _reserved: u64,
 }
-const _: () = assert!(core::mem::size_of::<CpuSched>() == 400);
+const _: () = assert!(core::mem::size_of::<CpuSched>() == 416);
+
+/// Byte offsets of the kernel fields the scheduler programs read, taken from the kernel's
+/// BTF (/sys/kernel/btf/vmlinux) at load time, so no kernel's layout is hard-coded.
+/// Nested members are flattened (`task_run_delay` is task_struct.sched_info.run_delay).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// task_struct.pid (pid_t): 0 is a CPU's idle task.
+    pub task_pid: u32,
+    /// task_struct.cgroups (struct css_set *).
+    pub task_cgroups: u32,
+    /// task_struct.se.sum_exec_runtime (u64, ns on a CPU).
+    pub task_sum_exec_runtime: u32,
+    /// task_struct.sched_info.run_delay (unsigned long long, ns waiting on a run queue).
+    pub task_run_delay: u32,
+    /// css_set.dfl_cgrp (struct cgroup *, the cgroup v2 one).
+    pub css_set_dfl_cgrp: u32,
+    /// cgroup.kn (struct kernfs_node *).
+    pub cgroup_kn: u32,
+    /// kernfs_node.id (u64: the cgroup id, i.e. the directory's inode).
+    pub kernfs_node_id: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
 
 /// Block I/O counters per issuing cgroup and device.
 #[repr(C)]
@@ -184,6 +198,8 @@ const _: () = assert!(core::mem::size_of::<PerfStats>() == 32);
 
 /// Indices into the per-CPU `ERRORS` array. Never renumber; append.
 pub mod probe_error {
+    /// No longer raised: the per-task map it counted failures of is gone (the scheduler
+    /// programs read the kernel's own per-task counters). Kept so no slot is renumbered.
     pub const TASK_STATE_UPDATE: u32 = 0;
     pub const SCHED_STATS_UPDATE: u32 = 1;
     pub const DELAY_UPDATE: u32 = 2;
@@ -227,7 +243,7 @@ pub mod perf_slot {
 /// hard-coded. Sizes are recorded where they differ between kernels.
 ///
 /// The `sched_*` fields are not read by the programs any more: the scheduler probes became
-/// raw tracepoints (their arguments are the TP_PROTO, not the record). They stay so the
+/// BTF-typed tracepoints (their arguments are the TP_PROTO, not the record). They stay so the
 /// layout does not shift.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -263,7 +279,7 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for DelayStats {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for TaskState {}
+    unsafe impl aya::Pod for KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for CpuSched {}
     // SAFETY: as above.

@@ -7,9 +7,6 @@
 pub const SCHED_STATS: &str = "SCHED_STATS";
 /// Per-CPU hash: [`crate::abi::DelayKey`] -> [`crate::abi::DelayStats`] (who delayed whom).
 pub const DELAY_MATRIX: &str = "DELAY_MATRIX";
-/// Preallocated hash: task_struct address -> [`crate::abi::TaskState`], the per-task
-/// bookkeeping of the scheduler probes (deleted at exit and free, so it stays bounded).
-pub const TASK_STATE: &str = "TASK_STATE";
 /// Per-CPU hash: [`crate::abi::BlockKey`] -> [`crate::abi::BlockStats`].
 pub const BLOCK_STATS: &str = "BLOCK_STATS";
 /// Hash: [`crate::abi::InflightKey`] -> [`crate::abi::InflightRq`], requests issued but not completed.
@@ -34,13 +31,12 @@ pub const CPU_SCHED: &str = "CPU_SCHED";
 /// Per-CPU array indexed by [`crate::abi::ProbeError`]: probe failures, never logged on a hot path.
 pub const ERRORS: &str = "ERRORS";
 
-/// Program names (the function names in agent-ebpf).
+/// Program names (the function names in agent-ebpf). The scheduler ones are BTF-enabled
+/// raw tracepoints named after the kernel tracepoint they attach to.
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
 pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
 pub const PROG_SCHED_MIGRATE: &str = "sched_migrate_task";
-pub const PROG_SCHED_EXIT: &str = "sched_process_exit";
-pub const PROG_SCHED_FREE: &str = "sched_process_free";
 /// 10 Hz per-CPU clock charging the running task's on-CPU time (a perf_event program).
 pub const PROG_SCHED_TICK: &str = "sched_tick";
 pub const PROG_BLOCK_BIO_QUEUE: &str = "block_bio_queue";
@@ -53,7 +49,6 @@ pub const PROG_NET_EGRESS: &str = "net_egress";
 pub const ALL_MAPS: &[&str] = &[
     SCHED_STATS,
     DELAY_MATRIX,
-    TASK_STATE,
     BLOCK_STATS,
     BLOCK_INFLIGHT,
     BLOCK_BIO_ORIGIN,
@@ -73,8 +68,6 @@ pub const ALL_PROGRAMS: &[&str] = &[
     PROG_SCHED_WAKEUP,
     PROG_SCHED_WAKEUP_NEW,
     PROG_SCHED_MIGRATE,
-    PROG_SCHED_EXIT,
-    PROG_SCHED_FREE,
     PROG_SCHED_TICK,
     PROG_BLOCK_BIO_QUEUE,
     PROG_BLOCK_ISSUE,
@@ -87,6 +80,8 @@ pub const ALL_PROGRAMS: &[&str] = &[
 pub mod globals {
     /// [`crate::abi::TracepointOffsets`] read from tracefs `format` files.
     pub const OFFSETS: &str = "OFFSETS";
+    /// [`crate::abi::KernelOffsets`] read from the kernel's BTF.
+    pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     /// Bit mask (`crate::abi::perf_slot`) of the perf event arrays that hold opened
     /// counters; 0 when there is no PMU, so the programs never read an empty array.
     pub const PERF_ENABLED: &str = "PERF_ENABLED";

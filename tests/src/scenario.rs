@@ -49,7 +49,7 @@ pub struct Setup {
     /// The victim's SLO on its own p99 latency, in ms.
     pub victim_slo_ms: f64,
     pub port: u16,
-    /// The market's `cpu_cut`: "quota" (cpu.max) or "weight".
+    /// The market's `cpu_cut`: "quota" (cpu.max), "weight" or "yield" (cpu.weight).
     pub cpu_cut: String,
 }
 

@@ -178,6 +178,37 @@ fn pinned_burners_wait_for_and_delay_each_other() -> Result<()> {
     Ok(())
 }
 
+/// Migrations are counted where they happen (the migration stopper or a waker, not the
+/// task itself) for the migrated task's own cgroup: a burner moved between two CPUs by
+/// sched_setaffinity 20 times shows those 20 migrations, and not many more (nothing else
+/// may move it while it is pinned).
+#[test]
+fn a_burner_moved_between_cpus_is_charged_its_migrations() -> Result<()> {
+    let _serial = privileged();
+    if thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("SKIP: one CPU, nothing to migrate to");
+        return Ok(());
+    }
+    let probes = load(PerfMode::Off)?;
+    let mut tree = TestCgroupTree::new("migrate")?;
+    let cg = tree.child("burner")?;
+    let burner = cpu_burner(&cg)?;
+    burner.pin(0)?;
+    thread::sleep(Duration::from_millis(50));
+    let before = snapshot(&probes)?.sched.get(&cg.id).map_or(0, |s| s.migrations);
+    const MOVES: u64 = 20;
+    for i in 1..=MOVES {
+        burner.pin((i % 2) as usize)?;
+        thread::sleep(Duration::from_millis(20));
+    }
+    burner.stop();
+    let after = snapshot(&probes)?.sched.get(&cg.id).map_or(0, |s| s.migrations);
+    let counted = after.saturating_sub(before);
+    println!("burner migrations: {counted} while moved {MOVES} times");
+    assert!((MOVES..=MOVES + 2).contains(&counted), "{counted} migrations for {MOVES} moves");
+    Ok(())
+}
+
 /// A directory whose files live on a block device (O_DIRECT writes reach block_rq_*).
 fn block_backed_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("TRUCE_TEST_IO_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
@@ -219,6 +250,17 @@ fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatch
     assert_close("O_DIRECT bytes charged to the writer", written as f64, expected as f64, 0.02, 0.0);
     assert_eq!(hist, ops, "latency histogram counts every request");
     assert_eq!(HIST_BUCKETS, 32);
+    // An O_DIRECT write whose completion is not there yet blocks the writer until the
+    // device's completion wakes it, in another task's or an interrupt's context: those
+    // wakeups must be the writer cgroup's, about one per voluntary switch (a completion
+    // landing before the writer switched out is a wakeup without a switch, hence the upper
+    // slack). How many writes block depends on the device: 69 of 68 requests on the host,
+    // 20 of 72 in the 6.12 VM.
+    let sched = snap.sched.get(&cg.id).context("writer cgroup missing from SCHED_STATS")?;
+    println!("writer cgroup: {} wakeups, {} voluntary switches", sched.wakeups, sched.voluntary_switches);
+    assert!(sched.voluntary_switches >= 5, "the writer never blocked: {sched:?}");
+    let (wakeups, blocked) = (sched.wakeups as f64, sched.voluntary_switches as f64);
+    assert!(wakeups >= 0.8 * blocked - 5.0 && wakeups <= 1.5 * blocked + 10.0, "writer wakeups {wakeups} vs voluntary switches {blocked}");
     Ok(())
 }
 

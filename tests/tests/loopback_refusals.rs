@@ -122,28 +122,48 @@ async fn garbage_frame_closes_that_connection_and_others_are_served() -> anyhow:
     bad_frame_closes_only_that_connection("refuse-garbage", frame, "malformed bid body").await
 }
 
+/// The first decision that answers `bid_id`, skipping other frames.
+async fn decision_for(raw: &mut RawSession, bid_id: u64) -> anyhow::Result<truce_common::model::Decision> {
+    expect(raw, |m| match m {
+        Message::Decisions(d) => d.decisions.iter().find(|x| x.caused_by.iter().any(|b| b.0 == bid_id)).cloned(),
+        Message::Error(e) => panic!("expected a decision for bid {bid_id}, got {e:?}"),
+        _ => None,
+    })
+    .await
+}
+
+/// Regression: ownership was keyed by the cgroup inode alone, so a second host whose cgroup
+/// had the same inode number was refused (`foreign_workload`) as if it bid for the first
+/// host's workload. Workload ids are per host: both must be served, each for its own cgroup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_bidding_for_another_hosts_workload_is_refused() -> anyhow::Result<()> {
-    let pki = Pki::new("refuse-foreign")?;
+async fn hosts_whose_cgroups_share_an_inode_are_each_served() -> anyhow::Result<()> {
+    let pki = Pki::new("refuse-inode-clash")?;
     pki.issue("node-a")?;
     pki.issue("node-b")?;
     let arbiter = Arbiter::start(&pki, |_| {})?;
     let (mut a, _a_dialer) = session(&pki, "node-a", &arbiter).await?;
     let (mut b, _b_dialer) = session(&pki, "node-b", &arbiter).await?;
+    // Both hosts have a cgroup with inode 100 (inodes are only unique per host).
     a.send(&Message::Report(report("node-a", 1, &[100]))).await?;
     expect(&mut a, |m| matches!(m, Message::Ack(x) if x.seq == 1).then_some(())).await?;
-
-    // node-b bids for node-a's workload: refused, naming the bid.
-    b.send(&Message::Bid(bid(555, 100, 100))).await?;
-    let e = expect(&mut b, |m| match m {
-        Message::Error(e) => Some(e.clone()),
+    b.send(&Message::Report(report("node-b", 1, &[100]))).await?;
+    expect(&mut b, |m| match m {
+        Message::Ack(x) if x.seq == 1 => Some(()),
+        Message::Error(e) => panic!("node-b's own workload 100 was refused: {e:?}"),
         _ => None,
     })
     .await?;
-    assert_eq!((e.code, e.seq), (ErrorCode::FOREIGN_WORKLOAD, Some(555)));
-    assert!(e.message.contains("node-a"), "{e:?}");
 
-    // node-b reports in node-a's name: refused.
+    // Each bids for its own inode 100 and gets its own decision, on its own session only.
+    b.send(&Message::Bid(bid(555, 100, 100))).await?;
+    let for_b = decision_for(&mut b, 555).await?;
+    a.send(&Message::Bid(bid(557, 100, 100))).await?;
+    let for_a = decision_for(&mut a, 557).await?;
+    assert_eq!((for_a.workload.id.0, for_b.workload.id.0), (100, 100));
+    assert!(for_a.caused_by.iter().all(|x| x.0 != 555), "node-a was sent node-b's decision: {for_a:?}");
+    assert!(for_b.caused_by.iter().all(|x| x.0 != 557), "node-b was sent node-a's decision: {for_b:?}");
+
+    // Speaking in another host's name is still refused: the certificate decides the host.
     b.send(&Message::Report(report("node-a", 2, &[200]))).await?;
     let e = expect(&mut b, |m| match m {
         Message::Error(e) => Some(e.clone()),
@@ -151,11 +171,9 @@ async fn host_bidding_for_another_hosts_workload_is_refused() -> anyhow::Result<
     })
     .await?;
     assert_eq!((e.code, e.seq), (ErrorCode::HOST_MISMATCH, Some(2)));
-
-    // Both hosts are still served for their own workloads, and node-b got nothing for 100.
-    still_served(&mut b, 556, 200).await?;
-    still_served(&mut a, 557, 100).await?;
-    assert_eq!(count(&arbiter.stats.refusals), 2);
+    still_served(&mut b, 556, 100).await?;
+    still_served(&mut a, 558, 100).await?;
+    assert_eq!(count(&arbiter.stats.refusals), 1);
     arbiter.shutdown().await
 }
 

@@ -7,7 +7,7 @@ use truce_common::abi::{
     probe_error,
 };
 
-use super::{read_field, sched::now_ns, upsert};
+use super::{now_ns, read_field, upsert};
 use crate::{
     globals::offsets,
     maps::{BLOCK_INFLIGHT, BLOCK_STATS, count_error},

@@ -10,7 +10,7 @@ use truce_common::abi::{
     BLOCK_OP_OTHER, BLOCK_OP_READ, BLOCK_OP_WRITE, InflightKey, InflightRq, probe_error,
 };
 
-use super::{read_field, sched::now_ns};
+use super::{now_ns, read_field};
 use crate::{
     globals::offsets,
     maps::{BLOCK_BIO_ORIGIN, BLOCK_INFLIGHT, count_error},

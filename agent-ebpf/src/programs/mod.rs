@@ -10,8 +10,6 @@ mod net_ingress;
 mod perf;
 mod sched;
 mod sched_migrate_task;
-mod sched_process_exit;
-mod sched_process_free;
 mod sched_switch;
 mod sched_tick;
 mod sched_wakeup;
@@ -19,6 +17,13 @@ mod sched_wakeup_new;
 
 use aya_ebpf::{maps::PerCpuHashMap, programs::TracePointContext};
 use truce_common::abi::probe_error;
+
+/// The monotonic clock (the block programs' request latency; the scheduler needs none).
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
 
 /// Read a tracepoint field at an offset taken from the tracefs format file.
 #[inline(always)]

@@ -1,16 +1,16 @@
-//! raw_tp/sched_migrate_task: counted for the migrating task (arg 0), charged to its
-//! cgroup at its next switch-out (the migrating task is usually not current).
+//! tp_btf/sched_migrate_task: the task (arg 0) moves to another CPU. Counted for its
+//! cgroup where it happens (the migrating task is usually not current).
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use super::sched;
+use super::sched::{TaskEvent, count_event};
 use crate::maps::count_error;
 
-#[raw_tracepoint(tracepoint = "sched_migrate_task")]
-pub fn sched_migrate_task(ctx: RawTracePointContext) -> u32 {
-    match sched::task_state(ctx.arg(0)) {
-        Ok(task) => task.pending_migrations += 1,
-        Err(slot) => count_error(slot),
+#[btf_tracepoint(function = "sched_migrate_task")]
+pub fn sched_migrate_task(ctx: BtfTracePointContext) -> u32 {
+    // SAFETY: arg 0 is the tracepoint's BTF-typed task_struct pointer.
+    if let Err(slot) = unsafe { count_event(ctx.arg(0), TaskEvent::Migration) } {
+        count_error(slot);
     }
     0
 }

@@ -1,25 +1,17 @@
-//! raw_tp/sched_wakeup: the woken task (arg 0) becomes runnable; its wait starts now.
-//! Runs in the waker's context, so the wakeup is kept pending and charged to the wakee's
-//! cgroup after its next switch-in. One map access: the stamp and the count share a value.
+//! tp_btf/sched_wakeup: the woken task (arg 0) becomes runnable. Runs in the waker's
+//! context, so the wakeup is counted for the woken task's cgroup read from its task_struct
+//! (see `sched::count_event`). Its wait needs no stamp: the kernel's run_delay has it.
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use super::sched;
+use super::sched::{TaskEvent, count_event};
 use crate::maps::count_error;
 
-#[raw_tracepoint(tracepoint = "sched_wakeup")]
-pub fn sched_wakeup(ctx: RawTracePointContext) -> u32 {
-    if let Err(slot) = mark_runnable(ctx.arg(0)) {
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup(ctx: BtfTracePointContext) -> u32 {
+    // SAFETY: arg 0 is the tracepoint's BTF-typed task_struct pointer.
+    if let Err(slot) = unsafe { count_event(ctx.arg(0), TaskEvent::Wakeup) } {
         count_error(slot);
     }
     0
-}
-
-/// Shared with sched_wakeup_new (same TP_PROTO: the task).
-#[inline(always)]
-pub fn mark_runnable(task_key: u64) -> Result<(), u32> {
-    let task = sched::task_state(task_key)?;
-    task.enqueued_at_ns = sched::now_ns();
-    task.pending_wakeups += 1;
-    Ok(())
 }

@@ -1,8 +1,9 @@
 //! The scheduler counters the kernel has not flushed yet, and keeping snapshots monotonic.
 //!
 //! sched_switch charges each CPU's running cgroup into a per-CPU batch (`CPU_SCHED`) and
-//! moves it into `SCHED_STATS` only when another cgroup's task switches out there, so a
-//! snapshot adds every CPU's batch to the map totals. A flush can land between reading the
+//! moves it into `SCHED_STATS` only when another cgroup's task switches out there; wakeups
+//! and migrations of another cgroup wait in the CPU's event slot likewise. So a snapshot
+//! adds every CPU's batch and event slot to the map totals. A flush can land between reading the
 //! map and reading the batches; then that batch's counts are missing from one snapshot
 //! (the map was read before the flush, the batch after). The next snapshot has them again,
 //! so a cgroup's totals would step back and forth. The collector reads a step back as a
@@ -18,25 +19,40 @@ use truce_common::{
 
 use super::{ProbeError, load::Probes};
 
-/// Every CPU's unflushed batch: (cgroup, counters, waits behind its own tasks).
+/// Every CPU's unflushed batch (cgroup, counters, waits behind its own tasks) and event
+/// slot (cgroup, wakeups, migrations).
 pub(super) fn read_batches(probes: &Probes) -> Result<Vec<CpuSched>, ProbeError> {
     let name = names::CPU_SCHED;
     let map = probes.ebpf.map(name).ok_or(ProbeError::MissingMap { name })?;
     let array: PerCpuArray<&MapData, CpuSched> = PerCpuArray::try_from(map).map_err(ProbeError::map(name))?;
     let values = array.get(&0, 0).map_err(ProbeError::map(name))?;
-    Ok(values.iter().copied().filter(|cpu| cpu.batch_cgroup != 0).collect())
+    Ok(values.iter().copied().filter(|cpu| cpu.batch_cgroup != 0 || cpu.events_cgroup != 0).collect())
 }
 
-/// Add the batches to the map totals. Cgroups already forgotten are left out: their batch
-/// is flushed (and forgotten again) later, but they no longer exist.
+/// The cgroups a CPU's batch or event slot holds (they may still be flushed into the maps).
+pub(super) fn held(batches: &[CpuSched]) -> impl Iterator<Item = u64> + '_ {
+    batches.iter().flat_map(|cpu| [cpu.batch_cgroup, cpu.events_cgroup]).filter(|&c| c != 0)
+}
+
+/// Add the batches and event slots to the map totals. Cgroups already forgotten are left
+/// out: their batch is flushed (and forgotten again) later, but they no longer exist.
 pub(super) fn fold(
     batches: &[CpuSched],
     forgotten: &HashSet<u64>,
     sched: &mut HashMap<u64, SchedStats>,
     delay: &mut HashMap<DelayKey, DelayStats>,
 ) {
-    for cpu in batches.iter().filter(|cpu| !forgotten.contains(&cpu.batch_cgroup)) {
+    for cpu in batches {
+        let events = cpu.events_cgroup;
+        if events != 0 && !forgotten.contains(&events) && (cpu.events_wakeups | cpu.events_migrations) != 0 {
+            let total = sched.entry(events).or_default();
+            total.wakeups = total.wakeups.wrapping_add(cpu.events_wakeups);
+            total.migrations = total.migrations.wrapping_add(cpu.events_migrations);
+        }
         let cgroup = cpu.batch_cgroup;
+        if cgroup == 0 || forgotten.contains(&cgroup) {
+            continue;
+        }
         add_sched(sched.entry(cgroup).or_default(), &cpu.batch);
         if cpu.batch_self_delay.count != 0 {
             let cell = delay.entry(DelayKey { victim: cgroup, delayer: cgroup }).or_default();
@@ -130,9 +146,25 @@ mod tests {
     }
 
     #[test]
+    fn event_slots_add_wakeups_and_migrations_of_another_cgroup() {
+        let mut with_events = batch(7, 5, 0);
+        with_events.batch.wakeups = 1;
+        (with_events.events_cgroup, with_events.events_wakeups, with_events.events_migrations) = (9, 4, 2);
+        let only_events = CpuSched { events_cgroup: 7, events_wakeups: 3, ..Default::default() };
+        let mut sched = HashMap::from([(9, SchedStats { wakeups: 10, ..Default::default() })]);
+        let mut delay = HashMap::new();
+        fold(&[with_events, only_events], &HashSet::new(), &mut sched, &mut delay);
+        assert_eq!((sched[&7].wakeups, sched[&7].on_cpu_ns), (4, 5));
+        assert_eq!((sched[&9].wakeups, sched[&9].migrations), (14, 2));
+        assert_eq!(held(&[with_events, only_events]).collect::<Vec<_>>(), [7, 9, 7]);
+    }
+
+    #[test]
     fn forgotten_cgroups_stay_out_of_snapshots() {
         let (mut sched, mut delay) = (HashMap::new(), HashMap::new());
-        fold(&[batch(7, 5, 3)], &HashSet::from([7]), &mut sched, &mut delay);
+        let mut cpu = batch(7, 5, 3);
+        (cpu.events_cgroup, cpu.events_wakeups) = (8, 1);
+        fold(&[cpu], &HashSet::from([7, 8]), &mut sched, &mut delay);
         assert!(sched.is_empty() && delay.is_empty());
     }
 

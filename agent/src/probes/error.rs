@@ -28,6 +28,16 @@ pub enum ProbeError {
     FormatField { event: String, field: &'static str },
     #[error("tracepoint {event}: field `{field}` {reason}")]
     FormatLayout { event: String, field: &'static str, reason: String },
+    #[error("failed to find the kernel struct offsets the scheduler probes read")]
+    Btf {
+        #[source]
+        source: super::btf::BtfError,
+    },
+    #[error("failed to parse the kernel's BTF for the BTF-typed tracepoints")]
+    KernelBtf {
+        #[source]
+        source: Box<aya::BtfError>,
+    },
     #[error("no cgroup2 mount in /proc/self/mountinfo")]
     NoCgroup2,
     #[error("failed to open the cgroup2 root {path}")]

@@ -4,8 +4,9 @@ use std::{collections::HashSet, fs, fs::File, sync::Mutex, os::fd::{AsFd, AsRawF
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
+    Btf,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, PerfEvent, RawTracePoint, TracePoint,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, PerfEvent, TracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
@@ -15,7 +16,7 @@ use super::{
     ProbeError,
     batch::Floor,
     perf::{self, CounterSet, PerfMode, PerfStatus},
-    privilege, tracefs,
+    btf, privilege, tracefs,
 };
 
 /// The eBPF object built by build.rs, aligned for the ELF parser.
@@ -83,8 +84,15 @@ impl Probes {
     /// counters when a PMU exists.
     pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
         privilege::check()?;
-        // Only the block probes read tracepoint records; the scheduler ones are raw
-        // tracepoints and need no tracefs.
+        // The scheduler programs read task_struct fields at offsets from the kernel's BTF,
+        // and are BTF-typed tracepoints, which aya resolves in the same BTF.
+        let vmlinux = Path::new(btf::VMLINUX_BTF);
+        let kernel_offsets = btf::Btf::from_file(vmlinux)
+            .and_then(|b| b.kernel_offsets())
+            .map_err(|source| ProbeError::Btf { source })?;
+        let kernel_btf = Btf::from_sys_fs()
+            .map_err(|source| ProbeError::KernelBtf { source: Box::new(source) })?;
+        // Only the block probes read tracepoint records; the scheduler ones need no tracefs.
         let mut offsets = TracepointOffsets::default();
         let block_layout = tracefs::tracefs_root().and_then(|root| tracefs::block_offsets(&root, &mut offsets));
         let (counters, perf_status) = perf::open(config.perf);
@@ -92,6 +100,7 @@ impl Probes {
 
         let ebpf = EbpfLoader::new()
             .override_global(names::globals::OFFSETS, &offsets, true)
+            .override_global(names::globals::KERNEL_OFFSETS, &kernel_offsets, true)
             .override_global(names::globals::PERF_ENABLED, &mask, true)
             .load(PROBES_OBJECT)
             .map_err(|source| ProbeError::Load { source: Box::new(source) })?;
@@ -118,7 +127,7 @@ impl Probes {
 
         // Counters must be in place before sched_switch reads them.
         for program in SCHED_PROGRAMS {
-            probes.attach_raw_tracepoint(program)?;
+            probes.attach_btf_tracepoint(program, &kernel_btf)?;
         }
         probes.attach_sched_tick()?;
         probes.capabilities.block = GroupStatus::from_result(block_layout.and_then(|()| {
@@ -152,11 +161,11 @@ impl Probes {
         Ok(())
     }
 
-    fn attach_raw_tracepoint(&mut self, program: &'static str) -> Result<(), ProbeError> {
-        let prog: &mut RawTracePoint = program_of(&mut self.ebpf, program)?;
-        prog.load().map_err(ProbeError::program(program, "load"))?;
+    fn attach_btf_tracepoint(&mut self, program: &'static str, kernel_btf: &Btf) -> Result<(), ProbeError> {
+        let prog: &mut BtfTracePoint = program_of(&mut self.ebpf, program)?;
         // The program names are the kernel tracepoint names.
-        prog.attach(program).map_err(ProbeError::program(program, "attach"))?;
+        prog.load(program, kernel_btf).map_err(ProbeError::program(program, "load"))?;
+        prog.attach().map_err(ProbeError::program(program, "attach"))?;
         Ok(())
     }
 
@@ -213,13 +222,11 @@ where
 /// A fixed cpu-clock period (ns), not a frequency: on 6.1 the frequency mode never fired here.
 const SCHED_TICK_HZ: u64 = 10;
 
-const SCHED_PROGRAMS: [&str; 6] = [
+const SCHED_PROGRAMS: [&str; 4] = [
     names::PROG_SCHED_SWITCH,
     names::PROG_SCHED_WAKEUP,
     names::PROG_SCHED_WAKEUP_NEW,
     names::PROG_SCHED_MIGRATE,
-    names::PROG_SCHED_EXIT,
-    names::PROG_SCHED_FREE,
 ];
 
 /// The cgroup2 mount point from /proc/self/mountinfo (never assumed to be /sys/fs/cgroup:

@@ -8,6 +8,7 @@
 //! (never zeros when they do not).
 
 mod batch;
+mod btf;
 mod error;
 mod load;
 mod perf;

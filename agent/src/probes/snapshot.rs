@@ -157,12 +157,12 @@ impl Probes {
         if cgroups.is_empty() && self.forgotten.is_empty() {
             return Ok(0);
         }
-        // A CPU's batch may still hold a vanished cgroup and flush it back into the maps
+        // A CPU's batch or event slot may still hold a vanished cgroup and flush it back into the maps
         // after the deletes below. Read the batches first: a cgroup no batch holds now has
         // no tasks left to put it back, so only those held stay in `forgotten` (hidden
         // from snapshots, deleted again next time). Cgroup ids are not reused soon (kernfs
         // ids carry a generation), so hiding one cannot hide a new cgroup.
-        let held: HashSet<u64> = batch::read_batches(self)?.iter().map(|cpu| cpu.batch_cgroup).collect();
+        let held: HashSet<u64> = batch::held(&batch::read_batches(self)?).collect();
         let mut doomed: HashSet<u64> = cgroups.iter().copied().collect();
         doomed.extend(self.forgotten.drain());
         let mut removed = 0;

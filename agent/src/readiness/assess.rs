@@ -3,7 +3,7 @@ use super::{Check, HostFacts, Level, Readiness};
 use crate::cgroupfs::{Controller, ControllerState, Mode};
 use crate::probes::{GroupStatus, PerfStatus, missing_privileges};
 
-/// raw_tp/sched_switch reads prev_state, an argument since 5.18: older kernels refuse the attach.
+/// tp_btf/sched_switch reads prev_state, an argument since 5.18: older kernels refuse the attach.
 pub const MIN_KERNEL: (u32, u32) = (5, 18);
 /// Kernels the VM suite runs on every change.
 pub const TESTED_KERNELS: [(u32, u32); 2] = [(6, 1), (6, 12)];
@@ -27,7 +27,12 @@ pub fn assess(f: &HostFacts) -> Readiness {
     r.checks.push(if f.btf {
         check("btf", Level::Ok, "/sys/kernel/btf/vmlinux present", None)
     } else {
-        check("btf", Level::Ok, "/sys/kernel/btf/vmlinux absent: not needed (the probes take layouts from tracefs, not CO-RE)", None)
+        check(
+            "btf",
+            Level::Blocking,
+            "/sys/kernel/btf/vmlinux absent: the scheduler probes are BTF-typed tracepoints and read task fields at its offsets",
+            Some("use a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian, Ubuntu, Fedora and RHEL kernels are)"),
+        )
     });
     cgroup(f, &mut r);
     probes(f, &mut r);

@@ -72,6 +72,15 @@ fn kernel_versions_parse_and_old_kernels_block() {
 }
 
 #[test]
+fn a_kernel_without_btf_blocks_because_the_scheduler_probes_need_its_offsets() {
+    let mut f = healthy();
+    f.btf = false;
+    let r = assess(&f);
+    assert_eq!(level_of(&r, "btf"), Level::Blocking);
+    assert!(!r.can_run());
+}
+
+#[test]
 fn a_hybrid_host_observes_but_enforces_nothing_and_says_how_to_fix_it() {
     let mut f = healthy();
     f.cgroup = Ok(CgroupHost {

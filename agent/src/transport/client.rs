@@ -5,7 +5,7 @@
 use super::backoff::{Backoff, seed};
 use super::config::ClientConfig;
 use super::dial::{Dialer, RawSession, TransportError};
-use super::io::{read_frame, write_frame};
+use super::io::{FrameError, read_frame};
 use super::outbox::Outbox;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use truce_common::model::Bid;
-use truce_common::wire::{Ack, Decisions, ErrorMessage, InspectEvent, LeaseRelease, LeaseRenew, Message, Report, SessionId, Subscribe};
+use truce_common::wire::{self, Ack, Bids, Decisions, ErrorMessage, InspectEvent, LeaseRelease, LeaseRenew, Message, Report, SessionId, Subscribe};
 
 /// What the daemon sends to the arbiter.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +131,7 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
                 let state = ConnectionState::Connected { endpoint: ep.addr, session: welcome.session, version: welcome.version };
                 let _ = inbound.send(Inbound::State(state)).await;
                 backoff.reset();
-                match pump(raw, &outbox, &inbound, &cancel, cfg.max_frame_bytes).await {
+                match pump(raw, &outbox, &inbound, &cancel, cfg.max_frame_bytes, welcome.version).await {
                     SessionEnd::Cancelled => break,
                     // A healthy session that dropped: retry the same arbiter first.
                     SessionEnd::Lost(reason) => reason,
@@ -172,7 +172,14 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
 }
 
 /// Move messages both ways until the connection ends or we are cancelled.
-async fn pump(raw: RawSession, outbox: &Outbox<Outbound>, inbound: &mpsc::Sender<Inbound>, cancel: &CancellationToken, max: u32) -> SessionEnd {
+async fn pump(
+    raw: RawSession,
+    outbox: &Outbox<Outbound>,
+    inbound: &mpsc::Sender<Inbound>,
+    cancel: &CancellationToken,
+    max: u32,
+    version: u16,
+) -> SessionEnd {
     let RawSession { conn, mut send, mut recv, .. } = raw;
     let reader = async {
         loop {
@@ -196,10 +203,20 @@ async fn pump(raw: RawSession, outbox: &Outbox<Outbound>, inbound: &mpsc::Sender
         }
     };
     let writer = async {
+        let mut buf = Vec::with_capacity(4096);
         loop {
-            let msg = outbox.pop().await.into_message();
-            if let Err(e) = write_frame(&mut send, &msg, max).await {
-                return e;
+            // Everything queued goes out in one stream write; from version 2 the bids among
+            // it travel as one `bids` frame (one read and one round at the arbiter).
+            let batch = outbox.pop_batch(WRITE_BATCH).await;
+            buf.clear();
+            for msg in frames(batch, version >= wire::VERSION_BIDS) {
+                if let Err(source) = wire::encode_into(&msg, &mut buf, max) {
+                    // One message too big to send is dropped with a log; the session goes on.
+                    warn!(message = msg.name(), cause = %Chain(&source), "dropping a message the arbiter would refuse");
+                }
+            }
+            if let Err(source) = send.write_all(&buf).await {
+                return FrameError::Write { source };
             }
         }
     };
@@ -235,6 +252,36 @@ async fn pump(raw: RawSession, outbox: &Outbox<Outbound>, inbound: &mpsc::Sender
     }
 }
 
+/// Messages taken from the outbox in one go.
+const WRITE_BATCH: usize = 256;
+
+/// The frames for a batch of outbound messages, in order. With `batch_bids`, the bids are
+/// gathered into one `bids` frame placed where the first of them was. A bid may so overtake
+/// a report or renewal queued in the same instant; none of them depends on the other (bids
+/// wait for the next round anyway).
+fn frames(batch: Vec<Outbound>, batch_bids: bool) -> Vec<Message> {
+    if !batch_bids {
+        return batch.into_iter().map(Outbound::into_message).collect();
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    let mut bids_at: Option<usize> = None;
+    for item in batch {
+        match (item, bids_at) {
+            (Outbound::Bid(bid), Some(i)) => {
+                if let Message::Bids(b) = &mut out[i] {
+                    b.bids.push(bid);
+                }
+            }
+            (Outbound::Bid(bid), None) => {
+                bids_at = Some(out.len());
+                out.push(Message::Bids(Bids { bids: vec![bid] }));
+            }
+            (other, _) => out.push(other.into_message()),
+        }
+    }
+    out
+}
+
 pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
@@ -246,5 +293,45 @@ impl std::fmt::Display for Chain<'_> {
             source = s.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use truce_common::model::{BidId, Credits, Timestamp, WorkloadId, WorkloadRef};
+
+    fn bid(id: u64) -> Bid {
+        Bid {
+            id: BidId(id),
+            workload: WorkloadRef { id: WorkloadId(id), path: format!("/w{id}") },
+            at: Timestamp(0),
+            asks: vec![],
+            releases: vec![],
+            trades: vec![],
+            willingness_to_pay: Credits(0),
+            priority: 1,
+            slo_breach: false,
+            lease_ms: 1000,
+            reasons: vec![],
+        }
+    }
+
+    fn renew(seq: u64) -> Outbound {
+        Outbound::LeaseRenew(LeaseRenew { seq, lease: truce_common::model::LeaseId(seq), extend_ms: 1 })
+    }
+
+    #[test]
+    fn version_2_gathers_a_batchs_bids_into_one_frame() {
+        let batch = vec![renew(1), Outbound::Bid(bid(1)), renew(2), Outbound::Bid(bid(2))];
+        let got = frames(batch, true);
+        let want = vec![renew(1).into_message(), Message::Bids(Bids { bids: vec![bid(1), bid(2)] }), renew(2).into_message()];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn version_1_sends_one_frame_per_bid() {
+        let got = frames(vec![Outbound::Bid(bid(1)), Outbound::Bid(bid(2))], false);
+        assert_eq!(got, vec![Message::Bid(bid(1)), Message::Bid(bid(2))]);
     }
 }

@@ -39,11 +39,16 @@ impl<T> Outbox<T> {
         dropped
     }
 
-    /// Wait for the next item. Single consumer.
-    pub async fn pop(&self) -> T {
+    /// Wait for the next item, then take it and up to `max - 1` more that are already queued,
+    /// oldest first. Single consumer.
+    pub async fn pop_batch(&self, max: usize) -> Vec<T> {
         loop {
-            if let Some(item) = self.lock().pop_front() {
-                return item;
+            {
+                let mut q = self.lock();
+                if !q.is_empty() {
+                    let n = q.len().min(max.max(1));
+                    return q.drain(..n).collect();
+                }
             }
             self.ready.notified().await;
         }
@@ -69,7 +74,18 @@ mod tests {
         assert!(!o.push(2));
         assert!(o.push(3));
         assert_eq!(o.dropped(), 1);
-        assert_eq!((o.pop().await, o.pop().await), (2, 3));
+        assert_eq!(o.pop_batch(8).await, vec![2, 3]);
+        assert_eq!(o.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn pop_batch_takes_what_is_queued_up_to_the_limit_in_order() {
+        let o = Outbox::new(8);
+        for i in 1..=5 {
+            o.push(i);
+        }
+        assert_eq!(o.pop_batch(3).await, vec![1, 2, 3]);
+        assert_eq!(o.pop_batch(3).await, vec![4, 5]);
         assert_eq!(o.len(), 0);
     }
 
@@ -77,9 +93,9 @@ mod tests {
     async fn pop_wakes_on_a_later_push() {
         let o = Outbox::new(4);
         let o2 = o.clone();
-        let waiter = tokio::spawn(async move { o2.pop().await });
+        let waiter = tokio::spawn(async move { o2.pop_batch(8).await });
         tokio::task::yield_now().await;
         o.push(7);
-        assert_eq!(waiter.await.ok(), Some(7));
+        assert_eq!(waiter.await.ok(), Some(vec![7]));
     }
 }

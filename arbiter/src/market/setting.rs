@@ -14,7 +14,9 @@
 //!
 //! A limited CPU holding has two styles ([`CpuCut`]): `Quota` (the table above: a hard
 //! cpu.max, which throttles the workload even when CPUs idle) and `Weight` (cpu.weight =
-//! 100 * x / e, work-conserving: the workload loses under contention but keeps idle CPU).
+//! 100 * x / e, work-conserving: the workload loses under contention but keeps idle CPU), and
+//! `Yield` (cpu.weight 1 whatever x is: the cut workload gives way to every neighbour at once,
+//! keeps all idle CPU, and its allocation is no longer a guaranteed share).
 
 use truce_common::model::{Resource, Setting};
 
@@ -29,6 +31,11 @@ pub enum CpuCut {
     Quota,
     /// cpu.weight below 100: the cut workload yields under contention and keeps idle CPU.
     Weight,
+    /// cpu.weight 1, the kernel's minimum: under CFS and EEVDF a waking neighbour preempts the
+    /// cut workload almost at once (its virtual time runs 100x faster than a weight-100
+    /// neighbour's), which is what a latency-sensitive victim needs; the cut workload still
+    /// keeps every idle cycle. The price: under contention it gets next to nothing, not x.
+    Yield,
 }
 
 /// The setting for holding `x` units of `r` against an entitlement of `e`, or None for a
@@ -44,6 +51,7 @@ pub fn setting_with(r: Resource, x: u64, e: u64, cpu_period_us: u64, cut: CpuCut
     match r {
         Resource::Cpu if x > e => Some(Setting::CpuWeight { weight: weight() }),
         Resource::Cpu if cut == CpuCut::Weight => Some(Setting::CpuWeight { weight: weight() }),
+        Resource::Cpu if x < e && cut == CpuCut::Yield => Some(Setting::CpuWeight { weight: 1 }),
         Resource::Cpu => Some(Setting::CpuMax {
             millicores: x,
             period_us: cpu_period_us,
@@ -117,5 +125,11 @@ mod tests {
             setting_with(Resource::Cpu, 250, 1000, 100_000, CpuCut::Quota),
             Some(Setting::CpuMax { millicores: 250, period_us: 100_000 })
         );
+    }
+
+    #[test]
+    fn a_yield_cut_sets_the_minimum_weight_and_raising_is_unchanged() {
+        assert_eq!(setting_with(Resource::Cpu, 999, 1000, 100_000, CpuCut::Yield), Some(Setting::CpuWeight { weight: 1 }));
+        assert_eq!(setting_with(Resource::Cpu, 1500, 1000, 100_000, CpuCut::Yield), Some(Setting::CpuWeight { weight: 150 }));
     }
 }

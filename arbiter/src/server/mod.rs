@@ -15,6 +15,7 @@
 pub mod certs;
 mod config;
 mod io;
+mod leases;
 mod metrics;
 mod rate;
 mod resolver;
@@ -31,6 +32,7 @@ pub use state::ServerStats;
 pub use tokio_util::sync::CancellationToken;
 
 use state::{Shared, bump};
+use truce_common::wire;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -73,7 +75,17 @@ impl Server {
         transport.max_concurrent_uni_streams(0u32.into());
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+        let bound = wire::bind_endpoint_socket(config.listen, config.udp_buffer_bytes)
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        // Every agent's datagrams land in this one socket: a small buffer drops bursts.
+        if bound.recv_buffer < config.udp_buffer_bytes {
+            warn!(
+                asked = config.udp_buffer_bytes,
+                granted = bound.recv_buffer,
+                "UDP receive buffer smaller than asked; raise net.core.rmem_max to avoid drops under bursts from many agents"
+            );
+        }
+        let endpoint = wire::endpoint_on(bound.socket, Some(server_config))
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         Ok(Server { endpoint, shared: Arc::new(Shared::new(config, resolver)) })
     }

@@ -3,16 +3,17 @@
 
 use super::resolver::RoundInput;
 use super::session::{End, redirect};
-use super::state::{Claim, Shared, bump};
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use super::leases::LeaseBook;
+use super::state::{Shared, bump, lock};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, warn};
-use truce_common::model::{Bid, HostId, Lease, LeaseId, Timestamp, WorkloadRef};
+use truce_common::model::{Bid, HostId, Timestamp, WorkloadRef};
 use truce_common::wire::{
-    Ack, Decisions, ErrorCode, ErrorMessage, InspectEvent, InspectFilter, Inventory, Message, Report, SessionId, WorkloadSummary,
+    self, Ack, Decisions, ErrorCode, ErrorMessage, InspectEvent, InspectFilter, Inventory, Message, Report, SessionId, WorkloadSummary,
 };
 
 /// Renewals extend a lease by at most this much at a time.
@@ -23,31 +24,36 @@ pub(crate) struct SessionState {
     pub session: SessionId,
     pub shared: Arc<Shared>,
     pub out: Option<mpsc::Sender<Message>>,
-    owned: HashSet<u64>,
+    /// Workload ids this host has named (for the host list's count).
+    named: HashSet<u64>,
     pending: Vec<Bid>,
-    leases: HashMap<LeaseId, Lease>,
+    /// Shared with [`Shared`] only so a new subscriber can be shown them; this task writes.
+    leases: Arc<Mutex<LeaseBook>>,
     round: u64,
     /// The host's latest inventory, passed to every round.
     inventory: Option<Inventory>,
     subscription: Option<(InspectFilter, broadcast::Receiver<Arc<InspectEvent>>)>,
     /// `truce top`: holds no host, may only subscribe.
     observer: bool,
+    /// The negotiated protocol version (`bids` needs 2).
+    version: u16,
 }
 
 impl SessionState {
-    pub fn new(host: HostId, session: SessionId, shared: Arc<Shared>, observer: bool) -> Self {
+    pub fn new(host: HostId, session: SessionId, leases: Arc<Mutex<LeaseBook>>, shared: Arc<Shared>, observer: bool, version: u16) -> Self {
         SessionState {
             host,
             session,
             shared,
             out: None,
-            owned: HashSet::new(),
+            named: HashSet::new(),
             pending: Vec::new(),
-            leases: HashMap::new(),
+            leases,
             round: 0,
             inventory: None,
             subscription: None,
             observer,
+            version,
         }
     }
 
@@ -65,43 +71,40 @@ impl SessionState {
         self.send(Message::Error(ErrorMessage { seq, code, message }))
     }
 
-    /// May this session speak for `workload`? Refusal text names the owner for the log.
-    fn claim(&mut self, workload: &WorkloadRef) -> Result<(), String> {
-        if self.owned.contains(&workload.id.0) {
-            return Ok(());
-        }
-        match self.shared.claim(&self.host, self.session, workload.id) {
-            Claim::Ok => {
-                self.owned.insert(workload.id.0);
-                Ok(())
-            }
-            Claim::Foreign { owner } => Err(format!("workload {} ({}) belongs to host {owner}", workload.id, workload.path)),
+    /// Remember a workload this host named. A workload id is a cgroup inode, unique only on
+    /// its host, so the session speaks for `(self.host, id)`: another host naming the same
+    /// number names its own cgroup, never this one (docs/protocol.md, "Workload scope").
+    fn note_workload(&mut self, workload: &WorkloadRef) {
+        if self.named.insert(workload.id.0) {
+            self.shared.count_workload(&self.host, self.session);
         }
     }
 
     pub fn handle(&mut self, msg: Message, now: Timestamp) -> Result<(), End> {
-        if self.observer && matches!(msg, Message::Bid(_) | Message::Report(_) | Message::LeaseRenew(_) | Message::LeaseRelease(_)) {
+        if self.observer && matches!(msg, Message::Bid(_) | Message::Bids(_) | Message::Report(_) | Message::LeaseRenew(_) | Message::LeaseRelease(_)) {
             return self.refuse(None, ErrorCode::UNEXPECTED_MESSAGE, format!("an observer session may not send {}", msg.name()));
         }
         match msg {
             Message::Bid(bid) => self.on_bid(bid),
+            Message::Bids(b) if self.version >= wire::VERSION_BIDS => b.bids.into_iter().try_for_each(|bid| self.on_bid(bid)),
+            Message::Bids(_) => {
+                let reason = format!("bids needs protocol version {}; this session speaks {}", wire::VERSION_BIDS, self.version);
+                self.refuse(None, ErrorCode::UNEXPECTED_MESSAGE, reason)
+            }
             Message::Report(report) => self.on_report(report),
             Message::LeaseRenew(r) => {
                 // A replica that stopped leading extends nothing: the agent goes to the leader.
                 if let Some(to) = redirect(&self.shared) {
                     return Err(End::NotLeader(to));
                 }
-                match self.leases.get_mut(&r.lease).filter(|l| l.expiry > now) {
-                    Some(lease) => {
-                        lease.expiry = lease.expiry.max(now.plus_ms(r.extend_ms.min(MAX_RENEW_MS)));
-                        self.send(Message::Ack(Ack { seq: r.seq }))
-                    }
-                    None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
+                match lock(&self.leases).renew(r.lease, now, r.extend_ms.min(MAX_RENEW_MS)) {
+                    true => self.send(Message::Ack(Ack { seq: r.seq })),
+                    false => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
                 }
             }
-            Message::LeaseRelease(r) => match self.leases.remove(&r.lease) {
-                Some(_) => self.send(Message::Ack(Ack { seq: r.seq })),
-                None => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
+            Message::LeaseRelease(r) => match lock(&self.leases).release(r.lease) {
+                true => self.send(Message::Ack(Ack { seq: r.seq })),
+                false => self.refuse(Some(r.seq), ErrorCode::UNKNOWN_LEASE, format!("no live lease {} for this host", r.lease.0)),
             },
             Message::Subscribe(s) => {
                 // Subscribe first, so nothing published after the snapshot is missed.
@@ -141,9 +144,7 @@ impl SessionState {
 
     fn on_bid(&mut self, bid: Bid) -> Result<(), End> {
         bump(&self.shared.stats.bids);
-        if let Err(reason) = self.claim(&bid.workload) {
-            return self.refuse(Some(bid.id.0), ErrorCode::FOREIGN_WORKLOAD, reason);
-        }
+        self.note_workload(&bid.workload);
         if self.pending.len() >= self.shared.config.max_pending_bids {
             let reason = format!("{} bids already wait for this round", self.pending.len());
             return self.refuse(Some(bid.id.0), ErrorCode::RATE_LIMITED, reason);
@@ -158,11 +159,8 @@ impl SessionState {
             let reason = format!("report names host {} but this session is {}", report.host, self.host);
             return self.refuse(Some(report.seq), ErrorCode::HOST_MISMATCH, reason);
         }
-        // All or nothing: a report with one foreign workload is refused whole.
         for w in &report.workloads {
-            if let Err(reason) = self.claim(&w.workload) {
-                return self.refuse(Some(report.seq), ErrorCode::FOREIGN_WORKLOAD, reason);
-            }
+            self.note_workload(&w.workload);
         }
         if let Some(inventory) = report.inventory.clone() {
             self.inventory = Some(inventory);
@@ -177,7 +175,7 @@ impl SessionState {
         self.shared.publish(|| InspectEvent::Forecasts { host: host.clone(), at, forecasts: report.workloads.iter().flat_map(|w| w.forecasts.iter().cloned()).collect() });
         // Each period while someone watches, so leases are seen to lapse between rounds; the
         // round itself remembers them for new subscribers, so reports stay cheap.
-        self.shared.publish(|| InspectEvent::Leases { host, at, leases: self.leases.values().filter(|l| l.expiry > at).cloned().collect() });
+        self.shared.publish(|| InspectEvent::Leases { host, at, leases: lock(&self.leases).live(at) });
         self.send(Message::Ack(Ack { seq: report.seq }))
     }
 
@@ -186,7 +184,7 @@ impl SessionState {
     /// A replica that is not the confirmed leader runs no round: the session ends with a
     /// redirect (its bids wait for the leader; leases lapse or renew there).
     pub async fn run_round(&mut self, now: Timestamp) -> Result<(), End> {
-        self.leases.retain(|_, l| l.expiry > now);
+        lock(&self.leases).expire(now);
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -216,10 +214,15 @@ impl SessionState {
             }
         };
         // Ids stay the resolver's (the market's are ledger lease ids); only the round is ours.
-        for d in decisions.iter_mut() {
-            d.round = self.round;
-            self.leases.insert(d.lease.id, d.lease.clone());
-        }
+        let live = {
+            let mut book = lock(&self.leases);
+            book.rounds_run = true;
+            for d in decisions.iter_mut() {
+                d.round = self.round;
+                book.insert(d.lease.clone());
+            }
+            book.len()
+        };
         let took = started.elapsed().as_secs_f64();
         bump(&self.shared.stats.rounds);
         self.shared.stats.decisions.fetch_add(decisions.len() as u64, Ordering::Relaxed);
@@ -229,15 +232,22 @@ impl SessionState {
                 self.shared.publish_state(InspectEvent::Accounts { host: host.clone(), at: now, accounts: m.accounts.clone() });
             }
         }
-        self.shared.metrics.observe_round(took, &host, self.leases.len(), market);
-        self.shared.publish_state(InspectEvent::Leases { host: host.clone(), at: now, leases: self.leases.values().cloned().collect() });
+        self.shared.metrics.observe_round(took, &host, live, market);
+        // New subscribers read the lease book itself (`Shared::snapshot_for`); only live
+        // watchers need this round's copy.
+        self.shared.publish(|| InspectEvent::Leases { host: host.clone(), at: now, leases: lock(&self.leases).live(now) });
         self.shared.publish(|| InspectEvent::Decisions { host: host.clone(), round: self.round, decisions: decisions.clone() });
+        // One frame per round (an empty one too, so every bid gets an answer); a round too big
+        // for one frame is split, moving the decisions rather than copying them.
         let per_frame = self.shared.config.decisions_per_frame.max(1);
-        if decisions.is_empty() {
-            self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions: Vec::new() }))?;
-        }
-        for chunk in decisions.chunks(per_frame) {
-            self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions: chunk.to_vec() }))?;
+        let mut rest = decisions;
+        loop {
+            let tail = if rest.len() > per_frame { rest.split_off(per_frame) } else { Vec::new() };
+            self.send(Message::Decisions(Decisions { round: self.round, at: now, decisions: rest }))?;
+            if tail.is_empty() {
+                break;
+            }
+            rest = tail;
         }
         // Leadership lost during the round: what was committed went out; now the leader's turn.
         match redirect(&self.shared) {

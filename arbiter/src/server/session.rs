@@ -139,9 +139,9 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
     // An observer (`truce top`) watches only: it must not supersede the agent of the host
     // whose certificate it borrows, nor appear as a host.
     let observer = hello.capabilities.iter().any(|c| c == wire::CAP_OBSERVER);
-    let session = if observer {
+    let (session, leases) = if observer {
         shared.stats.observers_active.fetch_add(1, Ordering::Relaxed);
-        shared.open_observer()
+        (shared.open_observer(), Default::default())
     } else {
         bump(&shared.stats.sessions_opened);
         shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
@@ -154,7 +154,7 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
             if !observer {
                 shared.publish_hosts(now());
             }
-            session_loop(&conn, send, recv, SessionState::new(host.clone(), session, shared.clone(), observer), &session_cancel, &cancel).await
+            session_loop(&conn, send, recv, SessionState::new(host.clone(), session, leases, shared.clone(), observer, version), &session_cancel, &cancel).await
         }
         Err(e) => End::Frame(e),
     };
@@ -220,6 +220,14 @@ async fn session_loop(
     let mut last_round: Option<Instant> = None;
     let end = loop {
         let due = state.has_pending().then(|| last_round.map_or_else(Instant::now, |t| (t + period).max(Instant::now())));
+        // Due already: run it now rather than through a timer that fires on the next tick.
+        if due.is_some_and(|t| t <= Instant::now()) {
+            last_round = Some(Instant::now());
+            if let Err(end) = state.run_round(now()).await {
+                break end;
+            }
+            continue;
+        }
         tokio::select! {
             _ = session_cancel.cancelled() => {
                 break if server_cancel.is_cancelled() { End::Shutdown } else { End::Superseded };
@@ -228,11 +236,28 @@ async fn session_loop(
                 last_round = Some(Instant::now());
                 if let Err(end) = state.run_round(now()).await { break end; }
             }
-            msg = in_rx.recv() => match msg {
-                Some(Ok(msg)) => if let Err(end) = state.handle(msg, now()) { break end; },
-                Some(Err(e)) => break End::Frame(e),
-                None => break End::Frame(FrameError::Finished),
-            },
+            msg = in_rx.recv() => {
+                // Take what else has arrived too, so one round answers all of it.
+                let mut next = Some(msg);
+                let mut taken = 0;
+                let mut ended = None;
+                while let Some(msg) = next.take() {
+                    let r = match msg {
+                        Some(Ok(msg)) => state.handle(msg, now()),
+                        Some(Err(e)) => Err(End::Frame(e)),
+                        None => Err(End::Frame(FrameError::Finished)),
+                    };
+                    if let Err(end) = r {
+                        ended = Some(end);
+                        break;
+                    }
+                    taken += 1;
+                    if taken < DRAIN_MAX {
+                        next = in_rx.try_recv().ok().map(Some);
+                    }
+                }
+                if let Some(end) = ended { break end; }
+            }
             ev = state.next_inspect_event(), if state.subscribed() => {
                 if let Err(end) = state.forward_inspect(ev) { break end; }
             }
@@ -265,10 +290,25 @@ async fn sleep_until_opt(due: Option<Instant>) {
     }
 }
 
+/// Write queued frames. Whatever is already queued when the writer wakes goes out in one
+/// stream write (up to [`COALESCE_BYTES`]), so a round's decisions and the acks around them
+/// cost one wake-up of the connection, not one each.
 async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>, max: u32) {
+    let mut buf = Vec::with_capacity(4096);
     while let Some(msg) = rx.recv().await {
-        if let Err(cause) = write_frame(&mut send, &msg, max).await {
-            debug!(cause = %Chain(&cause), "writer stopped");
+        buf.clear();
+        let mut next = Some(msg);
+        while let Some(msg) = next.take() {
+            if let Err(source) = wire::encode_into(&msg, &mut buf, max) {
+                debug!(cause = %Chain(&source), message = msg.name(), "writer stopped: frame not encodable");
+                return;
+            }
+            if buf.len() < COALESCE_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(cause) = send.write_all(&buf).await {
+            debug!(%cause, "writer stopped");
             return;
         }
     }
@@ -276,16 +316,28 @@ async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>
     let _ = tokio::time::timeout(LINGER, send.stopped()).await;
 }
 
+/// Inbound messages handled in one go before the session looks at its round again.
+const DRAIN_MAX: usize = 64;
+
+/// Bytes gathered into one stream write before it is issued.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 async fn read_loop(mut recv: quinn::RecvStream, tx: mpsc::Sender<Result<Message, FrameError>>, shared: Arc<Shared>) {
     let cfg = &shared.config;
     let mut bucket = TokenBucket::new(cfg.agent_rate_per_s, cfg.agent_burst, Instant::now());
     loop {
         // Out of tokens: stop reading. QUIC flow control then slows this agent, and only it.
-        while let Err(wait) = bucket.take(Instant::now()) {
+        while let Err(wait) = bucket.ready(Instant::now()) {
             bump(&shared.stats.throttled);
             tokio::time::sleep(wait).await;
         }
         let frame = read_frame(&mut recv, cfg.max_frame_bytes).await;
+        // A `bids` frame pays for each bid in it, so the limit is on bids, not frames.
+        let cost = match &frame {
+            Ok(Message::Bids(b)) => u32::try_from(b.bids.len()).unwrap_or(u32::MAX).max(1),
+            _ => 1,
+        };
+        bucket.charge(cost, Instant::now());
         let last = frame.is_err();
         if tx.send(frame).await.is_err() || last {
             return;

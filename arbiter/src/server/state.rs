@@ -1,7 +1,9 @@
-//! State shared by all sessions: who is connected, which host owns which workload,
-//! id counters, statistics and the inspection broadcast.
+//! State shared by all sessions: who is connected, id counters, statistics and the
+//! inspection broadcast. Workloads need no shared owner table: a workload id (a cgroup
+//! inode) only means something on its host, so every session speaks for `(its host, id)`.
 
 use super::config::ServerConfig;
+use super::leases::LeaseBook;
 use super::metrics::ArbiterMetrics;
 use super::resolver::RoundResolver;
 use std::collections::HashMap;
@@ -9,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use truce_common::model::{HostId, Timestamp, WorkloadId};
+use truce_common::model::{HostId, Timestamp};
 use truce_common::wire::{HostSnapshot, InspectEvent, InspectFilter, InspectKind, SessionId};
 
 /// Counters for tests, benchmarks and `/metrics`. Monotonic except the `*_active` gauges.
@@ -52,6 +54,8 @@ struct LiveSession {
     connected_at: Timestamp,
     workloads: u32,
     cancel: CancellationToken,
+    /// The session's leases; read here only to show a new subscriber the current ones.
+    leases: Arc<Mutex<LeaseBook>>,
 }
 
 pub(crate) struct Shared {
@@ -65,16 +69,9 @@ pub(crate) struct Shared {
     latest: Mutex<HashMap<(HostId, InspectKind), Arc<InspectEvent>>>,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<HostId, LiveSession>>,
-    owners: Mutex<HashMap<WorkloadId, (HostId, SessionId)>>,
 }
 
-/// Result of asking to speak for a workload.
-pub(crate) enum Claim {
-    Ok,
-    Foreign { owner: HostId },
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves plain maps that are still consistent.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -91,19 +88,21 @@ impl Shared {
             latest: Mutex::default(),
             next_session: AtomicU64::new(1),
             sessions: Mutex::default(),
-            owners: Mutex::default(),
         }
     }
 
     /// Open a session for `host`, cancelling an older session of the same host (the agent
     /// reconnected before the old connection timed out).
-    pub fn open_session(&self, host: &HostId, now: Timestamp, cancel: CancellationToken) -> SessionId {
+    /// The session's lease book comes back with its id.
+    pub fn open_session(&self, host: &HostId, now: Timestamp, cancel: CancellationToken) -> (SessionId, Arc<Mutex<LeaseBook>>) {
         let session = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
-        let old = lock(&self.sessions).insert(host.clone(), LiveSession { session, connected_at: now, workloads: 0, cancel });
+        let leases: Arc<Mutex<LeaseBook>> = Arc::default();
+        let live = LiveSession { session, connected_at: now, workloads: 0, cancel, leases: leases.clone() };
+        let old = lock(&self.sessions).insert(host.clone(), live);
         if let Some(old) = old {
             old.cancel.cancel();
         }
-        session
+        (session, leases)
     }
 
     /// A session id for an observer: it holds no host, so it neither supersedes nor is listed.
@@ -120,7 +119,6 @@ impl Shared {
             }
             ours
         };
-        lock(&self.owners).retain(|_, (_, s)| *s != session);
         if gone {
             // A newer session of the host keeps what it published; a host that left takes its figures along.
             lock(&self.latest).retain(|(h, _), _| h != host);
@@ -128,23 +126,10 @@ impl Shared {
         }
     }
 
-    /// The ownership rule (docs/protocol.md): a workload id belongs to the first live
-    /// session's host that names it; another host naming it while that session lives is refused.
-    pub fn claim(&self, host: &HostId, session: SessionId, workload: WorkloadId) -> Claim {
-        let mut owners = lock(&self.owners);
-        match owners.get(&workload) {
-            Some((owner, _)) if owner != host => Claim::Foreign { owner: owner.clone() },
-            _ => {
-                let fresh = owners.insert(workload, (host.clone(), session)).is_none_or(|(_, s)| s != session);
-                drop(owners);
-                if !fresh {
-                    return Claim::Ok;
-                }
-                if let Some(s) = lock(&self.sessions).get_mut(host).filter(|s| s.session == session) {
-                    s.workloads = s.workloads.saturating_add(1);
-                }
-                Claim::Ok
-            }
+    /// Count a workload the session named for the first time (shown in the host list).
+    pub fn count_workload(&self, host: &HostId, session: SessionId) {
+        if let Some(s) = lock(&self.sessions).get_mut(host).filter(|s| s.session == session) {
+            s.workloads = s.workloads.saturating_add(1);
         }
     }
 
@@ -184,10 +169,21 @@ impl Shared {
     }
 
     /// What a new subscriber sees at once: the host list, then the newest known event of
-    /// each kind per host, all passing `filter`.
+    /// each kind per host, all passing `filter`. Leases are read from each host's lease book
+    /// now (rounds do not copy them out unless someone watches), for hosts that had a round.
     pub fn snapshot_for(&self, filter: &InspectFilter, now: Timestamp) -> Vec<Arc<InspectEvent>> {
         let mut out = vec![Arc::new(self.hosts_event(now))];
-        let mut known: Vec<Arc<InspectEvent>> = lock(&self.latest).values().cloned().collect();
+        let mut known: Vec<Arc<InspectEvent>> =
+            lock(&self.latest).values().filter(|ev| ev.kind() != InspectKind::Leases).cloned().collect();
+        if filter.kinds.is_empty() || filter.kinds.contains(&InspectKind::Leases) {
+            let books: Vec<(HostId, Arc<Mutex<LeaseBook>>)> = lock(&self.sessions).iter().map(|(h, s)| (h.clone(), s.leases.clone())).collect();
+            for (host, book) in books {
+                let book = lock(&book);
+                if book.rounds_run {
+                    known.push(Arc::new(InspectEvent::Leases { host, at: now, leases: book.live(now) }));
+                }
+            }
+        }
         known.sort_by(|a, b| (a.host(), a.kind() as u8).cmp(&(b.host(), b.kind() as u8)));
         out.extend(known);
         out.retain(|ev| filter.accepts(ev));

@@ -230,6 +230,7 @@ pub(super) fn samples() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("bid", Message::Bid(bid())),
+        ("bids", Message::Bids(Bids { bids: vec![bid(), Bid { id: BidId(10), slo_breach: false, reasons: vec![], ..bid() }] })),
         ("decisions", Message::Decisions(Decisions { round: 12, at, decisions: vec![decision()] })),
         ("lease_renew", Message::LeaseRenew(LeaseRenew { seq: 4, lease: LeaseId(77), extend_ms: 30_000 })),
         ("lease_release", Message::LeaseRelease(LeaseRelease { seq: 5, lease: LeaseId(77) })),

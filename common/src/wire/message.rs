@@ -26,6 +26,7 @@ pub const MESSAGE_TYPES: &[(u16, &str)] = &[
     (12, "inspect"),
     (13, "host_view"),
     (14, "host_history"),
+    (15, "bids"),
     (20, "federation"),
     (21, "raft"),
     (22, "redirect"),
@@ -51,6 +52,9 @@ pub enum Message {
     Bid(Bid),
     /// arbiter -> agent: one round's outcome for this host.
     Decisions(Decisions),
+    /// agent -> arbiter, version 2 on: several bids in one frame (one per workload that
+    /// bids this period). Each bid is treated exactly like a `Bid` frame.
+    Bids(Bids),
     /// agent -> arbiter.
     LeaseRenew(LeaseRenew),
     /// agent -> arbiter.
@@ -94,6 +98,7 @@ impl Message {
     pub const INSPECT: u16 = 12;
     pub const HOST_VIEW: u16 = 13;
     pub const HOST_HISTORY: u16 = 14;
+    pub const BIDS: u16 = 15;
     pub const FEDERATION: u16 = 20;
     pub const RAFT: u16 = 21;
     pub const REDIRECT: u16 = 22;
@@ -116,6 +121,7 @@ impl Message {
             Message::Inspect(_) => Self::INSPECT,
             Message::HostView(_) => Self::HOST_VIEW,
             Message::HostHistory(_) => Self::HOST_HISTORY,
+            Message::Bids(_) => Self::BIDS,
             Message::Federation(_) => Self::FEDERATION,
             Message::Raft(_) => Self::RAFT,
             Message::Redirect(_) => Self::REDIRECT,
@@ -180,6 +186,13 @@ pub struct Decisions {
     pub decisions: Vec<Decision>,
 }
 
+/// Bids sent together (version 2 on): one frame, one read and one round wake-up for a whole
+/// period's bids instead of one each. The arbiter checks and rate-limits every bid in it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bids {
+    pub bids: Vec<Bid>,
+}
+
 /// Ask to keep a lease for `extend_ms` more; answered by `Ack` or `Error`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRenew {
@@ -208,7 +221,8 @@ pub struct ErrorCode(pub u16);
 impl ErrorCode {
     /// A message named a host other than the certificate's.
     pub const HOST_MISMATCH: ErrorCode = ErrorCode(1);
-    /// A bid or report named a workload another live host owns.
+    /// Reserved, no longer sent: workload ids are scoped to the session's host, so no host
+    /// can name another's workload (docs/protocol.md, "Workload scope").
     pub const FOREIGN_WORKLOAD: ErrorCode = ErrorCode(2);
     /// The agent exceeded its message rate; the message was dropped.
     pub const RATE_LIMITED: ErrorCode = ErrorCode(3);

@@ -25,6 +25,8 @@ mod inspect;
 mod message;
 mod report;
 #[cfg(feature = "quic")]
+mod socket;
+#[cfg(feature = "quic")]
 mod stream;
 
 #[cfg(test)]
@@ -44,10 +46,12 @@ pub use inspect::{
     Account, HostSnapshot, InspectEvent, InspectFilter, InspectKind, Price, Subscribe, WorkloadSummary,
 };
 pub use message::{
-    Ack, Decisions, ErrorCode, ErrorMessage, Hello, LeaseRelease, LeaseRenew, MESSAGE_TYPES, Message,
+    Ack, Bids, Decisions, ErrorCode, ErrorMessage, Hello, LeaseRelease, LeaseRenew, MESSAGE_TYPES, Message,
     RETIRED_TYPE_IDS, SessionId, UnsupportedVersion, Welcome, type_name,
 };
 pub use report::{Capacity, Inventory, ManagedWorkload, Report, ResourceBounds, SignalSummary, WorkloadReport};
+#[cfg(feature = "quic")]
+pub use socket::{EndpointSocket, UDP_BUFFER_BYTES, bind_endpoint_socket, endpoint_on};
 #[cfg(feature = "quic")]
 pub use stream::{FrameError, read_frame, write_frame};
 
@@ -60,8 +64,11 @@ pub const FEDERATION_ALPN: &[u8] = b"truce-fed/1";
 
 /// Oldest protocol version this build speaks.
 pub const VERSION_MIN: u16 = 1;
-/// Newest protocol version this build speaks.
-pub const VERSION_MAX: u16 = 1;
+/// Newest protocol version this build speaks. Version 2 adds `bids` (several bids in one
+/// frame); everything else is as in version 1, so a version 1 peer is still served.
+pub const VERSION_MAX: u16 = 2;
+/// The first version in which an agent may send [`Bids`].
+pub const VERSION_BIDS: u16 = 2;
 
 /// Default hard limit on one frame (type id + body). A report for a few hundred workloads
 /// with estimates and forecasts fits in well under this; anything bigger is an attack or a bug.
@@ -81,6 +88,7 @@ mod tests {
     #[test]
     fn negotiate_picks_highest_common_version() {
         assert_eq!(negotiate(1, 1), Some(1));
+        assert_eq!(negotiate(1, 2), Some(2));
         assert_eq!(negotiate(1, 7), Some(VERSION_MAX));
         assert_eq!(negotiate(0, 1), Some(1));
     }

@@ -247,6 +247,7 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), host(), any::<u64>(), any::<u64>(), vec(wl_report, 0..3))
             .prop_map(|(seq, host, at, period_ms, workloads)| Message::Report(Report { seq, host, at: Timestamp(at), period_ms, workloads, inventory: None })),
         bid().prop_map(Message::Bid),
+        proptest::collection::vec(bid(), 0..4).prop_map(|bids| Message::Bids(Bids { bids })),
         (any::<u64>(), any::<u64>(), vec(decision(), 0..3)).prop_map(|(round, at, decisions)| Message::Decisions(Decisions { round, at: Timestamp(at), decisions })),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(seq, l, extend_ms)| Message::LeaseRenew(LeaseRenew { seq, lease: LeaseId(l), extend_ms })),
         (any::<u64>(), any::<u64>()).prop_map(|(seq, l)| Message::LeaseRelease(LeaseRelease { seq, lease: LeaseId(l) })),

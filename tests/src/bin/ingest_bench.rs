@@ -6,7 +6,11 @@
 //!   once (no sessions, rounds or market);
 //! - `arbiter`: the real server with `ProportionalResolver`, one round per host every `round_ms`.
 //!
+//! Echo and arbiter each run twice: protocol version 1 (one `bid` frame per bid, as agents
+//! before version 2 send them) and version 2 (each agent's bids of a tick in one `bids` frame).
+//!
 //! Usage: ingest_bench [--agents 100,1000,2000] [--total-rate 120000] [--seconds 5] [--round-ms 10]
+//!        [--paths echo-v1,arbiter-v1,echo-v2,arbiter-v2]
 
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -17,7 +21,7 @@ use truce_agent::transport::{ArbiterEndpoint, Dialer, RawSession, quinn};
 use truce_arbiter::server::tls::{TlsFiles, server_crypto};
 use truce_arbiter::server::{CancellationToken, HostCapacity, ProportionalResolver, Server, ServerConfig, read_frame, write_frame};
 use truce_common::model::{Decision, DecisionId, Lease, LeaseId, Lender, Resource, Setting, Timestamp};
-use truce_common::wire::{self, Ack, Decisions, Message, SessionId, Welcome};
+use truce_common::wire::{self, Ack, Bids, Decisions, Message, SessionId, Welcome};
 use truce_tests::loopback::{Pki, bid};
 
 struct Opts {
@@ -25,10 +29,14 @@ struct Opts {
     total_rate: u64,
     seconds: u64,
     round_ms: u64,
+    /// Which of `echo-v1`, `arbiter-v1`, `echo-v2`, `arbiter-v2` to run (all by default).
+    paths: Vec<String>,
 }
 
+const PATHS: [&str; 4] = ["echo-v1", "arbiter-v1", "echo-v2", "arbiter-v2"];
+
 fn parse() -> Result<Opts> {
-    let mut o = Opts { agents: vec![100, 1000, 2000], total_rate: 120_000, seconds: 5, round_ms: 10 };
+    let mut o = Opts { agents: vec![100, 1000, 2000], total_rate: 120_000, seconds: 5, round_ms: 10, paths: PATHS.iter().map(|p| p.to_string()).collect() };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -37,6 +45,12 @@ fn parse() -> Result<Opts> {
             "--total-rate" => o.total_rate = value.parse()?,
             "--seconds" => o.seconds = value.parse()?,
             "--round-ms" => o.round_ms = value.parse()?,
+            "--paths" => {
+                o.paths = value.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = o.paths.iter().find(|p| !PATHS.contains(&p.as_str())) {
+                    bail!("unknown path {bad}; known: {}", PATHS.join(", "));
+                }
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -94,7 +108,8 @@ fn codec_baseline(seconds: u64) -> Result<f64> {
 /// The baseline server: same TLS, QUIC and framing; acks each bid at once.
 async fn echo_server(pki: &Pki, cancel: CancellationToken) -> Result<SocketAddr> {
     let crypto = server_crypto(&TlsFiles::in_dir(&pki.dir))?;
-    let endpoint = quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), "127.0.0.1:0".parse()?)?;
+    let socket = wire::bind_endpoint_socket("127.0.0.1:0".parse()?, wire::UDP_BUFFER_BYTES)?.socket;
+    let endpoint = wire::endpoint_on(socket, Some(quinn::ServerConfig::with_crypto(Arc::new(crypto))))?;
     let addr = endpoint.local_addr()?;
     tokio::spawn(async move {
         loop {
@@ -109,9 +124,19 @@ async fn echo_server(pki: &Pki, cancel: CancellationToken) -> Result<SocketAddr>
                     return;
                 }
                 while let Ok(msg) = read_frame(&mut recv, max).await {
-                    if let Message::Bid(b) = msg
-                        && write_frame(&mut send, &Message::Ack(Ack { seq: b.id.0 }), max).await.is_err()
-                    {
+                    let ids: Vec<u64> = match msg {
+                        Message::Bid(b) => vec![b.id.0],
+                        Message::Bids(b) => b.bids.iter().map(|b| b.id.0).collect(),
+                        _ => continue,
+                    };
+                    // One ack per bid, all of a frame's acks in one write.
+                    let mut out = Vec::new();
+                    for seq in ids {
+                        if wire::encode_into(&Message::Ack(Ack { seq }), &mut out, max).is_err() {
+                            return;
+                        }
+                    }
+                    if send.write_all(&out).await.is_err() {
                         return;
                     }
                 }
@@ -129,7 +154,8 @@ struct Outcome {
 }
 
 /// One agent: send `rate` bids/s in 50 ms batches for `warmup + seconds`, and time answers.
-async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, window: Duration) -> Outcome {
+/// `batched`: a tick's bids go in one `bids` frame (version 2), else one `bid` frame each.
+async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, window: Duration, batched: bool) -> Outcome {
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -143,16 +169,27 @@ async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, win
         while Instant::now() < stop {
             tick.tick().await;
             owed += per_tick;
-            let mut batch = Vec::new();
+            let (mut batch, mut bids) = (Vec::new(), Vec::new());
             while owed >= 1.0 {
                 owed -= 1.0;
                 seq += 1;
                 let id = (index << 32) | seq;
                 let workload = index * 4 + seq % 4;
-                if wire::encode_into(&Message::Bid(bid(id, workload, 1)), &mut batch, wire::MAX_FRAME_BYTES).is_err() {
+                bids.push(bid(id, workload, 1));
+            }
+            let ids: Vec<u64> = bids.iter().map(|b| b.id.0).collect();
+            let frames = if batched { vec![Message::Bids(Bids { bids })] } else { bids.into_iter().map(Message::Bid).collect() };
+            for f in &frames {
+                if wire::encode_into(f, &mut batch, wire::MAX_FRAME_BYTES).is_err() {
                     return send;
                 }
-                sent_w.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+            }
+            {
+                let at = Instant::now();
+                let mut sent = sent_w.lock().unwrap_or_else(|p| p.into_inner());
+                for id in ids {
+                    sent.insert(id, at);
+                }
             }
             if send.write_all(&batch).await.is_err() {
                 return send;
@@ -195,19 +232,22 @@ async fn read_frame_raw(recv: &mut quinn::RecvStream) -> Option<Message> {
     truce_agent::transport::read_frame(recv, wire::MAX_FRAME_BYTES).await.ok()
 }
 
-async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, seconds: u64) -> Result<(f64, f64, f64, f64)> {
+async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, seconds: u64, version: u16) -> Result<(f64, f64, f64, f64)> {
     let mut sessions = Vec::with_capacity(agents);
     let mut dialers = Vec::with_capacity(agents);
     let ep = ArbiterEndpoint { addr, server_name: "localhost".into() };
     // Every simulated agent has its own connection and certificate; they share one UDP
     // socket (as many hosts behind one NAT would), so the driver measures the arbiter rather
     // than thousands of client endpoints competing for the same two cores.
-    let shared = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    // Its buffer is raised like the arbiter's: 1,000 agents' answers arrive in bursts.
+    let shared = wire::endpoint_on(wire::bind_endpoint_socket("127.0.0.1:0".parse()?, wire::UDP_BUFFER_BYTES)?.socket, None)?;
     // Connect in waves so 2,000 handshakes do not all time out together.
     for chunk in (0..agents).collect::<Vec<_>>().chunks(100) {
         let mut wave = Vec::new();
         for &i in chunk {
-            let dialer = Dialer::on_endpoint(&pki.client(&format!("bench-{i}"), &[addr]), shared.clone())?;
+            let mut cfg = pki.client(&format!("bench-{i}"), &[addr]);
+            cfg.versions = (wire::VERSION_MIN, version);
+            let dialer = Dialer::on_endpoint(&cfg, shared.clone())?;
             let ep = ep.clone();
             wave.push(tokio::spawn(async move {
                 let r = dialer.handshake(&ep).await.map(|(raw, _)| raw);
@@ -222,7 +262,7 @@ async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, second
     }
     let rate = (total_rate / agents as u64).max(1);
     let (warmup, window) = (Duration::from_secs(1), Duration::from_secs(seconds));
-    let tasks: Vec<_> = sessions.into_iter().enumerate().map(|(i, raw)| tokio::spawn(agent(raw, i as u64, rate, warmup, window))).collect();
+    let tasks: Vec<_> = sessions.into_iter().enumerate().map(|(i, raw)| tokio::spawn(agent(raw, i as u64, rate, warmup, window, version >= wire::VERSION_BIDS))).collect();
     let (mut answered, mut lat, mut win) = (0u64, Vec::new(), 1.0);
     for t in tasks {
         let o = t.await?;
@@ -249,23 +289,30 @@ async fn main() -> Result<()> {
     println!("| agents | path | offered bids/s | answered bids/s | p50 ms | p99 ms |");
     println!("|---:|---|---:|---:|---:|---:|");
     for &n in &o.agents {
-        let cancel = CancellationToken::new();
-        let addr = echo_server(&pki, cancel.clone()).await?;
-        let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds).await?;
-        println!("| {n} | echo (QUIC+mTLS+frames, ack at once) | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |");
-        cancel.cancel();
+        for (version, label) in [(1u16, "v1: a frame per bid"), (wire::VERSION_BIDS, "v2: a `bids` frame per tick")] {
+            if o.paths.contains(&format!("echo-v{version}")) {
+                let cancel = CancellationToken::new();
+                let addr = echo_server(&pki, cancel.clone()).await?;
+                let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds, version).await?;
+                println!("| {n} | echo, {label} | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |");
+                cancel.cancel();
+            }
+            if !o.paths.contains(&format!("arbiter-v{version}")) {
+                continue;
+            }
 
-        let mut cfg = ServerConfig::new("127.0.0.1:0".parse()?, TlsFiles::in_dir(&pki.dir));
-        cfg.round_period = Duration::from_millis(o.round_ms);
-        cfg.max_connections = n + 16;
-        let server = Server::bind(cfg, Arc::new(ProportionalResolver::new(HostCapacity { cpu_millicores: u64::MAX / 4, ..Default::default() })))?;
-        let addr = server.local_addr();
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(server.run(cancel.clone()));
-        let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds).await?;
-        println!("| {n} | arbiter (sessions + {} ms rounds + resolver) | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |", o.round_ms);
-        cancel.cancel();
-        task.await?;
+            let mut cfg = ServerConfig::new("127.0.0.1:0".parse()?, TlsFiles::in_dir(&pki.dir));
+            cfg.round_period = Duration::from_millis(o.round_ms);
+            cfg.max_connections = n + 16;
+            let server = Server::bind(cfg, Arc::new(ProportionalResolver::new(HostCapacity { cpu_millicores: u64::MAX / 4, ..Default::default() })))?;
+            let addr = server.local_addr();
+            let cancel = CancellationToken::new();
+            let task = tokio::spawn(server.run(cancel.clone()));
+            let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds, version).await?;
+            println!("| {n} | arbiter ({} ms rounds), {label} | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |", o.round_ms);
+            cancel.cancel();
+            task.await?;
+        }
     }
     Ok(())
 }

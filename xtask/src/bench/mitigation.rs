@@ -1,7 +1,7 @@
 //! `cargo xtask bench mitigation`: the demo's phases in one VM boot, compared side by side:
 //! the victim's p99 with truce against the victim alone (goal: at most 1.2x), and the
 //! antagonists' throughput with truce against without (goal: at least 60 % kept), for both
-//! ways the market can hold a cut workload (`cpu_cut = quota` and `weight`) in the same boot,
+//! ways the market can hold a cut workload (`cpu_cut = quota`, `weight`, `yield`) in the same boot,
 //! next to a control phase with the agent running but no arbiter (its own cost, no decisions).
 //!
 //! Extra arguments: `--seconds N` per phase (default 20), `--rounds N` (default 2),
@@ -25,7 +25,7 @@ pub fn run(rest: &[String]) -> Result<()> {
         host: rest.iter().any(|a| a == "--host"),
         kernel: flag(rest, "--kernel", "6.12".to_string()),
     };
-    let summary = demo::run_scenario(&args, "observe,quota,weight")?;
+    let summary = demo::run_scenario(&args, "observe,quota,weight,yield")?;
     let phases = summary["demo"].as_array().context("no phases in the demo summary")?;
     let get = |p: &Value, path: &[&str]| path.iter().try_fold(p, |v, k| v.get(*k)).and_then(Value::as_f64);
     let mean = |prefix: &str, path: &[&str]| {
@@ -43,6 +43,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     let observing = row("agent observing only", "agent only")?;
     let quota = row("with truce (quota cuts)", "with truce/quota")?;
     let weight = row("with truce (weight cuts)", "with truce/weight")?;
+    let yielding = row("with truce (yield cuts)", "with truce/yield")?;
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "-".into(),
@@ -50,7 +51,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host" } else { "VM, TCG" });
     println!("{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}", "phase", "victim p50", "victim p99", "p99/isolated", "cpu-hog kept", "io-hog kept", "agent CPU %");
     println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14} {:>12}", "isolated", "", iso, "1.00", "", "", "");
-    for (name, r) in [("without truce", &without), ("agent, no arbiter", &observing), ("truce, quota cut", &quota), ("truce, weight cut", &weight)] {
+    for (name, r) in [("without truce", &without), ("agent, no arbiter", &observing), ("truce, quota cut", &quota), ("truce, weight cut", &weight), ("truce, yield cut", &yielding)] {
         println!(
             "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14} {:>12}",
             name,
@@ -62,7 +63,7 @@ pub fn run(rest: &[String]) -> Result<()> {
             r.4.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
         );
     }
-    for (name, r) in [("quota", &quota), ("weight", &weight)] {
+    for (name, r) in [("quota", &quota), ("weight", &weight), ("yield", &yielding)] {
         println!(
             "goal ({name} cuts): victim p99 with truce <= 1.2x isolated: {:.2}x; antagonists keep >= 60 %: cpu {}, io {}",
             r.1 / iso,
