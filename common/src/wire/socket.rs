@@ -44,9 +44,10 @@ mod tests {
 
     #[test]
     fn the_socket_gets_a_bigger_buffer_than_the_default_when_the_kernel_allows() {
-        let s = bind_endpoint_socket("127.0.0.1:0".parse().unwrap(), 1 << 20).expect("bind on loopback");
-        let default = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let base = quinn::udp::UdpSocketState::new((&default).into()).unwrap().recv_buffer_size((&default).into()).unwrap();
+        let s = bind_endpoint_socket("127.0.0.1:0".parse().expect("an address"), 1 << 20).expect("bind on loopback");
+        let default = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind on loopback");
+        let state = quinn::udp::UdpSocketState::new((&default).into()).expect("socket state");
+        let base = state.recv_buffer_size((&default).into()).expect("default buffer size");
         let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|t| t.trim().parse::<usize>().ok());
         match max {
             // Linux doubles what is asked (bookkeeping), capped at twice rmem_max.
