@@ -203,17 +203,15 @@ pub(crate) fn plan(input: &LendingInput<'_>, wallets: &mut BTreeMap<WorkloadId, 
         .iter()
         .filter(|p| p.allocated <= p.effective && p.allocated != p.entitlement)
     {
-        let renew = input
+        let kept = input
             .existing
             .get(&p.workload)
-            .filter(|r| !r.is_loan() && still_serves(r.terms.amount, p.allocated, input.hysteresis))
-            .map(|r| r.terms.id);
-        let amount = renew.and_then(|id| input.existing.get(&p.workload).filter(|r| r.terms.id == id)).map_or(p.allocated, |r| r.terms.amount);
+            .filter(|r| !r.is_loan() && still_serves(r.terms.amount, p.allocated, input.hysteresis));
         plans.push(Plan {
             workload: p.workload,
-            amount,
+            amount: kept.map_or(p.allocated, |r| r.terms.amount),
             shares: Vec::new(),
-            renew,
+            renew: kept.map(|r| r.terms.id),
             expiry: input.limit_expiry,
         });
     }
