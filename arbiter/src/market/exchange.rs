@@ -112,11 +112,7 @@ impl Exchange {
         host: &HostId,
         workloads: BTreeMap<WorkloadId, WorkloadSpec>,
     ) -> Result<(), ExchangeError> {
-        let book = self
-            .books
-            .get_mut(host)
-            .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
-        book.workloads = workloads;
+        self.book_mut(host)?.workloads = workloads;
         Ok(())
     }
 
@@ -127,12 +123,14 @@ impl Exchange {
         host: &HostId,
         usage: BTreeMap<(WorkloadId, Resource), u64>,
     ) -> Result<(), ExchangeError> {
-        let book = self
-            .books
-            .get_mut(host)
-            .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
-        book.usage = usage;
+        self.book_mut(host)?.usage = usage;
         Ok(())
+    }
+
+    fn book_mut(&mut self, host: &HostId) -> Result<&mut HostBook, ExchangeError> {
+        self.books
+            .get_mut(host)
+            .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })
     }
 
     /// Resolve a round and persist it; returns the full outcome (decisions whose lease command
