@@ -58,11 +58,13 @@ pub fn inventory(sample: &HostSample, roots: &[String], policies: &HashMap<Workl
     Inventory { capacity, managed }
 }
 
-/// What the workload used over the period, from its own cgroup files (cpu.stat usage_usec,
-/// memory.current); a resource whose file was unreadable is left out, not reported as zero.
+/// What the workload used over the period, as its report summarises it from its own cgroup
+/// files (cpu.stat usage_usec, memory.current); a resource whose file was unreadable is left
+/// out, not reported as zero.
 fn usage(w: &WorkloadSample, period_ms: u64) -> Vec<Capacity> {
-    let cpu = w.files.cpu_usage_us.filter(|_| period_ms > 0).map(|us| Capacity { resource: Resource::Cpu, amount: us / period_ms });
-    let memory = w.files.memory_current.map(|bytes| Capacity { resource: Resource::Memory, amount: bytes });
+    let s = SignalSummary::from_sample(w, period_ms);
+    let cpu = s.cpu_millicores.map(|amount| Capacity { resource: Resource::Cpu, amount });
+    let memory = s.memory_bytes.map(|amount| Capacity { resource: Resource::Memory, amount });
     cpu.into_iter().chain(memory).collect()
 }
 
