@@ -4,11 +4,12 @@
 //! mitigation benchmarks all drive these same parts (inside the VM, or with `--host` on a host
 //! whose cgroup v2 can enforce).
 use anyhow::{Context, Result, bail};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use truce_agent::enforce::{Journal, Status, status_path};
+
+pub use crate::proc::Proc;
 
 pub const HOST: &str = "demo-host";
 /// The subtree truce may write under, relative to the cgroup2 mount.
@@ -248,136 +249,6 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// A child process we started, with its output in a log file. Killed on drop.
-#[derive(Debug)]
-pub struct Proc {
-    pub name: String,
-    pub log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: &Path, cgroup: Option<&Path>) -> Result<Proc> {
-        let out =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        cmd.stdout(out.try_clone()?)
-            .stderr(out)
-            .stdin(Stdio::null());
-        if let Some(cg) = cgroup {
-            let procs = cg.join("cgroup.procs");
-            // SAFETY: between fork and exec only a write(2) to a file: async-signal-safe
-            // enough for std's pre_exec contract (no allocation happens in the child).
-            let procs_c = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes())?;
-            unsafe {
-                cmd.pre_exec(move || {
-                    let fd = libc::open(procs_c.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::close(fd);
-                    Ok(())
-                });
-            }
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} ({cmd:?})"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            log: log.to_path_buf(),
-            child: Some(child),
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    /// CPU time it has used so far (user + system, all threads), from /proc/PID/stat.
-    pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // Fields after the parenthesised command name, which may itself hold spaces.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // SAFETY: sysconf has no memory effects.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Some(Duration::from_millis(ticks * 1000 / hz))
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        if let Some(c) = &self.child {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
-        }
-    }
-
-    /// SIGTERM, then wait up to `grace` before SIGKILL. Returns whether it exited cleanly (0).
-    pub fn terminate(mut self, grace: Duration) -> bool {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let Some(mut child) = self.child.take() else {
-            return false;
-        };
-        let deadline = Instant::now() + grace;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// SIGKILL: no chance to clean up (a crash).
-    pub fn kill(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Wait for it to exit on its own; returns its output log.
-    pub fn wait_output(mut self, limit: Duration) -> Result<String> {
-        let Some(mut child) = self.child.take() else {
-            bail!("{} was not running", self.name)
-        };
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let out = std::fs::read_to_string(&self.log).unwrap_or_default();
-                if !status.success() {
-                    bail!("{} exited with {status}: {}", self.name, out.trim());
-                }
-                return Ok(out);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{} did not finish within {limit:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The last JSON line a `truce-demo-load` run printed.
 pub fn summary(output: &str) -> Result<serde_json::Value> {
