@@ -12,6 +12,10 @@ pub const DEFAULT_TOML: &str = r#"# truce-agent configuration.
 host = "node-1"
 # How often the agent samples, estimates and bids.
 period = "1s"
+# Also sample at once, between periods, when a workload under enforce.roots starts to stall
+# (50 ms of a 500 ms window waiting on CPU, memory or I/O: a PSI trigger), instead of up to a
+# period later. Needs PSI (boot with psi=1 where the kernel has it off).
+pressure_onset = true
 # Workload policies (priority, SLO, floors, ceilings, budget); optional.
 # workloads = "/etc/truce/workloads.toml"
 
@@ -76,6 +80,8 @@ pub enum ConfigError {
 struct FileConfig {
     host: String,
     period: String,
+    #[serde(default = "yes")]
+    pressure_onset: bool,
     workloads: Option<PathBuf>,
     arbiter: FileArbiter,
     enforce: FileEnforce,
@@ -83,6 +89,10 @@ struct FileConfig {
     inspect: FileInspect,
     #[serde(default)]
     metrics: FileMetrics,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Serialize)]
@@ -132,6 +142,8 @@ struct FileEnforce {
 pub struct AgentConfig {
     pub host: String,
     pub period: Duration,
+    /// Sample early when a managed workload's PSI trigger fires (`cmd::pressure`).
+    pub pressure_onset: bool,
     pub workloads: Option<PathBuf>,
     /// Resolved addresses, in the configured order (names are resolved by [`AgentConfig::load`]).
     pub endpoints: Vec<SocketAddr>,
@@ -210,6 +222,7 @@ impl AgentConfig {
             telemetry: crate::inspect::TelemetryConfig { socket, metrics_listen, probe_run_time: f.metrics.probe_run_time },
             host: f.host,
             period,
+            pressure_onset: f.pressure_onset,
             workloads: f.workloads,
             endpoints,
             endpoint_specs: f.arbiter.endpoints,

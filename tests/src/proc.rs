@@ -56,13 +56,24 @@ impl Proc {
     pub fn cpu_time(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
         // Fields after the parenthesised command name, which may itself hold spaces.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // SAFETY: sysconf has no memory effects.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Some(Duration::from_millis(ticks * 1000 / hz))
+        stat_cpu(stat.rsplit_once(')')?.1)
+    }
+
+    /// CPU time per thread so far, keyed by thread id, with the thread's name (`comm`).
+    /// Threads that exited are missing; a caller diffing two snapshots sees only live ones.
+    pub fn thread_cpu_times(&self) -> std::collections::BTreeMap<u32, (String, Duration)> {
+        let mut out = std::collections::BTreeMap::new();
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return out };
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let Some((left, rest)) = stat.rsplit_once(')') else { continue };
+            let comm = left.split_once('(').map_or("?", |(_, c)| c).to_string();
+            if let Some(t) = stat_cpu(rest) {
+                out.insert(tid, (comm, t));
+            }
+        }
+        out
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -136,4 +147,14 @@ impl Drop for Proc {
             let _ = c.wait();
         }
     }
+}
+
+/// utime + stime from the part of a /proc stat line after the command name's `)`.
+fn stat_cpu(rest: &str) -> Option<Duration> {
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_millis(ticks * 1000 / hz))
 }

@@ -52,6 +52,8 @@ pub struct Setup {
     pub port: u16,
     /// The market's `cpu_cut`: "quota" (cpu.max), "weight" or "yield" (cpu.weight).
     pub cpu_cut: String,
+    /// The agent's `pressure_onset`: sample early on a PSI trigger.
+    pub pressure_onset: bool,
 }
 
 impl Setup {
@@ -65,6 +67,7 @@ impl Setup {
             victim_slo_ms: 5.0,
             port: 7447,
             cpu_cut: "quota".into(),
+            pressure_onset: true,
         }
     }
 
@@ -125,8 +128,9 @@ impl Setup {
         std::fs::write(
             self.agent_config(),
             format!(
-                "host = \"{HOST}\"\nperiod = \"{period}ms\"\nworkloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"127.0.0.1:{port}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n",
+                "host = \"{HOST}\"\nperiod = \"{period}ms\"\npressure_onset = {onset}\nworkloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"127.0.0.1:{port}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n",
                 period = self.period_ms,
+                onset = self.pressure_onset,
                 w = workloads.display(),
                 port = self.port,
                 certs = certs.display(),

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use truce_arbiter::cluster::store::read_log;
-use truce_arbiter::cluster::{ClusterNode, Replica, ReplicaConfig, ReplicaError};
+use truce_arbiter::cluster::{ClusterNode, LedgerBatch, Replica, ReplicaConfig, ReplicaError};
 use truce_arbiter::ledger::{AccountId, Command, LedgerState, WorkloadKey, encode_snapshot};
 use truce_arbiter::peer::PeerTls;
 use truce_arbiter::server::{CancellationToken, certs};
@@ -230,11 +230,15 @@ async fn run_history(pki: &Pki, steps: &[Step]) -> Result<usize, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let final_op = next_op;
     loop {
-        if let Some(l) = c.leader()
-            && c.nodes[&l].0.write(vec![transfer(final_op)]).await.is_ok()
-        {
-            let target = c.nodes[&l].0.raft.metrics().borrow().last_applied;
-            let caught_up = |r: &Replica| r.raft.metrics().borrow().last_applied >= target;
+        // The write's own log index, not the leader's metrics: those are published after the
+        // apply and can still show an earlier entry when the write returns.
+        let written = match c.leader() {
+            Some(l) => c.nodes[&l].0.raft.client_write(LedgerBatch { commands: vec![transfer(final_op)] }).await.ok(),
+            None => None,
+        };
+        if let Some(resp) = written {
+            let target = resp.log_id.index;
+            let caught_up = |r: &Replica| r.raft.metrics().borrow().last_applied.is_some_and(|a| a.index >= target);
             while !c.nodes.values().all(|(r, _)| caught_up(r)) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -80,6 +80,49 @@ fn cpu_weight_100_to_300_splits_a_contended_cpu_1_to_3() -> Result<()> {
     Ok(())
 }
 
+/// The agent samples early when a PSI trigger fires (agent/src/cmd/pressure.rs): a cgroup
+/// whose tasks wait for a CPU fires its trigger, one running alone on its own CPU does not.
+#[test]
+#[ignore = "creates cgroups and pins burners: runs inside the VM via `cargo xtask vm-test`"]
+fn a_psi_trigger_fires_for_a_cgroup_waiting_on_cpu_and_not_for_one_running_alone() -> Result<()> {
+    use truce_agent::cgroupfs::{PressureTrigger, TriggerEvent};
+    let test = "a_psi_trigger_fires_for_a_cgroup_waiting_on_cpu_and_not_for_one_running_alone";
+    if !in_test_vm(test) || !has_controller(test, "cpu") {
+        return Ok(());
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cpus < 2 {
+        skip(test, "needs two CPUs: one for the lone burner, one for the contended pair");
+        return Ok(());
+    }
+    let top = Cgroup::top("psi-trigger")?;
+    top.delegate(&["cpu"])?;
+    let alone = top.child("alone")?;
+    let contended = top.child("contended")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (stall, window) = (Duration::from_millis(50), Duration::from_millis(500));
+    let (alone_fired, contended_fired) = rt.block_on(async {
+        let t_alone = PressureTrigger::arm(&alone.path.join("cpu.pressure"), stall, window)?;
+        let t_contended = PressureTrigger::arm(&contended.path.join("cpu.pressure"), stall, window)?;
+        let _lone = alone.spawn(Work::Burn { cpu: Some(0) })?;
+        let _a = contended.spawn(Work::Burn { cpu: Some(cpus - 1) })?;
+        let _b = contended.spawn(Work::Burn { cpu: Some(cpus - 1) })?;
+        let watch = |t: PressureTrigger| async move {
+            let started = Instant::now();
+            let got = tokio::time::timeout(Duration::from_secs(6), t.next()).await;
+            matches!(got, Ok(Ok(TriggerEvent::Fired))).then(|| started.elapsed())
+        };
+        let (a, c) = tokio::join!(watch(t_alone), watch(t_contended));
+        anyhow::Ok((a, c))
+    })?;
+    println!("contended pair's trigger fired after {contended_fired:?}; the lone burner's: {alone_fired:?}");
+    println!("cpu.pressure contended: {}", std::fs::read_to_string(contended.path.join("cpu.pressure"))?.trim());
+    println!("cpu.pressure alone: {}", std::fs::read_to_string(alone.path.join("cpu.pressure"))?.trim());
+    assert!(contended_fired.is_some(), "two burners sharing one CPU did not fire a 50 ms / 500 ms cpu trigger within 6 s");
+    assert!(alone_fired.is_none(), "a lone burner on its own CPU fired its trigger after {alone_fired:?}");
+    Ok(())
+}
+
 #[test]
 #[ignore = "changes cgroup v2 limits: runs inside the VM via `cargo xtask vm-test`"]
 fn memory_high_raises_high_events_when_exceeded_and_only_then() -> Result<()> {

@@ -12,7 +12,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use truce_common::estimate::DemandForecast;
 use truce_common::model::WorkloadId;
-use truce_common::signal::HostSample;
+use truce_common::signal::{HostSample, WorkloadSample};
 
 /// Samples waiting for the forecaster. A full queue drops the newest sample (a gap in the
 /// history, counted and logged) rather than stalling the control loop.
@@ -50,10 +50,22 @@ impl ForecastWorker {
         Ok(ForecastWorker { jobs: Some(tx), latest, dropped: AtomicU64::new(0), thread: Some(thread) })
     }
 
-    /// Queue one period for the forecaster; never blocks.
-    pub fn submit(&self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>) {
+    /// Queue one period of the workloads `keep` selects for the forecaster; never blocks.
+    /// Forecasts only feed bids (an overload ask on an allocation), and the agent bids only
+    /// for the workloads it may change: forecasting the rest would be refits nobody reads.
+    pub fn submit(&self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>, keep: impl Fn(&WorkloadSample) -> bool) {
         let Some(jobs) = &self.jobs else { return };
-        match jobs.try_send((sample.clone(), allocations.clone())) {
+        // Only what `Forecaster::observe` reads: the time, the period and the kept workloads.
+        let kept = HostSample {
+            at: sample.at,
+            period_ms: sample.period_ms,
+            totals: sample.totals.clone(),
+            workloads: sample.workloads.iter().filter(|w| keep(w)).cloned().collect(),
+            delays: Vec::new(),
+            probe_errors: Vec::new(),
+            unavailable: Vec::new(),
+        };
+        match jobs.try_send((kept, allocations.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -89,7 +101,7 @@ mod tests {
         let params = ForecasterParams { horizon: 4, season: 12, history: 48, refit_every: 8, min_evaluations: 2, models: vec![crate::brain::ModelKind::Ewma], ..Default::default() };
         let worker = ForecastWorker::start(params).expect("thread");
         for t in 0..12 {
-            worker.submit(&host(t, vec![workload(1, "a", 500, 0)], vec![]), &HashMap::new());
+            worker.submit(&host(t, vec![workload(1, "a", 500, 0), workload(2, "b", 900, 0)], vec![]), &HashMap::new(), |w| w.workload.id == WorkloadId(1));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut got = Vec::new();
@@ -99,5 +111,6 @@ mod tests {
         }
         let cpu = got.iter().find(|f| f.resource == truce_common::model::Resource::Cpu).expect("a CPU forecast");
         assert!((cpu.mean - 500.0).abs() < 50.0, "{cpu:?}");
+        assert!(got.iter().all(|f| f.workload == WorkloadId(1)), "a workload left out was forecast: {got:?}");
     }
 }

@@ -4,6 +4,7 @@ pub mod doctor;
 pub mod explain;
 mod forecasting;
 pub mod observe;
+mod pressure;
 pub mod record;
 pub mod replay;
 mod reporting;

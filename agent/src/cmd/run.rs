@@ -6,6 +6,7 @@ use super::sampler::{Sampler, now};
 use super::reporting;
 use crate::brain::{Brain, BrainParams, Round, RoundInputs};
 use super::forecasting::ForecastWorker;
+use super::pressure::{OnsetParams, OnsetWatch};
 use crate::config::AgentConfig;
 use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Status, WorkloadStatus, status_path, under_roots};
 use crate::inspect::{Period, Telemetry, enforced};
@@ -73,6 +74,10 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let mut last_bids: HashMap<WorkloadId, Bid> = HashMap::new();
     let mut last_round: Option<SeenRound> = None;
     let mut sent_inventory: Option<(Inventory, u64)> = None;
+    let mut onsets = OnsetWatch::new(OnsetParams::default());
+    // Pressure may pull a sample forward, never closer than this to the previous one.
+    let min_gap = (cfg.period / 4).max(Duration::from_millis(50));
+    let mut last_sample = tokio::time::Instant::now();
     tracing::info!(host = %cfg.host, roots = ?cfg.roots, status = %status_file.display(), "truce-agent running");
     let result: Result<()> = loop {
         // Leases revert at their expiry, not at the next period: "lease + at most a moment".
@@ -83,7 +88,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let sample_now = tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             () = lapse => {
@@ -92,8 +97,9 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 for l in lapsed {
                     tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
                 }
+                false
             }
-            msg = inbound.recv() => match msg {
+            msg = inbound.recv() => { match msg {
                 Some(Inbound::Decisions(d)) if !enforcing => {
                     telemetry.decisions(&d, &[("observe_only", d.decisions.len() as u64)]);
                     tracing::debug!(decisions = d.decisions.len(), "observe-only host: decisions not enforced");
@@ -117,8 +123,20 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 Some(Inbound::Refused(e)) => tracing::warn!(code = ?e.code, message = %e.message, "arbiter refused a request"),
                 Some(_) => {}
                 None => break Err(anyhow::anyhow!("the arbiter client stopped")),
-            },
-            _ = ticker.tick() => {
+            }; false }
+            _ = ticker.tick() => true,
+            fired = onsets.onset() => {
+                let early = last_sample.elapsed() >= min_gap;
+                if early {
+                    tracing::debug!(cgroup = %fired.cgroup.display(), resource = fired.resource, "pressure onset: sampling now");
+                    ticker.reset();
+                }
+                early
+            }
+        };
+        if sample_now {
+            {
+                last_sample = tokio::time::Instant::now();
                 // Also here: retries of reverts that failed earlier.
                 let lapsed = enforcer.tick(now());
                 telemetry.lapsed(lapsed.len());
@@ -139,7 +157,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     }
                 }
                 let round = brain.decide(&sample, &inputs, forecaster.latest());
-                forecaster.submit(&sample, &inputs.allocations);
+                forecaster.submit(&sample, &inputs.allocations, |w| under_roots(&w.workload.path, &cfg.roots));
                 telemetry.period(Period {
                     sample: &sample,
                     round: &round,
@@ -170,6 +188,9 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 last_bids.retain(|w, _| sample.workloads.iter().any(|s| s.workload.id == *w));
                 let names = sample.workloads.iter().map(|w| (w.workload.id, w.workload.path.clone(), w.name.clone())).collect();
                 last_round = Some((round, names));
+                if enforcing && cfg.pressure_onset {
+                    onsets.reconcile(&sample, &sampler.cgroups().mount, |p| under_roots(p, &cfg.roots));
+                }
                 write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
             }
         }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda] [--cuts quota,weight]
-//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500]
+//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off]
 //! ```
 //!
 //! `demo` runs phases in one boot: the victim alone (isolated), then with a CPU and an I/O
@@ -50,6 +50,27 @@ struct Phase {
     leases_seen: usize,
     /// The agent's own CPU use over the phase, in % of one CPU, when it ran.
     agent_cpu_pct: Option<f64>,
+    /// The same by thread name (tokio's workers share one), largest first.
+    agent_threads: Vec<(String, f64)>,
+}
+
+/// Per thread name, the CPU used between two snapshots in % of one CPU over `wall`.
+fn thread_shares(
+    before: &std::collections::BTreeMap<u32, (String, Duration)>,
+    after: &std::collections::BTreeMap<u32, (String, Duration)>,
+    wall: Duration,
+) -> Vec<(String, f64)> {
+    let mut by_name = std::collections::BTreeMap::<String, Duration>::new();
+    for (tid, (name, t1)) in after {
+        let t0 = before.get(tid).map_or(Duration::ZERO, |(_, t)| *t);
+        *by_name.entry(name.clone()).or_default() += t1.saturating_sub(t0);
+    }
+    let mut out: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(n, t)| (n, t.as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9)))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
 }
 
 fn victim_args(s: &Setup, seconds: u64) -> Vec<String> {
@@ -83,6 +104,7 @@ fn phase(
 ) -> Result<Phase> {
     println!("\n== phase: {name} ({seconds} s) ==");
     let agent_cpu_at_start = agent.and_then(Proc::cpu_time);
+    let agent_threads_at_start = agent.map(Proc::thread_cpu_times).unwrap_or_default();
     let secs = seconds.to_string();
     let victim = s.start_load(VICTIM, &refs(&victim_args(s, seconds)))?;
     let cpu = if hogs {
@@ -99,6 +121,7 @@ fn phase(
     let start = Instant::now();
     let mut leases_seen = 0;
     let mut agent_cpu_pct = None;
+    let mut agent_threads = Vec::new();
     while start.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
         let p99 = std::fs::read_to_string(s.latency_file())
@@ -142,6 +165,9 @@ fn phase(
         if let Some(pct) = agent_cpu_pct {
             println!("  the agent used {pct:.1} % of one CPU over the phase");
         }
+        agent_threads = thread_shares(&agent_threads_at_start, &a.thread_cpu_times(), start.elapsed());
+        let parts: Vec<String> = agent_threads.iter().map(|(n, p)| format!("{n} {p:.1} %")).collect();
+        println!("  by thread: {}", parts.join(", "));
     }
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
@@ -158,6 +184,7 @@ fn phase(
         io,
         leases_seen,
         agent_cpu_pct,
+        agent_threads,
     })
 }
 
@@ -274,7 +301,7 @@ fn report(phases: &[Phase]) -> Result<()> {
             p.leases_seen
         );
     }
-    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen, "agent_cpu_pct": p.agent_cpu_pct})).collect();
+    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen, "agent_cpu_pct": p.agent_cpu_pct, "agent_threads": p.agent_threads})).collect();
     println!("{}", json!({ "demo": out }));
     Ok(())
 }
@@ -286,6 +313,7 @@ fn reaction(args: &[String]) -> Result<()> {
     let mut s = Setup::new(&dir, &mount()?);
     s.period_ms = arg(args, "--period-ms", 500)?;
     s.round_ms = arg(args, "--round-ms", 100)?;
+    s.pressure_onset = arg(args, "--onset", "on".to_string())? != "off";
     s.lease_ms = 10_000;
     let mut times = Vec::new();
     for trial in 1..=trials {
@@ -312,7 +340,7 @@ fn reaction(args: &[String]) -> Result<()> {
             Some(t) => {
                 println!(
                     "{}",
-                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms})
+                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset})
                 );
                 times.push(t);
             }

@@ -1,0 +1,162 @@
+//! Contention onset between periods. The daemon arms PSI triggers on the workloads it may
+//! enforce and samples at once when one fires, instead of up to a period later: at a 500 ms
+//! period, waiting for the tick is most of the time from onset to a decision.
+//!
+//! A trigger fires once per window for as long as the stall lasts, so a firing counts as an
+//! onset only for a workload whose 10 s PSI average was still below the threshold at the last
+//! sample; a workload already known to be contended is left to the regular period. Early
+//! samples are also spaced by `min_gap`, so pressure cannot make the agent sample faster than
+//! that however many triggers fire.
+
+use crate::cgroupfs::{PressureTrigger, TriggerEvent};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use truce_common::signal::{HostSample, Pressure};
+
+/// The kernel's resource files a trigger is armed on, by the name logs use.
+const FILES: [(&str, &str); 3] = [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")];
+
+#[derive(Clone, Debug)]
+pub struct OnsetParams {
+    /// Stall within `window` that fires a trigger.
+    pub stall: Duration,
+    pub window: Duration,
+    /// At most this many cgroups armed (each costs the kernel a poller).
+    pub max_cgroups: usize,
+}
+
+impl Default for OnsetParams {
+    fn default() -> OnsetParams {
+        // 10 % of the kernel's shortest window: a victim waiting a tenth of the time.
+        OnsetParams { stall: Duration::from_millis(50), window: Duration::from_millis(500), max_cgroups: 64 }
+    }
+}
+
+/// A trigger that fired: which cgroup, which resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fired {
+    pub cgroup: PathBuf,
+    pub resource: &'static str,
+}
+
+pub struct OnsetWatch {
+    params: OnsetParams,
+    armed: HashMap<PathBuf, Vec<JoinHandle<()>>>,
+    /// Per armed cgroup and resource, its `some avg10` at the last sample (percent).
+    avg10: HashMap<(PathBuf, &'static str), f64>,
+    tx: mpsc::Sender<Fired>,
+    rx: mpsc::Receiver<Fired>,
+    /// Whether arming failed for a reason every cgroup shares (logged once).
+    warned: bool,
+}
+
+impl OnsetWatch {
+    pub fn new(params: OnsetParams) -> OnsetWatch {
+        let (tx, rx) = mpsc::channel(64);
+        OnsetWatch { params, armed: HashMap::new(), avg10: HashMap::new(), tx, rx, warned: false }
+    }
+
+    /// Arm the managed cgroups in `sample` that are not yet armed, drop the ones gone, and
+    /// remember each one's pressure for the onset filter.
+    pub fn reconcile(&mut self, sample: &HostSample, mount: &std::path::Path, managed: impl Fn(&str) -> bool) {
+        let mut keep = Vec::new();
+        self.avg10.clear();
+        for w in sample.workloads.iter().filter(|w| managed(&w.workload.path)) {
+            let dir = mount.join(w.workload.path.trim_start_matches('/'));
+            for (name, p) in [("cpu", &w.psi.cpu), ("memory", &w.psi.memory), ("io", &w.psi.io)] {
+                self.avg10.insert((dir.clone(), name), p.as_ref().map_or(0.0, |p: &Pressure| p.some_avg10));
+            }
+            keep.push(dir);
+        }
+        self.armed.retain(|dir, tasks| {
+            let stay = keep.contains(dir);
+            if !stay {
+                tasks.iter().for_each(JoinHandle::abort);
+            }
+            stay
+        });
+        for dir in keep {
+            if self.armed.contains_key(&dir) || self.armed.len() >= self.params.max_cgroups {
+                continue;
+            }
+            let tasks = self.arm(&dir);
+            self.armed.insert(dir, tasks);
+        }
+    }
+
+    fn arm(&mut self, dir: &std::path::Path) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for (resource, file) in FILES {
+            let trigger = match PressureTrigger::arm(&dir.join(file), self.params.stall, self.params.window) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Without a trigger this cgroup is still sampled every period.
+                    if !self.warned {
+                        tracing::warn!(cause = %crate::probes::error_chain(&e), "no PSI trigger: contention is seen at the next period only");
+                        self.warned = true;
+                    }
+                    continue;
+                }
+            };
+            let tx = self.tx.clone();
+            let cgroup = dir.to_path_buf();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match trigger.next().await {
+                        Ok(TriggerEvent::Fired) => {
+                            // Full queue: an early sample is already due.
+                            let _ = tx.try_send(Fired { cgroup: cgroup.clone(), resource });
+                        }
+                        Ok(TriggerEvent::Gone) => break,
+                        Err(e) => {
+                            tracing::debug!(cause = %crate::probes::error_chain(&e), "PSI trigger stopped");
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        tasks
+    }
+
+    /// The next firing that counts as an onset (see the module docs).
+    pub async fn onset(&mut self) -> Fired {
+        loop {
+            let Some(f) = self.rx.recv().await else { return std::future::pending().await };
+            let before = self.avg10.get(&(f.cgroup.clone(), f.resource)).copied().unwrap_or(0.0);
+            if is_onset(before, self.params.stall, self.params.window) {
+                return f;
+            }
+        }
+    }
+
+}
+
+impl Drop for OnsetWatch {
+    fn drop(&mut self) {
+        self.armed.values().flatten().for_each(JoinHandle::abort);
+    }
+}
+
+/// A firing is an onset when the cgroup's 10 s average (percent) was below the trigger's own
+/// share of its window: it was not already known to be contended.
+pub fn is_onset(avg10_before: f64, stall: Duration, window: Duration) -> bool {
+    avg10_before < 100.0 * stall.as_secs_f64() / window.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_already_contended_is_not_an_onset() {
+        let (stall, window) = (Duration::from_millis(50), Duration::from_millis(500));
+        assert!(is_onset(0.0, stall, window));
+        assert!(is_onset(9.9, stall, window));
+        assert!(!is_onset(10.0, stall, window));
+        assert!(!is_onset(80.0, stall, window));
+    }
+}
