@@ -78,12 +78,17 @@ impl OnsetWatch {
             }
             stay
         });
+        let before = self.armed.len();
         for dir in keep {
             if self.armed.contains_key(&dir) || self.armed.len() >= self.params.max_cgroups {
                 continue;
             }
             let tasks = self.arm(&dir);
+            tracing::debug!(cgroup = %dir.display(), triggers = tasks.len(), "PSI triggers armed");
             self.armed.insert(dir, tasks);
+        }
+        if self.armed.len() != before {
+            tracing::info!(cgroups = self.armed.len(), "watching managed workloads' pressure for contention onsets");
         }
     }
 
@@ -130,6 +135,7 @@ impl OnsetWatch {
             if is_onset(before, self.params.stall, self.params.window) {
                 return f;
             }
+            tracing::trace!(cgroup = %f.cgroup.display(), resource = f.resource, avg10 = before, "PSI trigger fired on a workload already contended");
         }
     }
 

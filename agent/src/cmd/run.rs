@@ -127,9 +127,13 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             _ = ticker.tick() => true,
             fired = onsets.onset() => {
                 let early = last_sample.elapsed() >= min_gap;
+                tracing::debug!(cgroup = %fired.cgroup.display(), resource = fired.resource, now = early, "pressure onset: sampling early");
                 if early {
-                    tracing::debug!(cgroup = %fired.cgroup.display(), resource = fired.resource, "pressure onset: sampling now");
                     ticker.reset();
+                } else {
+                    // Too soon after the last sample: the next one comes at the gap, not a
+                    // period later, so the onset is not lost.
+                    ticker.reset_at(last_sample + min_gap);
                 }
                 early
             }
@@ -143,11 +147,13 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 for l in lapsed {
                     tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
                 }
+                let sampling = std::time::Instant::now();
                 let sample = match sampler.tick().await {
                     Ok(Some(s)) => s,
                     Ok(None) => continue,
                     Err(e) => break Err(e),
                 };
+                let sampled_in = sampling.elapsed();
                 let mut inputs = RoundInputs::default();
                 for w in &sample.workloads {
                     inputs.policies.insert(w.workload.id, workloads.policy_for(&w.workload.path).clone());
@@ -185,6 +191,13 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     last_bids.insert(bid.workload.id, bid.clone());
                     client.send(Outbound::Bid(bid.clone()));
                 }
+                tracing::debug!(
+                    period_ms = sample.period_ms,
+                    sampled_ms = sampled_in.as_millis() as u64,
+                    decided_ms = sampling.elapsed().as_millis() as u64,
+                    bids = round.bids.len(),
+                    "period"
+                );
                 last_bids.retain(|w, _| sample.workloads.iter().any(|s| s.workload.id == *w));
                 let names = sample.workloads.iter().map(|w| (w.workload.id, w.workload.path.clone(), w.name.clone())).collect();
                 last_round = Some((round, names));

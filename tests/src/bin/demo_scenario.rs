@@ -334,13 +334,14 @@ fn reaction(args: &[String]) -> Result<()> {
             continue;
         }
         let onset = Instant::now();
+        let onset_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let _hog = s.start_load(CPU_HOG, &["cpu", "--seconds", "600"])?;
         let acted = wait_poll(onset, Duration::from_secs(60), || s.knobs() != originals);
         match acted {
             Some(t) => {
                 println!(
                     "{}",
-                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset})
+                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "onset_unix_ms": onset_unix_ms})
                 );
                 times.push(t);
             }

@@ -68,6 +68,10 @@ pub struct ShellArgs {
     /// Also build the VM test suites and put them in /payload/ for running by hand.
     #[arg(long)]
     pub with_tests: bool,
+    /// Release builds of the agent, arbiter and demo binaries, as the demo and benchmarks use
+    /// (a debug agent under TCG is several times slower).
+    #[arg(long)]
+    pub release: bool,
     #[arg(long, value_enum, default_value_t = QemuSource::Auto)]
     pub qemu: QemuSource,
 }

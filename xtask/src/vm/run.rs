@@ -136,9 +136,9 @@ fn summarize(results: &[SuiteResult]) -> Result<()> {
 pub fn shell(assets: &Assets, args: &ShellArgs) -> Result<()> {
     let extra = if args.with_tests {
         let suites = payload::present_suites(&[]);
-        payload::build(&suites)?
+        payload::build_with(&suites, args.release)?
     } else {
-        payload::build(&[])?
+        payload::build_with(&[], args.release)?
     };
     let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
     let dir = run_dir(&format!("shell-{}", kernel.label))?;
