@@ -27,6 +27,15 @@ endpoints = ["127.0.0.1:7447"]
 server_name = "localhost"
 # Holds ca.pem and hosts/<host>.pem, hosts/<host>.key.
 certs_dir = "/etc/truce/certs"
+# A replica that dies without closing (kill -9, power loss, a cut cable) is noticed only by
+# silence: after idle_timeout without a packet the agent moves on to the next endpoint. The
+# agent pings every keep_alive so a live but quiet session never looks dead; keep it well
+# below idle_timeout. Failover takes about idle_timeout plus a round (docs/cluster.md).
+keep_alive = "500ms"
+idle_timeout = "2s"
+# How long a connection attempt (QUIC and TLS handshake, hello) may take before the next
+# endpoint is tried.
+connect_timeout = "3s"
 
 [enforce]
 # Subtrees of the cgroup2 mount truce may write under; nothing else is ever touched.
@@ -127,6 +136,32 @@ struct FileArbiter {
     endpoints: Vec<String>,
     server_name: String,
     certs_dir: PathBuf,
+    #[serde(default = "default_keep_alive")]
+    keep_alive: String,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout: String,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: String,
+}
+
+fn default_keep_alive() -> String {
+    "500ms".into()
+}
+
+fn default_idle_timeout() -> String {
+    "2s".into()
+}
+
+fn default_connect_timeout() -> String {
+    "3s".into()
+}
+
+/// How the agent's sessions with the arbiter notice silence and give up on a replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTiming {
+    pub keep_alive: Duration,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -151,6 +186,8 @@ pub struct AgentConfig {
     pub endpoint_specs: Vec<String>,
     pub server_name: String,
     pub certs_dir: PathBuf,
+    /// `arbiter.keep_alive`, `arbiter.idle_timeout`, `arbiter.connect_timeout`.
+    pub timing: SessionTiming,
     pub roots: Vec<String>,
     pub journal: PathBuf,
     pub memory_margin_bytes: u64,
@@ -191,6 +228,22 @@ impl AgentConfig {
         if f.arbiter.endpoints.is_empty() {
             return Err(invalid("arbiter.endpoints", "needs at least one address".into()));
         }
+        let duration = |key: &str, v: &str| humantime::parse_duration(v).map_err(|e| invalid(key, format!("{v:?}: {e}")));
+        let timing = SessionTiming {
+            keep_alive: duration("arbiter.keep_alive", &f.arbiter.keep_alive)?,
+            idle_timeout: duration("arbiter.idle_timeout", &f.arbiter.idle_timeout)?,
+            connect_timeout: duration("arbiter.connect_timeout", &f.arbiter.connect_timeout)?,
+        };
+        if timing.keep_alive.is_zero() || timing.keep_alive >= timing.idle_timeout {
+            return Err(invalid("arbiter.keep_alive", "must be above 0 and below arbiter.idle_timeout, or quiet sessions are dropped".into()));
+        }
+        // QUIC carries the idle timeout in whole milliseconds below 2^62.
+        if timing.idle_timeout < Duration::from_millis(100) || timing.idle_timeout > Duration::from_secs(3600) {
+            return Err(invalid("arbiter.idle_timeout", "must be between 100ms and 1h".into()));
+        }
+        if timing.connect_timeout < Duration::from_millis(100) {
+            return Err(invalid("arbiter.connect_timeout", "must be at least 100ms".into()));
+        }
         // Literal addresses now; names wait for `load` (parsing does no I/O).
         let mut endpoints = Vec::new();
         for (i, e) in f.arbiter.endpoints.iter().enumerate() {
@@ -228,6 +281,7 @@ impl AgentConfig {
             endpoint_specs: f.arbiter.endpoints,
             server_name: f.arbiter.server_name,
             certs_dir: f.arbiter.certs_dir,
+            timing,
             roots: f.enforce.roots,
             journal: f.enforce.journal,
             memory_margin_bytes: f.enforce.memory_margin_bytes,
@@ -280,6 +334,13 @@ mod tests {
         assert_eq!(c.roots, vec!["/truce.slice".to_string()]);
         assert_eq!(c.telemetry.socket.as_deref(), Some(Path::new("/run/truce/agent.sock")));
         assert_eq!(c.telemetry.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9447))));
+        assert_eq!(c.timing, SessionTiming { keep_alive: Duration::from_millis(500), idle_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(3) });
+    }
+
+    #[test]
+    fn a_config_without_session_timing_gets_the_defaults() {
+        let old: String = DEFAULT_TOML.lines().filter(|l| !l.starts_with("keep_alive") && !l.starts_with("idle_timeout") && !l.starts_with("connect_timeout")).collect::<Vec<_>>().join("\n");
+        assert_eq!(parse(&old).expect("older configs keep working").timing, parse(DEFAULT_TOML).expect("default").timing);
     }
 
     #[test]
@@ -301,6 +362,12 @@ mod tests {
         assert!(parse(&bad).map(|_| ()).expect_err("bad metrics.listen").to_string().contains("metrics.listen"));
         let bad = DEFAULT_TOML.replace("/run/truce/agent.sock", "agent.sock");
         assert!(parse(&bad).map(|_| ()).expect_err("relative inspect.socket").to_string().contains("inspect.socket"));
+        let bad = DEFAULT_TOML.replace("keep_alive = \"500ms\"", "keep_alive = \"5s\"");
+        assert!(parse(&bad).map(|_| ()).expect_err("keep-alive above the idle timeout").to_string().contains("arbiter.keep_alive"));
+        let bad = DEFAULT_TOML.replace("idle_timeout = \"2s\"", "idle_timeout = \"two\"");
+        assert!(parse(&bad).map(|_| ()).expect_err("unparsable").to_string().contains("arbiter.idle_timeout"));
+        let bad = DEFAULT_TOML.replace("connect_timeout = \"3s\"", "connect_timeout = \"1ms\"");
+        assert!(parse(&bad).map(|_| ()).expect_err("too short").to_string().contains("arbiter.connect_timeout"));
         let bad = format!("{DEFAULT_TOML}\nbogus = 1\n");
         assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("bogus"));
     }

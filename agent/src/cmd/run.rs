@@ -58,7 +58,11 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     }
     let endpoints = cfg.endpoints.iter().map(|&addr| ArbiterEndpoint { addr, server_name: cfg.server_name.clone() }).collect();
     let cancel = CancellationToken::new();
-    let (client, mut inbound) = ArbiterClient::spawn(ClientConfig::new(HostId(cfg.host.clone()), &cfg.certs_dir, endpoints), cancel.clone())?;
+    let mut client_cfg = ClientConfig::new(HostId(cfg.host.clone()), &cfg.certs_dir, endpoints);
+    client_cfg.keep_alive = cfg.timing.keep_alive;
+    client_cfg.idle_timeout = cfg.timing.idle_timeout;
+    client_cfg.connect_timeout = cfg.timing.connect_timeout;
+    let (client, mut inbound) = ArbiterClient::spawn(client_cfg, cancel.clone())?;
     let (mut telemetry, problems) = Telemetry::start(&cfg.telemetry, HostId(cfg.host.clone()), &cancel).await;
     for p in &problems {
         tracing::error!(cause = %error_chain(p), "running without it");

@@ -100,7 +100,9 @@ impl ArbiterClient {
 
 enum SessionEnd {
     Cancelled,
-    Lost(String),
+    /// `silent`: the arbiter stopped answering (the idle timeout), as a killed or cut-off
+    /// replica does; otherwise it closed or reset the session.
+    Lost { reason: String, silent: bool },
     /// The arbiter stopped leading its group; `leader` is where it says to go.
     Redirected { leader: Option<String>, reason: String },
 }
@@ -133,8 +135,15 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
                 backoff.reset();
                 match pump(raw, &outbox, &inbound, &cancel, cfg.max_frame_bytes, welcome.version).await {
                     SessionEnd::Cancelled => break,
-                    // A healthy session that dropped: retry the same arbiter first.
-                    SessionEnd::Lost(reason) => reason,
+                    // An arbiter that fell silent is likely dead or cut off: the next replica
+                    // (a follower redirects to the new leader) rather than a connect timeout
+                    // spent on this one.
+                    SessionEnd::Lost { reason, silent: true } => {
+                        idx += 1;
+                        reason
+                    }
+                    // A session that was closed or reset: retry the same arbiter first.
+                    SessionEnd::Lost { reason, silent: false } => reason,
                     SessionEnd::Redirected { leader, reason } => {
                         idx = after_redirect(&cfg.endpoints, idx, leader.as_deref());
                         redirected = true;
@@ -233,13 +242,17 @@ async fn pump(
     };
     match end {
         Some(reason) => {
+            // Read before our own close, which would otherwise become the reason.
+            let closed = conn.close_reason();
             conn.close(0u32.into(), b"session lost");
-            SessionEnd::Lost(match conn.close_reason() {
+            let silent = matches!(closed, Some(quinn::ConnectionError::TimedOut));
+            let reason = match closed {
                 Some(quinn::ConnectionError::ApplicationClosed(c)) => {
                     format!("{reason} (arbiter closed with code {}: {})", c.error_code, String::from_utf8_lossy(&c.reason))
                 }
                 _ => reason,
-            })
+            };
+            SessionEnd::Lost { reason, silent }
         }
         None => {
             // Clean goodbye: finish our stream; the arbiter closes the session when it reads the end.

@@ -48,9 +48,11 @@ impl ClientConfig {
             host,
             capabilities: Vec::new(),
             versions: (truce_common::wire::VERSION_MIN, truce_common::wire::VERSION_MAX),
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(10),
+            // The agent.toml defaults (`arbiter.connect_timeout`, `idle_timeout`, `keep_alive`):
+            // a replica killed without a close is noticed after 2 s of silence.
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(2),
+            keep_alive: Duration::from_millis(500),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             outbox_capacity: 4096,
