@@ -71,12 +71,9 @@ fn bid(id: u64, w: u64, millicores: u64, priority: u32, lease_ms: u64) -> Bid {
 pub fn spawn(pki: &Pki, n: u64, endpoints: &[SocketAddr], period: Duration, lease_ms: u64, cancel: CancellationToken) -> anyhow::Result<SimAgent> {
     let host = format!("sim-{n}");
     pki.issue(&host)?;
-    let mut cfg = pki.client(&host, endpoints);
-    cfg.connect_timeout = Duration::from_secs(2);
-    // A killed arbiter sends no close: the agent notices by the QUIC idle timeout (30 s by
-    // default). These agents notice within 2 s, so the failover time is the arbiters'.
-    cfg.idle_timeout = Duration::from_secs(2);
-    cfg.keep_alive = Duration::from_millis(500);
+    // The agent's own session timing (agent.toml's defaults): a killed arbiter sends no close,
+    // so the agent notices it by 2 s of silence and moves on to the next endpoint.
+    let cfg = pki.client(&host, endpoints);
     let (client, mut inbound) = ArbiterClient::spawn(cfg, cancel.clone())?;
     let log = Arc::new(Mutex::new(AgentLog::default()));
     let (victim, hog) = (2 * n + 1000, 2 * n + 1001);
