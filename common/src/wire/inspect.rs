@@ -1,5 +1,6 @@
 //! The inspection stream: snapshots of what the arbiter sees, for `truce top`.
 
+use super::federation::FederationMessage;
 use super::message::SessionId;
 use super::report::SignalSummary;
 use crate::estimate::{DemandForecast, InterferenceEstimate};
@@ -33,13 +34,15 @@ pub enum InspectKind {
     Decisions,
     Forecasts,
     Accounts,
+    /// Opt-in: the federation's proposals, votes, tallies and verdicts as this site sees them.
+    Federation,
 }
 
 impl InspectKind {
     /// Kinds added after version 1 first shipped. A subscriber gets them only when it names
     /// them in its filter, so an older `truce top` (which cannot decode them) never sees one.
     pub fn opt_in(self) -> bool {
-        matches!(self, InspectKind::Forecasts | InspectKind::Accounts)
+        matches!(self, InspectKind::Forecasts | InspectKind::Accounts | InspectKind::Federation)
     }
 }
 
@@ -99,6 +102,10 @@ pub enum InspectEvent {
     Forecasts { host: HostId, at: Timestamp, forecasts: Vec<DemandForecast> },
     /// Opt-in: credits and reputation after the host's last round (markets that keep a ledger).
     Accounts { host: HostId, at: Timestamp, accounts: Vec<Account> },
+    /// Opt-in: a federation message this arbiter's site sent, received or concluded (site
+    /// statuses with their forecasts, proposals, votes with their weights, tallies, verdicts).
+    /// `site` is this arbiter's site.
+    Federation { site: String, at: Timestamp, message: FederationMessage },
 }
 
 impl InspectEvent {
@@ -113,13 +120,14 @@ impl InspectEvent {
             InspectEvent::Decisions { .. } => InspectKind::Decisions,
             InspectEvent::Forecasts { .. } => InspectKind::Forecasts,
             InspectEvent::Accounts { .. } => InspectKind::Accounts,
+            InspectEvent::Federation { .. } => InspectKind::Federation,
         }
     }
 
     /// The host the snapshot is about; `None` for the all-hosts list.
     pub fn host(&self) -> Option<&HostId> {
         match self {
-            InspectEvent::Hosts { .. } => None,
+            InspectEvent::Hosts { .. } | InspectEvent::Federation { .. } => None,
             InspectEvent::Workloads { host, .. }
             | InspectEvent::Estimates { host, .. }
             | InspectEvent::Bids { host, .. }

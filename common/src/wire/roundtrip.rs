@@ -222,6 +222,11 @@ fn inspect() -> impl Strategy<Value = InspectEvent> {
         (host(), any::<u64>(), vec(decision(), 0..2)).prop_map(|(host, round, decisions)| InspectEvent::Decisions { host, round, decisions }),
         (host(), at(), vec(forecast(), 0..2)).prop_map(|(host, at, forecasts)| InspectEvent::Forecasts { host, at, forecasts }),
         (host(), at(), vec(account(), 0..3)).prop_map(|(host, at, accounts)| InspectEvent::Accounts { host, at, accounts }),
+        (text(), at()).prop_map(|(site, at)| InspectEvent::Federation {
+            site: site.clone(),
+            at,
+            message: FederationMessage::Verdict { proposal: ProposalId { site: site.clone(), seq: 1 }, at, verdict: MigrationVerdict::Failed { error: site } },
+        }),
     ]
 }
 
@@ -235,7 +240,8 @@ fn message() -> impl Strategy<Value = Message> {
         Just(InspectKind::Leases),
         Just(InspectKind::Decisions),
         Just(InspectKind::Forecasts),
-        Just(InspectKind::Accounts)
+        Just(InspectKind::Accounts),
+        Just(InspectKind::Federation)
     ];
     let wl_report = (workload(), text(), signals(), proptest::option::of(estimate()), vec(forecast(), 0..2))
         .prop_map(|(workload, name, signals, estimate, forecasts)| WorkloadReport { workload, name, signals, estimate, forecasts });
