@@ -3,6 +3,7 @@
 use crate::server::tls::TlsFiles;
 use crate::market::{CpuCut, HostDefaults, MarketConfig};
 use crate::cluster::config::{ClusterConfigError, ClusterSection, ClusterSettings};
+use crate::federation::section::{FederationConfigError, FederationSection, FederationSettings};
 use crate::server::{HostCapacity, ServerConfig};
 use std::collections::BTreeMap;
 use truce_common::model::{Credits, Resource};
@@ -20,10 +21,12 @@ listen = "0.0.0.0:7447"
 certs_dir = "/etc/truce/certs"
 # Connections beyond this are refused before any TLS work.
 max_connections = 10000
-# A connection silent this long is closed; keep-alives count as traffic.
-idle_timeout_ms = 30000
+# A connection silent this long is closed; keep-alives count as traffic. QUIC uses the
+# shorter of this and the agent's `arbiter.idle_timeout`: a vanished agent's session (and an
+# agent's view of a vanished arbiter) ends after that much silence.
+idle_timeout_ms = 3000
 # How often an idle connection sends a keep-alive; below idle_timeout_ms.
-keep_alive_ms = 10000
+keep_alive_ms = 1000
 # Time an agent has to open its stream and say hello.
 handshake_timeout_ms = 10000
 # Shortest time between two market rounds of one host (a round runs only when bids wait).
@@ -86,9 +89,9 @@ usage_headroom = 0.25
 lease_hysteresis = 0.05
 "#;
 
-/// The whole default file: the main part above and the `[cluster]` section.
+/// The whole default file: the main part above, the `[cluster]` and `[federation]` sections.
 pub fn default_toml() -> String {
-    format!("{DEFAULT_TOML}{}", crate::cluster::config::DEFAULT_SECTION)
+    format!("{DEFAULT_TOML}{}{}", crate::cluster::config::DEFAULT_SECTION, crate::federation::section::DEFAULT_SECTION)
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -112,6 +115,7 @@ pub struct FileConfig {
     pub capacity: CapacityConfig,
     pub market: MarketSection,
     pub cluster: ClusterSection,
+    pub federation: FederationSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -172,6 +176,8 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// This arbiter as a raft replica; `None` when `cluster.enabled` is false.
     pub cluster: Option<ClusterSettings>,
+    /// This arbiter as a federation site; `None` when `federation.enabled` is false.
+    pub federation: Option<FederationSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -191,8 +197,8 @@ impl Default for FileConfig {
             listen: "0.0.0.0:7447".into(),
             certs_dir: PathBuf::from("/etc/truce/certs"),
             max_connections: 10_000,
-            idle_timeout_ms: 30_000,
-            keep_alive_ms: 10_000,
+            idle_timeout_ms: 3_000,
+            keep_alive_ms: 1_000,
             handshake_timeout_ms: 10_000,
             round_period_ms: 1_000,
             max_frame_bytes: 1 << 20,
@@ -206,6 +212,7 @@ impl Default for FileConfig {
             capacity: CapacityConfig::default(),
             market: MarketSection::default(),
             cluster: ClusterSection::default(),
+            federation: FederationSection::default(),
         }
     }
 }
@@ -242,6 +249,8 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
     #[error(transparent)]
     Cluster(#[from] ClusterConfigError),
+    #[error(transparent)]
+    Federation(#[from] FederationConfigError),
 }
 
 impl FileConfig {
@@ -337,7 +346,16 @@ impl FileConfig {
         if cluster.is_some() && self.resolver != ResolverKind::Market {
             return Err(invalid("resolver", "must be \"market\" with cluster.enabled (replicas share the market's ledger)"));
         }
-        Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults, metrics, cluster })
+        let federation = self.federation.validate(&self.certs_dir)?;
+        if federation.is_some() && self.resolver != ResolverKind::Market {
+            return Err(invalid("resolver", "must be \"market\" with federation.enabled (the site forecasts from the market's hosts)"));
+        }
+        // One site is one arbiter for now: a replica group would need the site to move with
+        // the raft leader (docs/federation.md).
+        if federation.is_some() && cluster.is_some() {
+            return Err(invalid("federation.enabled", "is not supported together with cluster.enabled yet"));
+        }
+        Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults, metrics, cluster, federation })
     }
 }
 
@@ -381,8 +399,9 @@ mod tests {
         let value = toml::Value::try_from(FileConfig::default()).expect("the default serializes");
         let mut missing = Vec::new();
         for (key, v) in value.as_table().into_iter().flatten() {
+            // A table inside a section is its own `[section.table]` header.
             let nested: Vec<String> = match v.as_table() {
-                Some(t) => t.keys().map(|k| format!("{k} = ")).collect(),
+                Some(t) => t.iter().map(|(k, inner)| if inner.is_table() { format!("[{key}.{k}]") } else { format!("{k} = ") }).collect(),
                 None => vec![format!("{key} = ")],
             };
             let text = default_toml();

@@ -44,6 +44,11 @@ pub enum DaemonError {
         #[source]
         source: Box<ServerError>,
     },
+    #[error("starting the federation site (`federation`)")]
+    Federation {
+        #[source]
+        source: Box<crate::federation::daemon::FederationStartError>,
+    },
     #[error("serving /metrics (`metrics.listen`)")]
     Metrics {
         #[source]
@@ -70,21 +75,24 @@ pub async fn start_replica(settings: &Settings, cancel: &CancellationToken) -> R
 pub fn resolver(settings: &Settings, replica: Option<(Replica, Duration)>) -> Result<Arc<dyn RoundResolver>, DaemonError> {
     Ok(match settings.resolver {
         ResolverKind::Proportional => Arc::new(ProportionalResolver::new(settings.capacity.clone())),
-        ResolverKind::Market => {
-            let market = Market::new(settings.market.clone());
-            if let Some((replica, write_timeout)) = replica {
-                let exchange = Exchange::new(ReplicatedLedger::new(replica.clone(), write_timeout), market);
-                return Ok(Arc::new(MarketResolver::replicated(exchange, settings.defaults.clone(), replica)));
-            }
-            let path = &settings.ledger_path;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| DaemonError::StateDir { dir: dir.to_path_buf(), source })?;
-            }
-            let ledger = Ledger::open(path).map_err(|source| DaemonError::Ledger { path: path.clone(), source: Box::new(source) })?;
-            tracing::info!(ledger = %path.display(), minted = ledger.state().minted().0, "ledger open");
-            Arc::new(MarketResolver::new(Exchange::new(ledger, market), settings.defaults.clone()))
-        }
+        ResolverKind::Market => market_resolver(settings, replica)?,
     })
+}
+
+/// The market resolver on the replicated ledger (with `replica`) or the local one.
+pub fn market_resolver(settings: &Settings, replica: Option<(Replica, Duration)>) -> Result<Arc<MarketResolver>, DaemonError> {
+    let market = Market::new(settings.market.clone());
+    if let Some((replica, write_timeout)) = replica {
+        let exchange = Exchange::new(ReplicatedLedger::new(replica.clone(), write_timeout), market);
+        return Ok(Arc::new(MarketResolver::replicated(exchange, settings.defaults.clone(), replica)));
+    }
+    let path = &settings.ledger_path;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| DaemonError::StateDir { dir: dir.to_path_buf(), source })?;
+    }
+    let ledger = Ledger::open(path).map_err(|source| DaemonError::Ledger { path: path.clone(), source: Box::new(source) })?;
+    tracing::info!(ledger = %path.display(), minted = ledger.state().minted().0, "ledger open");
+    Ok(Arc::new(MarketResolver::new(Exchange::new(ledger, market), settings.defaults.clone())))
 }
 
 /// Serve agents until `cancel`, then drain and stop (the replica stops with the same token).
@@ -98,7 +106,19 @@ pub async fn serve_with(settings: Settings, cancel: CancellationToken, with_repl
     if let Some((r, _)) = &replica {
         with_replica(r);
     }
-    let server = Server::bind(settings.server.clone(), resolver(&settings, replica)?).map_err(|source| DaemonError::Server { source: Box::new(source) })?;
+    // A federation site forecasts from the market's books (validation ensures the market).
+    let (resolver, site) = match (&settings.federation, settings.resolver) {
+        (Some(f), ResolverKind::Market) => {
+            let market = market_resolver(&settings, replica)?;
+            let site = crate::federation::daemon::start(f, market.clone(), cancel.clone()).await.map_err(|source| DaemonError::Federation { source: Box::new(source) })?;
+            (market as Arc<dyn RoundResolver>, Some(site))
+        }
+        _ => (resolver(&settings, replica)?, None),
+    };
+    let server = Server::bind(settings.server.clone(), resolver).map_err(|source| DaemonError::Server { source: Box::new(source) })?;
+    if let Some(site) = site {
+        server.show_federation(site.name.clone(), site.published.subscribe());
+    }
     let metrics = match settings.metrics {
         Some(addr) => Some(MetricsServer::bind(addr, server.metrics_registry(), cancel.clone()).await.map_err(|source| DaemonError::Metrics { source })?),
         None => None,

@@ -11,11 +11,14 @@
 
 pub mod accuracy;
 pub mod config;
+pub mod daemon;
 pub mod executor;
 pub mod forecast;
 pub mod kube;
+pub mod observe;
 pub mod plan;
 pub mod runtime;
+pub mod section;
 pub mod site;
 pub mod vote;
 pub mod watch;

@@ -21,8 +21,11 @@ pub struct Period {
 
 /// Handles to a running site.
 pub struct SiteHandle {
+    /// The site's name.
+    pub name: String,
     pub periods: mpsc::Sender<Period>,
-    /// Tallies and verdicts as this site sees them (for `truce top` and tests).
+    /// What this site sees (for `truce top` and tests): tallies and verdicts, and every
+    /// federation message it sends or receives (statuses, proposals, votes).
     pub published: broadcast::Sender<FederationMessage>,
 }
 
@@ -30,9 +33,10 @@ pub fn spawn(site: Site, net: Arc<PeerEndpoint>, executor: Arc<dyn MigrationExec
     let (periods, rx) = mpsc::channel(64);
     let published = broadcast::channel(256).0;
     let (in_tx, in_rx) = mpsc::channel(1024);
+    let name = site.name().to_string();
     tokio::spawn(net.clone().accept(in_tx, cancel.clone()));
     tokio::spawn(run(site, net, executor, rx, in_rx, published.clone(), cancel));
-    SiteHandle { periods, published }
+    SiteHandle { name, periods, published }
 }
 
 async fn run(
@@ -56,7 +60,10 @@ async fn run(
                 None => break,
             },
             m = inbound.recv() => match m {
-                Some(Inbound::OneWay { from, msg: Message::Federation(msg) }) => site.handle(&from, msg, clock),
+                Some(Inbound::OneWay { from, msg: Message::Federation(msg) }) => {
+                    let _ = published.send(msg.clone());
+                    site.handle(&from, msg, clock)
+                }
                 Some(Inbound::OneWay { from, msg }) | Some(Inbound::Request { from, msg, .. }) => {
                     tracing::warn!(peer = %from, got = msg.name(), "unexpected message on the federation endpoint");
                     Vec::new()
@@ -73,8 +80,12 @@ async fn run(
                     for p in &peers {
                         net.send(p, Message::Federation(msg.clone()));
                     }
+                    let _ = published.send(msg);
                 }
-                Action::Send { to, msg } => net.send(&to, Message::Federation(msg)),
+                Action::Send { to, msg } => {
+                    let _ = published.send(msg.clone());
+                    net.send(&to, Message::Federation(msg));
+                }
                 Action::Publish(msg) => {
                     let _ = published.send(msg);
                 }

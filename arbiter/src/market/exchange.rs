@@ -59,6 +59,10 @@ impl Exchange {
         self.books.get(host)
     }
 
+    pub fn books(&self) -> impl Iterator<Item = &HostBook> {
+        self.books.values()
+    }
+
     pub fn into_ledger(self) -> LedgerPort {
         self.ledger
     }

@@ -14,7 +14,7 @@ use crate::cluster::Replica;
 use crate::server::{Leadership, MarketView, RoundInput, RoundResolver};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use truce_common::model::{Bid, Credits, Decision, HostId, Resource, WorkloadId, WorkloadRef};
+use truce_common::model::{Bid, Credits, Decision, HostId, Resource, Timestamp, WorkloadId, WorkloadRef};
 use truce_common::wire::{Account, Inventory, Price, ResourceBounds};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +27,8 @@ pub struct HostDefaults {
 
 pub struct MarketResolver {
     inner: Mutex<(Exchange, HostDefaults)>,
+    /// When each host's agent last sent usage with its inventory (federation reads it).
+    usage_at: Mutex<BTreeMap<HostId, Timestamp>>,
     /// Set when the ledger is replicated: only the confirmed leader runs rounds.
     replica: Option<Replica>,
 }
@@ -41,6 +43,7 @@ impl MarketResolver {
     pub fn new(exchange: Exchange, defaults: HostDefaults) -> MarketResolver {
         MarketResolver {
             inner: Mutex::new((exchange, defaults)),
+            usage_at: Mutex::default(),
             replica: None,
         }
     }
@@ -48,7 +51,15 @@ impl MarketResolver {
     /// Run rounds only while `replica` is the confirmed raft leader (its exchange should
     /// write through the same replica's [`ReplicatedLedger`](crate::cluster::ReplicatedLedger)).
     pub fn replicated(exchange: Exchange, defaults: HostDefaults, replica: Replica) -> MarketResolver {
-        MarketResolver { inner: Mutex::new((exchange, defaults)), replica: Some(replica) }
+        MarketResolver { inner: Mutex::new((exchange, defaults)), usage_at: Mutex::default(), replica: Some(replica) }
+    }
+
+    /// This period's host observations for a federation site: hosts whose agents reported
+    /// usage within `stale` of `now` (`federation::observe`).
+    pub fn host_observations(&self, now: Timestamp, stale: std::time::Duration) -> Vec<crate::federation::HostObservation> {
+        let usage_at = self.usage_at.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        crate::federation::observe::observations(guard.0.books(), &usage_at, now, stale)
     }
 }
 
@@ -190,6 +201,9 @@ impl RoundResolver for MarketResolver {
         }
         let (exchange, defaults) = &mut *guard;
         ensure_host(exchange, defaults, input);
+        if input.inventory.is_some_and(|i| i.managed.iter().any(|m| !m.usage.is_empty())) {
+            self.usage_at.lock().unwrap_or_else(|p| p.into_inner()).insert(input.host.clone(), input.now);
+        }
         match exchange.round(input.host, input.bids, input.now) {
             Ok(outcome) => outcome.decisions,
             Err(err) => {

@@ -103,6 +103,21 @@ impl Server {
         self.shared.metrics.registry()
     }
 
+    /// Carry a federation site's messages (`site` is its name) on the inspection stream, for
+    /// `truce top`'s cluster view; the kind is opt-in (`InspectKind::Federation`).
+    pub fn show_federation(&self, site: String, mut messages: tokio::sync::broadcast::Receiver<wire::FederationMessage>) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            loop {
+                match messages.recv().await {
+                    Ok(message) => shared.publish_federation(wire::InspectEvent::Federation { site: site.clone(), at: state::now(), message }),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => warn!(skipped = n, "federation messages skipped on the inspection stream"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
     /// Accept agents until `cancel`, then stop accepting, tell every session to close
     /// (`shutting_down`), wait for them and for the endpoint to drain.
     pub async fn run(self, cancel: CancellationToken) {

@@ -69,7 +69,13 @@ pub(crate) struct Shared {
     latest: Mutex<HashMap<(HostId, InspectKind), Arc<InspectEvent>>>,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<HostId, LiveSession>>,
+    /// The federation site's latest messages (its votes are history, not one state), shown
+    /// to a new subscriber that asks for them.
+    federation: Mutex<std::collections::VecDeque<Arc<InspectEvent>>>,
 }
+
+/// Federation events a new subscriber is shown.
+const FEDERATION_KEPT: usize = 64;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves plain maps that are still consistent.
@@ -88,6 +94,7 @@ impl Shared {
             latest: Mutex::default(),
             next_session: AtomicU64::new(1),
             sessions: Mutex::default(),
+            federation: Mutex::default(),
         }
     }
 
@@ -156,6 +163,22 @@ impl Shared {
         }
     }
 
+    /// A federation message of this arbiter's site: remembered (the newest few) and sent to
+    /// subscribers that asked for the federation kind.
+    pub fn publish_federation(&self, ev: InspectEvent) {
+        let ev = Arc::new(ev);
+        {
+            let mut kept = lock(&self.federation);
+            if kept.len() >= FEDERATION_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(ev.clone());
+        }
+        if self.inspect.receiver_count() > 0 {
+            let _ = self.inspect.send(ev);
+        }
+    }
+
     fn hosts_event(&self, now: Timestamp) -> InspectEvent {
         let hosts = lock(&self.sessions)
             .iter()
@@ -186,6 +209,7 @@ impl Shared {
         }
         known.sort_by(|a, b| (a.host(), a.kind() as u8).cmp(&(b.host(), b.kind() as u8)));
         out.extend(known);
+        out.extend(lock(&self.federation).iter().cloned());
         out.retain(|ev| filter.accepts(ev));
         out
     }
