@@ -36,6 +36,7 @@ pub const ALL_KINDS: &[InspectKind] = &[
     InspectKind::Accounts,
     InspectKind::Leases,
     InspectKind::Decisions,
+    InspectKind::Federation,
 ];
 
 fn backoff() -> Backoff {

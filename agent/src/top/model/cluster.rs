@@ -29,6 +29,8 @@ struct HostEntry {
 #[derive(Debug, Default)]
 pub struct ClusterModel {
     hosts: BTreeMap<HostId, HostEntry>,
+    /// The arbiter's federation site, when it is one.
+    pub federation: super::federation::FederationModel,
     /// A host list has arrived (the arbiter sends one on subscribe and on every change).
     listed: bool,
     pub updated: Option<Timestamp>,
@@ -143,6 +145,7 @@ impl ClusterModel {
                 }
                 e.decisions.truncate(DECISIONS_KEPT);
             }
+            InspectEvent::Federation { site, at, message } => self.federation.apply(site, at, message),
         }
     }
 

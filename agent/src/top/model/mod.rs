@@ -1,6 +1,7 @@
 //! The two views' state, and the rows the operator's sort and filter leave visible.
 
 pub mod cluster;
+pub mod federation;
 pub mod host;
 
 use super::state::{SortKey, UiState};

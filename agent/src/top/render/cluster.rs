@@ -91,6 +91,15 @@ fn table<'a>(columns: &[Column], keep: &[usize], rows: Vec<(Vec<String>, Style)>
 }
 
 pub fn full(frame: &mut Frame, area: Rect, model: &ClusterModel, ui: &UiState, now: Timestamp) {
+    // An arbiter that is a federation site: its vote below the workloads, up to a third of the screen.
+    let area = if model.federation.is_empty() {
+        area
+    } else {
+        let height = super::federation::wanted_height(&model.federation).clamp(3, (area.height / 3).max(3));
+        let [rest, fed] = Layout::vertical([Constraint::Min(6), Constraint::Length(height)]).areas(area);
+        super::federation::pane(frame, fed, &model.federation);
+        rest
+    };
     let hosts = model.host_rows(now);
     let host_height = (hosts.len() as u16 + 2).clamp(3, area.height / 3);
     let [top, bottom] = Layout::vertical([Constraint::Length(host_height), Constraint::Min(3)]).areas(area);

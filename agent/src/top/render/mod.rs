@@ -3,6 +3,7 @@
 
 mod cluster;
 mod detail;
+mod federation;
 mod host;
 
 use super::format::clock;
@@ -144,3 +145,5 @@ pub(super) fn fit(columns: &[Column], width: u16) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_federation;
