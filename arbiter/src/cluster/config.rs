@@ -26,10 +26,11 @@ raft_listen = "0.0.0.0:7448"
 # Initialise a new group with `members` on first start. Set it on one replica; it does
 # nothing once the replica has state (raft.redb in state_dir).
 bootstrap = false
-# The leader's heartbeat, and how long followers wait without one before electing another.
+# The leader's heartbeat, and how long followers wait without one before electing another
+# (openraft waits election_timeout_max_ms, then a random time between the two).
 heartbeat_ms = 150
-election_timeout_min_ms = 600
-election_timeout_max_ms = 1200
+election_timeout_min_ms = 500
+election_timeout_max_ms = 1000
 # How long a round's ledger write waits for a majority before the round hands out nothing.
 write_timeout_ms = 2000
 # Snapshot the ledger every this many raft entries (the log behind it is dropped).

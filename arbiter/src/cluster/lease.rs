@@ -2,14 +2,16 @@
 //! partitioned leader "leader" until it hears of a newer term, so the replica confirms its
 //! leadership with a quorum round trip every heartbeat (`ensure_linearizable`) and trusts it
 //! only for a while after the confirmation *started*: the followers that acknowledged it
-//! reset their election timers no earlier than that, so none of them can elect another
-//! leader before `started + election_timeout_min`. Pure: time is an argument.
+//! accepted its heartbeat no earlier than that, and openraft makes a follower refuse every
+//! vote for its leader lease (`election_timeout_max`) after accepting a heartbeat. Any
+//! majority that could elect another leader includes one of them, so none exists before
+//! `started + election_timeout_max`. Pure: time is an argument.
 
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderLease {
-    /// How long one confirmation is trusted; below the election timeout's minimum.
+    /// How long one confirmation is trusted; below openraft's leader lease.
     pub length: Duration,
     confirmed: Option<(u64, Instant)>,
 }

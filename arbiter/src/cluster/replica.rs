@@ -63,6 +63,10 @@ pub struct Replica {
     pub machine: LedgerMachine,
     pub endpoint: Arc<PeerEndpoint>,
     lease: Arc<Mutex<LeaderLease>>,
+    /// When this replica last accepted entries (or a heartbeat) from a leader.
+    leader_heard: Arc<Mutex<Option<Instant>>>,
+    /// A follower names its leader to agents only if it heard from it this recently.
+    leader_fresh: Duration,
 }
 
 impl std::fmt::Debug for Replica {
@@ -96,9 +100,19 @@ impl Replica {
         let raft = Raft::new(cfg.id, Arc::new(raft_cfg), network, LogStore::new(db), machine.clone())
             .await
             .map_err(|e| ReplicaError::Start { reason: e.to_string() })?;
-        // Three quarters of the shortest election timeout: a margin for the confirmation's own trip.
-        let lease = LeaderLease::new(Duration::from_millis(cfg.election_timeout_min_ms * 3 / 4));
-        let replica = Replica { id: cfg.id, raft, machine, endpoint: endpoint.clone(), lease: Arc::new(Mutex::new(lease)) };
+        // Three quarters of openraft's leader lease (election_timeout_max: a follower refuses
+        // to vote for that long after accepting a heartbeat), a margin for clock rates and the
+        // confirmation's own trip.
+        let lease = LeaderLease::new(Duration::from_millis(cfg.election_timeout_max_ms * 3 / 4));
+        let replica = Replica {
+            id: cfg.id,
+            raft,
+            machine,
+            endpoint: endpoint.clone(),
+            lease: Arc::new(Mutex::new(lease)),
+            leader_heard: Arc::default(),
+            leader_fresh: Duration::from_millis(cfg.election_timeout_min_ms),
+        };
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(endpoint.clone().accept(tx, cancel.clone()));
         tokio::spawn(replica.clone().keep_confirming(Duration::from_millis(cfg.heartbeat_ms), cancel.clone()));
@@ -194,7 +208,18 @@ impl Replica {
                 leader: None,
                 reason: format!("replica {} leads term {term} but no majority confirmed it within {} ms", self.id, lease.length.as_millis()),
             },
-            Some(l) => Leadership::Elsewhere { leader: self.leader_agent_addr(), reason: format!("replica {} is a follower; replica {l} leads term {term}", self.id) },
+            // A leader not heard from for an election timeout is likely dead or cut off: naming
+            // it would send agents to wait on it. Without a name they ask again shortly, by
+            // which time the election is over.
+            Some(l) => match *self.leader_heard.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(at) if at.elapsed() < self.leader_fresh => {
+                    Leadership::Elsewhere { leader: self.leader_agent_addr(), reason: format!("replica {} is a follower; replica {l} leads term {term}", self.id) }
+                }
+                _ => Leadership::Elsewhere {
+                    leader: None,
+                    reason: format!("replica {} has not heard from replica {l} (term {term}) for {} ms", self.id, self.leader_fresh.as_millis()),
+                },
+            },
             None => Leadership::Elsewhere { leader: None, reason: format!("replica {} knows no leader in term {term}", self.id) },
         }
     }
@@ -276,7 +301,14 @@ impl Replica {
         let seq = frame.seq;
         let result = match frame.kind {
             RaftKind::AppendEntries => match rmp_serde::from_slice(&frame.body) {
-                Ok(req) => encode(&self.raft.append_entries(req).await),
+                Ok(req) => {
+                    let answer = self.raft.append_entries(req).await;
+                    // Accepted from the current leader (a higher vote means the sender is not it).
+                    if answer.as_ref().is_ok_and(|a| !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_))) {
+                        *self.leader_heard.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                    }
+                    encode(&answer)
+                }
                 Err(e) => Err(e.to_string()),
             },
             RaftKind::Vote => match rmp_serde::from_slice(&frame.body) {
@@ -300,9 +332,11 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
     rmp_serde::to_vec_named(v).map_err(|e| e.to_string())
 }
 
-/// Election and heartbeat timing used by tests and the default config: a leader is missed
-/// after 600-1200 ms without heartbeats (every 150 ms).
-pub const DEFAULT_TIMING: (u64, u64, u64) = (150, 600, 1200);
+/// Election and heartbeat timing used by tests and the default config: heartbeats every
+/// 150 ms; followers elect another leader after openraft's leader lease (the maximum, 1 s)
+/// plus a random 500-1000 ms without one, so 1.5-2 s after a leader dies: before agents
+/// notice its silence (`arbiter.idle_timeout`, 2 s).
+pub const DEFAULT_TIMING: (u64, u64, u64) = (150, 500, 1000);
 
 pub fn default_timeout() -> Duration {
     Duration::from_millis(DEFAULT_TIMING.2)
