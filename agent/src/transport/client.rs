@@ -107,11 +107,14 @@ enum SessionEnd {
     Redirected { leader: Option<String>, reason: String },
 }
 
-/// Where to go after a redirect: the named leader when it is one of our endpoints (it is
-/// dialled with our configured server name, so only known endpoints qualify), else the next.
-fn after_redirect(endpoints: &[super::config::ArbiterEndpoint], idx: usize, leader: Option<&str>) -> usize {
-    let named = leader.and_then(|l| l.parse::<SocketAddr>().ok()).and_then(|a| endpoints.iter().position(|e| e.addr == a));
-    named.unwrap_or(idx + 1)
+/// Where to go after a redirect, and whether to go at once: the named leader when it is one
+/// of our endpoints (it is dialled with our configured server name, so only known endpoints
+/// qualify); a leader named elsewhere, the next endpoint; no leader named (an election is
+/// under way), this replica again after a backoff, since it will know the winner first.
+fn after_redirect(endpoints: &[super::config::ArbiterEndpoint], idx: usize, leader: Option<&str>) -> (usize, bool) {
+    let Some(leader) = leader else { return (idx, false) };
+    let named = leader.parse::<SocketAddr>().ok().and_then(|a| endpoints.iter().position(|e| e.addr == a));
+    (named.unwrap_or(idx + 1), true)
 }
 
 /// The pause before following a redirect.
@@ -145,15 +148,13 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
                     // A session that was closed or reset: retry the same arbiter first.
                     SessionEnd::Lost { reason, silent: false } => reason,
                     SessionEnd::Redirected { leader, reason } => {
-                        idx = after_redirect(&cfg.endpoints, idx, leader.as_deref());
-                        redirected = true;
+                        (idx, redirected) = after_redirect(&cfg.endpoints, idx, leader.as_deref());
                         format!("the arbiter stopped leading ({reason}); leader: {}", leader.as_deref().unwrap_or("unknown"))
                     }
                 }
             }
             Ok(Err(TransportError::Redirected { leader, reason, .. })) => {
-                idx = after_redirect(&cfg.endpoints, idx, leader.as_deref());
-                redirected = true;
+                (idx, redirected) = after_redirect(&cfg.endpoints, idx, leader.as_deref());
                 format!("not the leader ({reason}); leader: {}", leader.as_deref().unwrap_or("unknown"))
             }
             Ok(Err(e)) => {
