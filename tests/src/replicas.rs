@@ -24,6 +24,10 @@ pub const CHILD_ENV: &str = "TRUCE_REPLICA_CONFIG";
 /// closes or the process is killed. stdin lines: `cut` (drop all raft traffic), `heal`.
 pub fn child_main() {
     let Ok(path) = std::env::var(CHILD_ENV) else { panic!("run only as a replica child ({CHILD_ENV} unset)") };
+    // TRUCE_REPLICA_LOG=<filter> (e.g. `openraft=info,truce_arbiter=info`): the replicas' logs on stderr.
+    if let Ok(filter) = std::env::var("TRUCE_REPLICA_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).with_ansi(false).try_init();
+    }
     let settings = FileConfig::load(Path::new(&path)).and_then(|f| f.validate()).expect("replica configuration");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {

@@ -32,6 +32,8 @@ pub struct AgentLog {
     pub decisions: Vec<Seen>,
     pub connected: Vec<(Instant, SocketAddr)>,
     pub redirects: u64,
+    /// Every session that ended: when, which endpoint, why.
+    pub disconnects: Vec<(Instant, SocketAddr, String)>,
 }
 
 pub struct SimAgent {
@@ -110,11 +112,13 @@ pub fn spawn(pki: &Pki, n: u64, endpoints: &[SocketAddr], period: Duration, leas
                         endpoint = Some(e);
                         record.lock().unwrap_or_else(|p| p.into_inner()).connected.push((Instant::now(), e));
                     }
-                    Some(Inbound::State(ConnectionState::Disconnected { reason, .. })) => {
+                    Some(Inbound::State(ConnectionState::Disconnected { endpoint: e, reason })) => {
                         endpoint = None;
+                        let mut l = record.lock().unwrap_or_else(|p| p.into_inner());
                         if reason.contains("leader") {
-                            record.lock().unwrap_or_else(|p| p.into_inner()).redirects += 1;
+                            l.redirects += 1;
                         }
+                        l.disconnects.push((Instant::now(), e, reason));
                     }
                     Some(_) => {}
                     None => break,

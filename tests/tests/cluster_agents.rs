@@ -89,6 +89,19 @@ async fn a_new_leader_serves_200_agents_after_kill_9_with_no_lost_lease() -> any
     }
     let failover = failover.ok_or_else(|| anyhow::anyhow!("no surviving replica served a decision within 30 s of the kill"))?;
     eprintln!("first decision from the new leader {failover:?} after the kill; all {} agents served again after {all_back:?}", before.len());
+    // Why sessions ended in the first seconds after the kill (the failover's path).
+    let mut why: BTreeMap<String, (usize, Duration)> = BTreeMap::new();
+    for a in &agents {
+        for (at, ep, reason) in a.log().disconnects.iter().filter(|(at, ..)| *at > killed) {
+            let short: String = reason.split(['(', ':']).next().unwrap_or(reason).trim().chars().take(60).collect();
+            let e = why.entry(format!("{} {short}", if *ep == old_addr { "old" } else { "survivor" })).or_insert((0, at.duration_since(killed)));
+            e.0 += 1;
+            e.1 = e.1.min(at.duration_since(killed));
+        }
+    }
+    for (reason, (n, first)) in &why {
+        eprintln!("  after the kill: {n:5} x {reason} (first at {first:?})");
+    }
     // Let leases from the old leader renew or lapse.
     tokio::time::sleep(Duration::from_millis(lease_ms + 2_000)).await;
     cancel.cancel();
@@ -125,6 +138,13 @@ async fn a_new_leader_serves_200_agents_after_kill_9_with_no_lost_lease() -> any
             } else {
                 stuck.push((host.clone(), id, expiry));
             }
+        }
+    }
+    // What two hosts that held leases saw around the kill (lease ids, the reasons given).
+    for (host, seen, _) in logs.iter().filter(|(_, s, _)| s.iter().any(|s| s.at <= killed && s.decision.lease.expiry.0 > killed_ms)).take(2) {
+        for s in seen.iter().filter(|s| s.at + Duration::from_secs(6) > killed) {
+            let reasons: Vec<&str> = s.decision.reasons.iter().map(|r| r.code.as_str()).collect();
+            eprintln!("  {host} {:+6} ms {} lease {} {:?} amount {} {reasons:?}", s.at.saturating_duration_since(killed).as_millis() as i64 - killed.saturating_duration_since(s.at).as_millis() as i64, if s.from == old_addr { "old" } else { "new" }, s.decision.lease.id.0, s.decision.workload.id.0, s.decision.lease.amount);
         }
     }
     let redirects: u64 = logs.iter().map(|(_, _, r)| r).sum();
