@@ -109,13 +109,26 @@ enum SessionEnd {
 
 /// Where to go after a redirect, and whether to go at once: the named leader when it is one
 /// of our endpoints (it is dialled with our configured server name, so only known endpoints
-/// qualify); a leader named elsewhere, the next endpoint; no leader named (an election is
-/// under way), this replica again after a backoff, since it will know the winner first.
-fn after_redirect(endpoints: &[super::config::ArbiterEndpoint], idx: usize, leader: Option<&str>) -> (usize, bool) {
-    let Some(leader) = leader else { return (idx, false) };
+/// qualify); a leader named elsewhere, the next endpoint. No leader named (an election is
+/// under way): this replica again after a backoff, since it learns the winner first, but
+/// only [`UNNAMED_RETRIES`] times in a row: a replica cut off from its group never learns it.
+/// `unnamed` counts those answers in a row.
+fn after_redirect(endpoints: &[super::config::ArbiterEndpoint], idx: usize, leader: Option<&str>, unnamed: &mut u32) -> (usize, bool) {
+    let Some(leader) = leader else {
+        *unnamed += 1;
+        if *unnamed > UNNAMED_RETRIES {
+            *unnamed = 0;
+            return (idx + 1, false);
+        }
+        return (idx, false);
+    };
+    *unnamed = 0;
     let named = leader.parse::<SocketAddr>().ok().and_then(|a| endpoints.iter().position(|e| e.addr == a));
     (named.unwrap_or(idx + 1), true)
 }
+
+/// Redirects naming no leader that one replica may give in a row before the next is tried.
+const UNNAMED_RETRIES: u32 = 2;
 
 /// The pause before following a redirect.
 const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
@@ -124,6 +137,7 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
     let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max, seed());
     let mut idx = 0usize;
     let mut redirected = false;
+    let mut unnamed = 0u32;
     loop {
         let ep = &cfg.endpoints[idx % cfg.endpoints.len()];
         let attempt = tokio::select! {
@@ -136,6 +150,7 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
                 let state = ConnectionState::Connected { endpoint: ep.addr, session: welcome.session, version: welcome.version };
                 let _ = inbound.send(Inbound::State(state)).await;
                 backoff.reset();
+                unnamed = 0;
                 match pump(raw, &outbox, &inbound, &cancel, cfg.max_frame_bytes, welcome.version).await {
                     SessionEnd::Cancelled => break,
                     // An arbiter that fell silent is likely dead or cut off: the next replica
@@ -148,13 +163,13 @@ async fn drive(dialer: Dialer, cfg: ClientConfig, outbox: Arc<Outbox<Outbound>>,
                     // A session that was closed or reset: retry the same arbiter first.
                     SessionEnd::Lost { reason, silent: false } => reason,
                     SessionEnd::Redirected { leader, reason } => {
-                        (idx, redirected) = after_redirect(&cfg.endpoints, idx, leader.as_deref());
+                        (idx, redirected) = after_redirect(&cfg.endpoints, idx, leader.as_deref(), &mut unnamed);
                         format!("the arbiter stopped leading ({reason}); leader: {}", leader.as_deref().unwrap_or("unknown"))
                     }
                 }
             }
             Ok(Err(TransportError::Redirected { leader, reason, .. })) => {
-                (idx, redirected) = after_redirect(&cfg.endpoints, idx, leader.as_deref());
+                (idx, redirected) = after_redirect(&cfg.endpoints, idx, leader.as_deref(), &mut unnamed);
                 format!("not the leader ({reason}); leader: {}", leader.as_deref().unwrap_or("unknown"))
             }
             Ok(Err(e)) => {
@@ -263,6 +278,24 @@ async fn pump(
             info!("disconnected from arbiter");
             SessionEnd::Cancelled
         }
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+    use crate::transport::ArbiterEndpoint;
+
+    #[test]
+    fn a_redirect_without_a_leader_retries_the_replica_twice_then_moves_on() {
+        let eps: Vec<ArbiterEndpoint> = (1..=3).map(|i| ArbiterEndpoint { addr: SocketAddr::from(([127, 0, 0, i], 7447)), server_name: "localhost".into() }).collect();
+        let mut unnamed = 0;
+        assert_eq!(after_redirect(&eps, 0, Some("127.0.0.3:7447"), &mut unnamed), (2, true), "the named leader, at once");
+        assert_eq!(after_redirect(&eps, 0, Some("10.9.9.9:7447"), &mut unnamed), (1, true), "a leader we do not know: the next");
+        assert_eq!(after_redirect(&eps, 0, None, &mut unnamed), (0, false));
+        assert_eq!(after_redirect(&eps, 0, None, &mut unnamed), (0, false));
+        assert_eq!(after_redirect(&eps, 0, None, &mut unnamed), (1, false), "a replica that never learns a leader is left");
+        assert_eq!(unnamed, 0);
     }
 }
 
