@@ -175,7 +175,7 @@ async fn three_serve_processes_vote_and_truce_top_sees_the_tally() -> anyhow::Re
         let SourceEvent::Inspect(ev) = ev else { continue };
         let InspectEvent::Federation { site, message, .. } = *ev else { continue };
         assert_eq!(site, "site-a");
-        let kind = match &message {
+        let kind = match message.as_ref() {
             FederationMessage::Status(_) => "status",
             FederationMessage::Proposal(_) => "proposal",
             FederationMessage::Vote(_) => "vote",
@@ -183,7 +183,7 @@ async fn three_serve_processes_vote_and_truce_top_sees_the_tally() -> anyhow::Re
             FederationMessage::Verdict { .. } => "verdict",
         };
         *seen.entry(kind).or_default() += 1;
-        if let FederationMessage::Tally(t) = message {
+        if let FederationMessage::Tally(t) = *message {
             tally = Some(t);
         }
     }
@@ -196,7 +196,7 @@ async fn three_serve_processes_vote_and_truce_top_sees_the_tally() -> anyhow::Re
     assert_eq!(t.proposal.host, HostId("site-a-node-1".into()), "the host whose agent reported rising use");
     assert!(!t.proposal.workloads.is_empty() && t.proposal.workloads.iter().all(|w| w.workload.id.0 / 100 == 0), "a's own workloads move: {:?}", t.proposal.workloads);
     assert!(t.missing.is_empty() && t.votes.len() == 2, "b and c voted over QUIC: {t:#?}");
-    assert!(seen.get("proposal").is_some() && seen.get("vote").is_some_and(|n| *n >= 2), "the proposal and both votes were on the stream: {seen:?}");
+    assert!(seen.contains_key("proposal") && seen.get("vote").is_some_and(|n| *n >= 2), "the proposal and both votes were on the stream: {seen:?}");
     assert!(seen.get("status").is_some_and(|n| *n >= 2), "site statuses (forecasts) were on the stream: {seen:?}");
     for v in &t.votes {
         assert!((v.weight - v.accuracy_weight * v.criticality_weight).abs() < 1e-9, "weight = 1/MASE x criticality: {v:?}");

@@ -110,7 +110,7 @@ impl Server {
         tokio::spawn(async move {
             loop {
                 match messages.recv().await {
-                    Ok(message) => shared.publish_federation(wire::InspectEvent::Federation { site: site.clone(), at: state::now(), message }),
+                    Ok(message) => shared.publish_federation(wire::InspectEvent::Federation { site: site.clone(), at: state::now(), message: Box::new(message) }),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => warn!(skipped = n, "federation messages skipped on the inspection stream"),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }

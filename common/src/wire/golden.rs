@@ -305,7 +305,7 @@ pub(super) fn samples() -> Vec<(&'static str, Message)> {
         ),
         ("host_view", Message::HostView(host_view())),
         ("host_history", Message::HostHistory(host_history())),
-        ("inspect_federation", Message::Inspect(InspectEvent::Federation { site: "site-a".into(), at, message: FederationMessage::Vote(vote()) })),
+        ("inspect_federation", Message::Inspect(InspectEvent::Federation { site: "site-a".into(), at, message: Box::new(FederationMessage::Vote(vote())) })),
     ]
 }
 

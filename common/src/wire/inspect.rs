@@ -105,7 +105,8 @@ pub enum InspectEvent {
     /// Opt-in: a federation message this arbiter's site sent, received or concluded (site
     /// statuses with their forecasts, proposals, votes with their weights, tallies, verdicts).
     /// `site` is this arbiter's site.
-    Federation { site: String, at: Timestamp, message: FederationMessage },
+    /// Boxed: the largest event by far, and the rarest.
+    Federation { site: String, at: Timestamp, message: Box<FederationMessage> },
 }
 
 impl InspectEvent {

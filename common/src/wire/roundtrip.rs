@@ -225,7 +225,7 @@ fn inspect() -> impl Strategy<Value = InspectEvent> {
         (text(), at()).prop_map(|(site, at)| InspectEvent::Federation {
             site: site.clone(),
             at,
-            message: FederationMessage::Verdict { proposal: ProposalId { site: site.clone(), seq: 1 }, at, verdict: MigrationVerdict::Failed { error: site } },
+            message: Box::new(FederationMessage::Verdict { proposal: ProposalId { site: site.clone(), seq: 1 }, at, verdict: MigrationVerdict::Failed { error: site } }),
         }),
     ]
 }

@@ -145,7 +145,7 @@ impl ClusterModel {
                 }
                 e.decisions.truncate(DECISIONS_KEPT);
             }
-            InspectEvent::Federation { site, at, message } => self.federation.apply(site, at, message),
+            InspectEvent::Federation { site, at, message } => self.federation.apply(site, at, *message),
         }
     }
 

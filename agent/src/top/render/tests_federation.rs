@@ -30,7 +30,7 @@ fn vote(voter: &str, approve: bool) -> MigrationVote {
 }
 
 fn event(message: FederationMessage) -> SourceEvent {
-    SourceEvent::Inspect(Box::new(InspectEvent::Federation { site: "site-a".into(), at: Timestamp(T0), message }))
+    SourceEvent::Inspect(Box::new(InspectEvent::Federation { site: "site-a".into(), at: Timestamp(T0), message: Box::new(message) }))
 }
 
 #[test]
