@@ -27,6 +27,8 @@ pub const MESSAGE_TYPES: &[(u16, &str)] = &[
     (13, "host_view"),
     (14, "host_history"),
     (15, "bids"),
+    (16, "bids_packed"),
+    (17, "decisions_packed"),
     (20, "federation"),
     (21, "raft"),
     (22, "redirect"),
@@ -99,6 +101,10 @@ impl Message {
     pub const HOST_VIEW: u16 = 13;
     pub const HOST_HISTORY: u16 = 14;
     pub const BIDS: u16 = 15;
+    /// `bids` with every struct as an array of its fields in declaration order (version 3).
+    pub const BIDS_PACKED: u16 = 16;
+    /// `decisions`, packed the same way (version 3).
+    pub const DECISIONS_PACKED: u16 = 17;
     pub const FEDERATION: u16 = 20;
     pub const RAFT: u16 = 21;
     pub const REDIRECT: u16 = 22;
@@ -127,6 +133,16 @@ impl Message {
             Message::Redirect(_) => Self::REDIRECT,
             Message::ClusterRequest(_) => Self::CLUSTER_REQUEST,
             Message::ClusterStatus(_) => Self::CLUSTER_STATUS,
+        }
+    }
+
+    /// The type id this message travels under in a session of protocol `version`: from
+    /// [`VERSION_PACKED`](super::VERSION_PACKED) on, `bids` and `decisions` go packed.
+    pub fn type_id_for(&self, version: u16) -> u16 {
+        match self {
+            Message::Bids(_) if version >= super::VERSION_PACKED => Self::BIDS_PACKED,
+            Message::Decisions(_) if version >= super::VERSION_PACKED => Self::DECISIONS_PACKED,
+            _ => self.type_id(),
         }
     }
 
@@ -246,6 +262,9 @@ impl ErrorCode {
     pub const SLOW_CONSUMER: ErrorCode = ErrorCode(12);
     /// This arbiter replica is not the raft leader (any more); a `redirect` names the leader.
     pub const NOT_LEADER: ErrorCode = ErrorCode(13);
+    /// The message named a workload beyond the host's limit of distinct workloads per
+    /// session (`max_workloads_per_host`); it was dropped, the session stays open.
+    pub const TOO_MANY_WORKLOADS: ErrorCode = ErrorCode(14);
 
     pub fn name(self) -> &'static str {
         match self.0 {
@@ -262,6 +281,7 @@ impl ErrorCode {
             11 => "timeout",
             12 => "slow_consumer",
             13 => "not_leader",
+            14 => "too_many_workloads",
             _ => "unknown",
         }
     }

@@ -28,13 +28,14 @@ mod report;
 mod socket;
 #[cfg(feature = "quic")]
 mod stream;
+mod value_len;
 
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
 mod roundtrip;
 
-pub use codec::{FRAME_HEADER_LEN, decode_frame, decode_payload, encode, encode_into, frame_len};
+pub use codec::{FRAME_HEADER_LEN, decode_frame, decode_payload, encode, encode_for, encode_into, frame_len};
 pub use cluster::{ClusterMember, ClusterOp, ClusterRequest, ClusterStatus, RaftFrame, RaftKind, Redirect};
 pub use error::{DecodeError, EncodeError};
 pub use federation::{
@@ -65,10 +66,13 @@ pub const FEDERATION_ALPN: &[u8] = b"truce-fed/1";
 /// Oldest protocol version this build speaks.
 pub const VERSION_MIN: u16 = 1;
 /// Newest protocol version this build speaks. Version 2 adds `bids` (several bids in one
-/// frame); everything else is as in version 1, so a version 1 peer is still served.
-pub const VERSION_MAX: u16 = 2;
+/// frame); version 3 sends `bids` and `decisions` packed (structs as arrays, ids 16 and 17).
+/// Everything else is as in version 1, so version 1 and 2 peers are still served.
+pub const VERSION_MAX: u16 = 3;
 /// The first version in which an agent may send [`Bids`].
 pub const VERSION_BIDS: u16 = 2;
+/// The first version in which `bids` and `decisions` travel packed ([`encode_for`]).
+pub const VERSION_PACKED: u16 = 3;
 
 /// Default hard limit on one frame (type id + body). A report for a few hundred workloads
 /// with estimates and forecasts fits in well under this; anything bigger is an attack or a bug.
@@ -89,6 +93,7 @@ mod tests {
     fn negotiate_picks_highest_common_version() {
         assert_eq!(negotiate(1, 1), Some(1));
         assert_eq!(negotiate(1, 2), Some(2));
+        assert_eq!(negotiate(1, 3), Some(3));
         assert_eq!(negotiate(1, 7), Some(VERSION_MAX));
         assert_eq!(negotiate(0, 1), Some(1));
     }

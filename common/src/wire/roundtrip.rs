@@ -300,6 +300,15 @@ proptest! {
     }
 
     #[test]
+    fn every_message_round_trips_packed(msg in message()) {
+        let mut frame = Vec::new();
+        encode_for(VERSION_PACKED, &msg, &mut frame, MAX_FRAME_BYTES).expect("encode");
+        let (back, used) = decode_frame(&frame, MAX_FRAME_BYTES).expect("decode").expect("complete");
+        prop_assert_eq!(used, frame.len());
+        prop_assert_eq!(back, msg);
+    }
+
+    #[test]
     fn a_stream_split_anywhere_decodes_in_order(msgs in vec(message(), 1..5), cut in any::<prop::sample::Index>()) {
         let mut stream = Vec::new();
         for m in &msgs {
@@ -327,8 +336,9 @@ proptest! {
     }
 
     #[test]
-    fn corrupting_a_valid_frame_never_panics(msg in message(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        let mut frame = encode(&msg, MAX_FRAME_BYTES).expect("encode");
+    fn corrupting_a_valid_frame_never_panics(msg in message(), packed in any::<bool>(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut frame = Vec::new();
+        encode_for(if packed { VERSION_PACKED } else { VERSION_MIN }, &msg, &mut frame, MAX_FRAME_BYTES).expect("encode");
         let i = at.index(frame.len());
         frame[i] = byte;
         let _ = decode_frame(&frame, MAX_FRAME_BYTES);
