@@ -231,11 +231,12 @@ async fn pump(
         let mut buf = Vec::with_capacity(4096);
         loop {
             // Everything queued goes out in one stream write; from version 2 the bids among
-            // it travel as one `bids` frame (one read and one round at the arbiter).
+            // it travel as one `bids` frame (one read and one round at the arbiter), from
+            // version 3 packed.
             let batch = outbox.pop_batch(WRITE_BATCH).await;
             buf.clear();
             for msg in frames(batch, version >= wire::VERSION_BIDS) {
-                if let Err(source) = wire::encode_into(&msg, &mut buf, max) {
+                if let Err(source) = wire::encode_for(version, &msg, &mut buf, max) {
                     // One message too big to send is dropped with a log; the session goes on.
                     warn!(message = msg.name(), cause = %Chain(&source), "dropping a message the arbiter would refuse");
                 }
