@@ -211,7 +211,7 @@ async fn session_loop(
     let cfg = &shared.config;
     let (out_tx, out_rx) = mpsc::channel::<Message>(cfg.outbound_queue);
     let (in_tx, mut in_rx) = mpsc::channel::<Result<Message, FrameError>>(64);
-    let writer = tokio::spawn(write_loop(send, out_rx, cfg.max_frame_bytes).in_current_span());
+    let writer = tokio::spawn(write_loop(send, out_rx, cfg.max_frame_bytes, state.version).in_current_span());
     let reader = tokio::spawn(read_loop(recv, in_tx, shared.clone()).in_current_span());
     state.out = Some(out_tx);
     // A round runs when bids wait, at most once per period: a bid after a quiet spell is
@@ -292,14 +292,15 @@ async fn sleep_until_opt(due: Option<Instant>) {
 
 /// Write queued frames. Whatever is already queued when the writer wakes goes out in one
 /// stream write (up to [`COALESCE_BYTES`]), so a round's decisions and the acks around them
-/// cost one wake-up of the connection, not one each.
-async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>, max: u32) {
+/// cost one wake-up of the connection, not one each. Frames take the form of the session's
+/// protocol `version` (packed `decisions` from version 3 on).
+async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>, max: u32, version: u16) {
     let mut buf = Vec::with_capacity(4096);
     while let Some(msg) = rx.recv().await {
         buf.clear();
         let mut next = Some(msg);
         while let Some(msg) = next.take() {
-            if let Err(source) = wire::encode_into(&msg, &mut buf, max) {
+            if let Err(source) = wire::encode_for(version, &msg, &mut buf, max) {
                 debug!(cause = %Chain(&source), message = msg.name(), "writer stopped: frame not encodable");
                 return;
             }
