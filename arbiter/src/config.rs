@@ -40,6 +40,13 @@ agent_burst = 4000
 max_pending_bids = 4096
 # Frames queued to one agent; an agent that lets it overflow is disconnected.
 outbound_queue = 1024
+# Distinct workloads one host may name in a session; a bid or report naming one more is
+# refused (error code too_many_workloads) and logged.
+max_workloads_per_host = 16384
+# Kernel receive and send buffer asked for the UDP socket all agents share. The kernel caps
+# it at net.core.rmem_max / wmem_max (a smaller grant is logged); too small a buffer drops
+# bursts from many agents, and every drop costs a QUIC loss-recovery timeout.
+udp_buffer_bytes = 4194304
 
 # Where the ledger (credits, leases, reputation, prices) is stored: ledger.redb.
 state_dir = "/var/lib/truce-arbiter"
@@ -109,6 +116,8 @@ pub struct FileConfig {
     pub agent_burst: u32,
     pub max_pending_bids: usize,
     pub outbound_queue: usize,
+    pub max_workloads_per_host: usize,
+    pub udp_buffer_bytes: usize,
     pub state_dir: PathBuf,
     pub resolver: ResolverKind,
     pub metrics: MetricsSection,
@@ -206,6 +215,8 @@ impl Default for FileConfig {
             agent_burst: 4_000,
             max_pending_bids: 4_096,
             outbound_queue: 1_024,
+            max_workloads_per_host: 16_384,
+            udp_buffer_bytes: truce_common::wire::UDP_BUFFER_BYTES,
             state_dir: PathBuf::from("/var/lib/truce-arbiter"),
             resolver: ResolverKind::Market,
             metrics: MetricsSection::default(),
@@ -270,6 +281,10 @@ impl FileConfig {
         positive("agent_burst", u64::from(self.agent_burst))?;
         positive("max_pending_bids", self.max_pending_bids as u64)?;
         positive("outbound_queue", self.outbound_queue as u64)?;
+        positive("max_workloads_per_host", self.max_workloads_per_host as u64)?;
+        if self.udp_buffer_bytes < 64 * 1024 {
+            return Err(invalid("udp_buffer_bytes", "must be at least 65536 (the kernel's own minimum is about 208 KiB)"));
+        }
         if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
             return Err(invalid("keep_alive_ms", "must be above 0 and below idle_timeout_ms, or idle connections are dropped"));
         }
@@ -294,6 +309,8 @@ impl FileConfig {
         s.agent_burst = self.agent_burst;
         s.max_pending_bids = self.max_pending_bids;
         s.outbound_queue = self.outbound_queue;
+        s.max_workloads_per_host = self.max_workloads_per_host;
+        s.udp_buffer_bytes = self.udp_buffer_bytes;
         let cap = HostCapacity {
             cpu_millicores: c.cpu_millicores,
             memory_bytes: c.memory_bytes,
@@ -388,6 +405,13 @@ mod tests {
         assert!(bad.validate().expect_err("bad metrics.listen").to_string().contains("metrics.listen"));
         let off = FileConfig { metrics: MetricsSection { enabled: false, listen: "loopback".into() }, ..FileConfig::default() };
         assert_eq!(off.validate().expect("disabled is not parsed").metrics, None);
+        let bad = FileConfig { udp_buffer_bytes: 1024, ..FileConfig::default() };
+        assert!(bad.validate().expect_err("tiny buffer").to_string().contains("udp_buffer_bytes"));
+        let bad = FileConfig { max_workloads_per_host: 0, ..FileConfig::default() };
+        assert!(bad.validate().expect_err("no workloads").to_string().contains("max_workloads_per_host"));
+        let set: FileConfig = toml::from_str("udp_buffer_bytes = 8388608\nmax_workloads_per_host = 5").expect("keys parse");
+        let s = set.validate().expect("valid");
+        assert_eq!((s.server.udp_buffer_bytes, s.server.max_workloads_per_host), (8_388_608, 5));
         let err = toml::from_str::<FileConfig>("resolver = \"auction\"").expect_err("unknown resolver");
         assert!(err.to_string().contains("resolver"), "{err}");
     }

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// Decisions per `Decisions` frame (a round's outcome is split to stay under the frame limit).
     pub decisions_per_frame: usize,
+    /// Distinct workload ids one host may name in a session. Each named id is remembered for
+    /// the session's life, so without a bound a hostile host could grow that set without end.
+    pub max_workloads_per_host: usize,
     /// Kernel receive/send buffer asked for the UDP socket every agent shares (capped by
     /// `net.core.rmem_max`/`wmem_max`; a smaller grant is logged).
     pub udp_buffer_bytes: usize,
@@ -50,6 +53,7 @@ impl ServerConfig {
             max_pending_bids: 4_096,
             outbound_queue: 1_024,
             decisions_per_frame: 512,
+            max_workloads_per_host: 16_384,
             udp_buffer_bytes: truce_common::wire::UDP_BUFFER_BYTES,
         }
     }

@@ -35,8 +35,8 @@ pub(crate) struct SessionState {
     subscription: Option<(InspectFilter, broadcast::Receiver<Arc<InspectEvent>>)>,
     /// `truce top`: holds no host, may only subscribe.
     observer: bool,
-    /// The negotiated protocol version (`bids` needs 2).
-    version: u16,
+    /// The negotiated protocol version (`bids` needs 2; from 3 the writer packs decisions).
+    pub version: u16,
 }
 
 impl SessionState {
@@ -78,6 +78,19 @@ impl SessionState {
         if self.named.insert(workload.id.0) {
             self.shared.count_workload(&self.host, self.session);
         }
+    }
+
+    /// Why a message naming `ids` must be refused: it would take the host past
+    /// `max_workloads_per_host` distinct workloads (the set lives as long as the session,
+    /// so a hostile host could otherwise grow it without end). `None` when it fits.
+    fn over_workload_limit(&self, ids: &[u64]) -> Option<String> {
+        let limit = self.shared.config.max_workloads_per_host;
+        let mut new: Vec<u64> = ids.iter().copied().filter(|id| !self.named.contains(id)).collect();
+        new.sort_unstable();
+        new.dedup();
+        (self.named.len() + new.len() > limit).then(|| {
+            format!("this host has named {} workloads in this session and the limit is {limit}; {} more refused", self.named.len(), new.len())
+        })
     }
 
     pub fn handle(&mut self, msg: Message, now: Timestamp) -> Result<(), End> {
@@ -144,6 +157,11 @@ impl SessionState {
 
     fn on_bid(&mut self, bid: Bid) -> Result<(), End> {
         bump(&self.shared.stats.bids);
+        if !self.named.contains(&bid.workload.id.0)
+            && let Some(reason) = self.over_workload_limit(&[bid.workload.id.0])
+        {
+            return self.refuse(Some(bid.id.0), ErrorCode::TOO_MANY_WORKLOADS, reason);
+        }
         self.note_workload(&bid.workload);
         if self.pending.len() >= self.shared.config.max_pending_bids {
             let reason = format!("{} bids already wait for this round", self.pending.len());
@@ -158,6 +176,10 @@ impl SessionState {
         if report.host != self.host {
             let reason = format!("report names host {} but this session is {}", report.host, self.host);
             return self.refuse(Some(report.seq), ErrorCode::HOST_MISMATCH, reason);
+        }
+        let ids: Vec<u64> = report.workloads.iter().map(|w| w.workload.id.0).collect();
+        if let Some(reason) = self.over_workload_limit(&ids) {
+            return self.refuse(Some(report.seq), ErrorCode::TOO_MANY_WORKLOADS, reason);
         }
         for w in &report.workloads {
             self.note_workload(&w.workload);
