@@ -223,3 +223,36 @@ async fn a_flooding_agent_is_throttled_and_does_not_starve_another() -> anyhow::
     writer.abort();
     arbiter.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_naming_more_workloads_than_its_limit_is_refused_and_still_served() -> anyhow::Result<()> {
+    let pki = Pki::new("refuse-workloads")?;
+    pki.issue("node-many")?;
+    let arbiter = Arbiter::start(&pki, |c| c.max_workloads_per_host = 3)?;
+    let (mut raw, _dialer) = session(&pki, "node-many", &arbiter).await?;
+    // A report naming workloads 1 and 2, then bids for 2 (known) and 3 (the third): all fit.
+    raw.send(&Message::Report(report("node-many", 7, &[1, 2]))).await?;
+    expect(&mut raw, |m| matches!(m, Message::Ack(a) if a.seq == 7).then_some(())).await?;
+    still_served(&mut raw, 1, 2).await?;
+    still_served(&mut raw, 2, 3).await?;
+    // A fourth distinct workload, by bid and by report, is refused with the reason...
+    raw.send(&Message::Bid(bid(3, 4, 100))).await?;
+    let refusal = expect(&mut raw, |m| match m {
+        Message::Error(e) if e.seq == Some(3) => Some(e.clone()),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(refusal.code, ErrorCode::TOO_MANY_WORKLOADS);
+    assert!(refusal.message.contains("limit is 3"), "{}", refusal.message);
+    raw.send(&Message::Report(report("node-many", 8, &[1, 5]))).await?;
+    let refusal = expect(&mut raw, |m| match m {
+        Message::Error(e) if e.seq == Some(8) => Some(e.clone()),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(refusal.code, ErrorCode::TOO_MANY_WORKLOADS);
+    // ...and the session goes on serving the workloads it already named.
+    still_served(&mut raw, 4, 1).await?;
+    assert_eq!(count(&arbiter.stats.refusals), 2);
+    arbiter.shutdown().await
+}
