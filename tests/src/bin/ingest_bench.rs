@@ -6,14 +6,15 @@
 //!   once (no sessions, rounds or market);
 //! - `arbiter`: the real server with `ProportionalResolver`, one round per host every `round_ms`.
 //!
-//! Echo and arbiter each run twice: protocol version 1 (one `bid` frame per bid, as agents
-//! before version 2 send them) and version 2 (each agent's bids of a tick in one `bids` frame).
+//! Echo and arbiter each run three times: protocol version 1 (one `bid` frame per bid, as
+//! agents before version 2 send them), version 2 (each agent's bids of a tick in one `bids`
+//! frame) and version 3 (the same, with `bids` and `decisions` packed).
 //!
 //! Usage: ingest_bench [--agents 100,1000,2000] [--total-rate 120000] [--seconds 5] [--round-ms 10]
-//!        [--paths echo-v1,arbiter-v1,echo-v2,arbiter-v2]
+//!        [--paths echo-v1,arbiter-v1,echo-v2,arbiter-v2,echo-v3,arbiter-v3]
 
 use anyhow::{Context, Result, bail};
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,11 +30,12 @@ struct Opts {
     total_rate: u64,
     seconds: u64,
     round_ms: u64,
-    /// Which of `echo-v1`, `arbiter-v1`, `echo-v2`, `arbiter-v2` to run (all by default).
+    /// Which of `echo-v1`, `arbiter-v1`, `echo-v2`, `arbiter-v2`, `echo-v3`, `arbiter-v3` to
+    /// run (all by default).
     paths: Vec<String>,
 }
 
-const PATHS: [&str; 4] = ["echo-v1", "arbiter-v1", "echo-v2", "arbiter-v2"];
+const PATHS: [&str; 6] = ["echo-v1", "arbiter-v1", "echo-v2", "arbiter-v2", "echo-v3", "arbiter-v3"];
 
 fn parse() -> Result<Opts> {
     let mut o = Opts { agents: vec![100, 1000, 2000], total_rate: 120_000, seconds: 5, round_ms: 10, paths: PATHS.iter().map(|p| p.to_string()).collect() };
@@ -87,18 +89,29 @@ fn decision_for(b: &truce_common::model::Bid) -> Decision {
     }
 }
 
-/// Frame codec alone, one core: encode a bid, decode it, encode its decision, decode that.
-fn codec_baseline(seconds: u64) -> Result<f64> {
+/// Frame codec alone, one core: encode a bid, decode it, encode its decision, decode that,
+/// in the frames of protocol `version` (a `bid` frame in 1, a one-bid `bids` frame in 2 and
+/// 3, packed in 3).
+fn codec_baseline(seconds: u64, version: u16) -> Result<f64> {
     let b = bid(1, 1, 1);
     let start = Instant::now();
     let mut n = 0u64;
+    let max = wire::MAX_FRAME_BYTES;
+    let mut f = Vec::new();
     while start.elapsed() < Duration::from_secs(seconds) {
         for _ in 0..1000 {
-            let f = wire::encode(&Message::Bid(b.clone()), wire::MAX_FRAME_BYTES)?;
-            let Some((Message::Bid(back), _)) = wire::decode_frame(&f, wire::MAX_FRAME_BYTES)? else { bail!("codec lost the bid") };
+            f.clear();
+            let msg = if version >= wire::VERSION_BIDS { Message::Bids(Bids { bids: vec![b.clone()] }) } else { Message::Bid(b.clone()) };
+            wire::encode_for(version, &msg, &mut f, max)?;
+            let back = match wire::decode_frame(&f, max)? {
+                Some((Message::Bid(back), _)) => back,
+                Some((Message::Bids(Bids { mut bids }), _)) if bids.len() == 1 => bids.remove(0),
+                _ => bail!("codec lost the bid"),
+            };
             let d = Message::Decisions(Decisions { round: 1, at: Timestamp(1), decisions: vec![decision_for(&back)] });
-            let f = wire::encode(&d, wire::MAX_FRAME_BYTES)?;
-            wire::decode_frame(&f, wire::MAX_FRAME_BYTES)?;
+            f.clear();
+            wire::encode_for(version, &d, &mut f, max)?;
+            wire::decode_frame(&f, max)?;
             n += 1;
         }
     }
@@ -119,7 +132,8 @@ async fn echo_server(pki: &Pki, cancel: CancellationToken) -> Result<SocketAddr>
                 let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
                 let max = wire::MAX_FRAME_BYTES;
                 let Ok(Message::Hello(h)) = read_frame(&mut recv, max).await else { return };
-                let welcome = Welcome { version: wire::VERSION_MAX, session: SessionId(0), host: h.host, round_ms: 0 };
+                let version = wire::negotiate(h.min, h.max).unwrap_or(wire::VERSION_MIN);
+                let welcome = Welcome { version, session: SessionId(0), host: h.host, round_ms: 0 };
                 if write_frame(&mut send, &Message::Welcome(welcome), max).await.is_err() {
                     return;
                 }
@@ -153,10 +167,42 @@ struct Outcome {
     latencies_us: Vec<u32>,
 }
 
+/// When each of one agent's bids was written, by its sequence number (bid id = agent index
+/// << 32 | seq, seq counting from 1). Answers come back nearly in order, so a queue from
+/// the oldest unanswered seq costs a push per bid and a pop per answer: the simulated agents
+/// should spend the shared cores on the protocol, not on their own bookkeeping.
+#[derive(Default)]
+struct SentAt {
+    /// Seq of `times[0]`.
+    first: u64,
+    times: VecDeque<Option<Instant>>,
+}
+
+impl SentAt {
+    fn push(&mut self, seq: u64, at: Instant) {
+        if self.times.is_empty() {
+            self.first = seq;
+        }
+        self.times.push_back(Some(at));
+    }
+
+    fn take(&mut self, seq: u64) -> Option<Instant> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        let at = self.times.get_mut(i)?.take();
+        while let Some(None) = self.times.front() {
+            self.times.pop_front();
+            self.first += 1;
+        }
+        at
+    }
+}
+
 /// One agent: send `rate` bids/s in 50 ms batches for `warmup + seconds`, and time answers.
-/// `batched`: a tick's bids go in one `bids` frame (version 2), else one `bid` frame each.
-async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, window: Duration, batched: bool) -> Outcome {
-    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+/// From version 2 a tick's bids go in one `bids` frame, else one `bid` frame each; frames
+/// take the form of the session's `version`.
+async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, window: Duration, version: u16) -> Outcome {
+    let batched = version >= wire::VERSION_BIDS;
+    let sent: Arc<Mutex<SentAt>> = Arc::default();
     let start = Instant::now();
     let measure_from = start + warmup;
     let stop = measure_from + window;
@@ -180,7 +226,7 @@ async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, win
             let ids: Vec<u64> = bids.iter().map(|b| b.id.0).collect();
             let frames = if batched { vec![Message::Bids(Bids { bids })] } else { bids.into_iter().map(Message::Bid).collect() };
             for f in &frames {
-                if wire::encode_into(f, &mut batch, wire::MAX_FRAME_BYTES).is_err() {
+                if wire::encode_for(version, f, &mut batch, wire::MAX_FRAME_BYTES).is_err() {
                     return send;
                 }
             }
@@ -188,7 +234,7 @@ async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, win
                 let at = Instant::now();
                 let mut sent = sent_w.lock().unwrap_or_else(|p| p.into_inner());
                 for id in ids {
-                    sent.insert(id, at);
+                    sent.push(id & 0xffff_ffff, at);
                 }
             }
             if send.write_all(&batch).await.is_err() {
@@ -209,7 +255,7 @@ async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, win
             let now = Instant::now();
             let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
             for id in ids {
-                if let Some(t) = sent.remove(&id)
+                if let Some(t) = sent.take(id & 0xffff_ffff)
                     && t >= measure_from
                     && t < stop
                 {
@@ -233,6 +279,7 @@ async fn read_frame_raw(recv: &mut quinn::RecvStream) -> Option<Message> {
 }
 
 async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, seconds: u64, version: u16) -> Result<(f64, f64, f64, f64)> {
+    let mut negotiated = Vec::with_capacity(agents);
     let mut sessions = Vec::with_capacity(agents);
     let mut dialers = Vec::with_capacity(agents);
     let ep = ArbiterEndpoint { addr, server_name: "localhost".into() };
@@ -250,19 +297,24 @@ async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, second
             let dialer = Dialer::on_endpoint(&cfg, shared.clone())?;
             let ep = ep.clone();
             wave.push(tokio::spawn(async move {
-                let r = dialer.handshake(&ep).await.map(|(raw, _)| raw);
+                let r = dialer.handshake(&ep).await;
                 (dialer, r)
             }));
         }
         for w in wave {
-            let (dialer, raw) = w.await?;
-            sessions.push(raw?);
+            let (dialer, r) = w.await?;
+            let (raw, welcome) = r?;
+            sessions.push(raw);
+            negotiated.push(welcome.version);
             dialers.push(dialer);
         }
     }
     let rate = (total_rate / agents as u64).max(1);
     let (warmup, window) = (Duration::from_secs(1), Duration::from_secs(seconds));
-    let tasks: Vec<_> = sessions.into_iter().enumerate().map(|(i, raw)| tokio::spawn(agent(raw, i as u64, rate, warmup, window, version >= wire::VERSION_BIDS))).collect();
+    if let Some(v) = negotiated.iter().find(|v| **v != version) {
+        bail!("asked for protocol version {version}, the server welcomed {v}");
+    }
+    let tasks: Vec<_> = sessions.into_iter().enumerate().map(|(i, raw)| tokio::spawn(agent(raw, i as u64, rate, warmup, window, version))).collect();
     let (mut answered, mut lat, mut win) = (0u64, Vec::new(), 1.0);
     for t in tasks {
         let o = t.await?;
@@ -284,12 +336,15 @@ async fn main() -> Result<()> {
     for i in 0..max_agents {
         pki.issue(&format!("bench-{i}"))?;
     }
-    println!("codec only (1 core, bid + decision encode/decode): {:.0} bids/s", codec_baseline(2)?);
+    for version in [1, wire::VERSION_BIDS, wire::VERSION_PACKED] {
+        println!("codec only, v{version} frames (1 core, bid + decision encode/decode): {:.0} bids/s", codec_baseline(2, version)?);
+    }
     println!();
     println!("| agents | path | offered bids/s | answered bids/s | p50 ms | p99 ms |");
     println!("|---:|---|---:|---:|---:|---:|");
     for &n in &o.agents {
-        for (version, label) in [(1u16, "v1: a frame per bid"), (wire::VERSION_BIDS, "v2: a `bids` frame per tick")] {
+        let versions = [(1u16, "v1: a frame per bid"), (wire::VERSION_BIDS, "v2: a `bids` frame per tick"), (wire::VERSION_PACKED, "v3: packed `bids` per tick, packed `decisions`")];
+        for (version, label) in versions {
             if o.paths.contains(&format!("echo-v{version}")) {
                 let cancel = CancellationToken::new();
                 let addr = echo_server(&pki, cancel.clone()).await?;
