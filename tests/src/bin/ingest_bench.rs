@@ -10,8 +10,12 @@
 //! agents before version 2 send them), version 2 (each agent's bids of a tick in one `bids`
 //! frame) and version 3 (the same, with `bids` and `decisions` packed).
 //!
+//! Each agent sends every `--tick-ms` (50 by default; a real agent bids once per 1 s period).
+//! Agents' ticks are spread evenly over the tick, as independent hosts' clocks are;
+//! `--aligned` makes them all tick at once, as this driver did before (bursts of N frames).
+//!
 //! Usage: ingest_bench [--agents 100,1000,2000] [--total-rate 120000] [--seconds 5] [--round-ms 10]
-//!        [--paths echo-v1,arbiter-v1,echo-v2,arbiter-v2,echo-v3,arbiter-v3]
+//!        [--tick-ms 50] [--aligned] [--paths echo-v1,arbiter-v1,echo-v2,arbiter-v2,echo-v3,arbiter-v3]
 
 use anyhow::{Context, Result, bail};
 use std::collections::VecDeque;
@@ -30,6 +34,10 @@ struct Opts {
     total_rate: u64,
     seconds: u64,
     round_ms: u64,
+    /// How often each agent sends what it owes.
+    tick: Duration,
+    /// All agents tick at the same instant instead of spread over the tick.
+    aligned: bool,
     /// Which of `echo-v1`, `arbiter-v1`, `echo-v2`, `arbiter-v2`, `echo-v3`, `arbiter-v3` to
     /// run (all by default).
     paths: Vec<String>,
@@ -38,15 +46,20 @@ struct Opts {
 const PATHS: [&str; 6] = ["echo-v1", "arbiter-v1", "echo-v2", "arbiter-v2", "echo-v3", "arbiter-v3"];
 
 fn parse() -> Result<Opts> {
-    let mut o = Opts { agents: vec![100, 1000, 2000], total_rate: 120_000, seconds: 5, round_ms: 10, paths: PATHS.iter().map(|p| p.to_string()).collect() };
+    let mut o = Opts { agents: vec![100, 1000, 2000], total_rate: 120_000, seconds: 5, round_ms: 10, tick: Duration::from_millis(50), aligned: false, paths: PATHS.iter().map(|p| p.to_string()).collect() };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--aligned" {
+            o.aligned = true;
+            continue;
+        }
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--agents" => o.agents = value.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
             "--total-rate" => o.total_rate = value.parse()?,
             "--seconds" => o.seconds = value.parse()?,
             "--round-ms" => o.round_ms = value.parse()?,
+            "--tick-ms" => o.tick = Duration::from_millis(value.parse::<u64>()?.max(1)),
             "--paths" => {
                 o.paths = value.split(',').map(|s| s.trim().to_string()).collect();
                 if let Some(bad) = o.paths.iter().find(|p| !PATHS.contains(&p.as_str())) {
@@ -200,17 +213,19 @@ impl SentAt {
 /// One agent: send `rate` bids/s in 50 ms batches for `warmup + seconds`, and time answers.
 /// From version 2 a tick's bids go in one `bids` frame, else one `bid` frame each; frames
 /// take the form of the session's `version`.
-async fn agent(mut raw: RawSession, index: u64, rate: u64, warmup: Duration, window: Duration, version: u16) -> Outcome {
+/// `phase`: when in the tick this agent sends (its clock's offset from the others').
+async fn agent(mut raw: RawSession, index: u64, rate: u64, load: &Opts, phase: Duration, version: u16) -> Outcome {
+    let (warmup, window, tick_every) = (Duration::from_secs(1), Duration::from_secs(load.seconds), load.tick);
     let batched = version >= wire::VERSION_BIDS;
     let sent: Arc<Mutex<SentAt>> = Arc::default();
     let start = Instant::now();
     let measure_from = start + warmup;
     let stop = measure_from + window;
-    let per_tick = rate as f64 * 0.05;
+    let per_tick = rate as f64 * tick_every.as_secs_f64();
     let sent_w = sent.clone();
     let mut send = raw.send;
     let writer = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut tick = tokio::time::interval_at((start + phase).into(), tick_every);
         let (mut seq, mut owed) = (0u64, 0.0f64);
         while Instant::now() < stop {
             tick.tick().await;
@@ -278,7 +293,7 @@ async fn read_frame_raw(recv: &mut quinn::RecvStream) -> Option<Message> {
     truce_agent::transport::read_frame(recv, wire::MAX_FRAME_BYTES).await.ok()
 }
 
-async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, seconds: u64, version: u16) -> Result<(f64, f64, f64, f64)> {
+async fn run(pki: &Pki, addr: SocketAddr, agents: usize, load: &Arc<Opts>, version: u16) -> Result<(f64, f64, f64, f64)> {
     let mut negotiated = Vec::with_capacity(agents);
     let mut sessions = Vec::with_capacity(agents);
     let mut dialers = Vec::with_capacity(agents);
@@ -309,12 +324,16 @@ async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, second
             dialers.push(dialer);
         }
     }
-    let rate = (total_rate / agents as u64).max(1);
-    let (warmup, window) = (Duration::from_secs(1), Duration::from_secs(seconds));
+    let rate = (load.total_rate / agents as u64).max(1);
     if let Some(v) = negotiated.iter().find(|v| **v != version) {
         bail!("asked for protocol version {version}, the server welcomed {v}");
     }
-    let tasks: Vec<_> = sessions.into_iter().enumerate().map(|(i, raw)| tokio::spawn(agent(raw, i as u64, rate, warmup, window, version))).collect();
+    let tasks: Vec<_> = sessions.into_iter().enumerate().map(|(i, raw)| {
+            let phase = if load.aligned { Duration::ZERO } else { load.tick.mul_f64(i as f64 / agents as f64) };
+            let load = load.clone();
+            tokio::spawn(async move { agent(raw, i as u64, rate, &load, phase, version).await })
+        })
+        .collect();
     let (mut answered, mut lat, mut win) = (0u64, Vec::new(), 1.0);
     for t in tasks {
         let o = t.await?;
@@ -329,7 +348,7 @@ async fn run(pki: &Pki, addr: SocketAddr, agents: usize, total_rate: u64, second
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    let o = parse()?;
+    let o = Arc::new(parse()?);
     let max_agents = o.agents.iter().copied().max().unwrap_or(0);
     raise_nofile(max_agents as u64 * 2 + 256)?;
     let pki = Pki::new("bench-ingest")?;
@@ -340,6 +359,7 @@ async fn main() -> Result<()> {
         println!("codec only, v{version} frames (1 core, bid + decision encode/decode): {:.0} bids/s", codec_baseline(2, version)?);
     }
     println!();
+    println!("ticks every {} ms, {}", o.tick.as_millis(), if o.aligned { "all agents at once" } else { "agents spread over the tick" });
     println!("| agents | path | offered bids/s | answered bids/s | p50 ms | p99 ms |");
     println!("|---:|---|---:|---:|---:|---:|");
     for &n in &o.agents {
@@ -348,7 +368,7 @@ async fn main() -> Result<()> {
             if o.paths.contains(&format!("echo-v{version}")) {
                 let cancel = CancellationToken::new();
                 let addr = echo_server(&pki, cancel.clone()).await?;
-                let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds, version).await?;
+                let (offered, got, p50, p99) = run(&pki, addr, n, &o, version).await?;
                 println!("| {n} | echo, {label} | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |");
                 cancel.cancel();
             }
@@ -363,7 +383,7 @@ async fn main() -> Result<()> {
             let addr = server.local_addr();
             let cancel = CancellationToken::new();
             let task = tokio::spawn(server.run(cancel.clone()));
-            let (offered, got, p50, p99) = run(&pki, addr, n, o.total_rate, o.seconds, version).await?;
+            let (offered, got, p50, p99) = run(&pki, addr, n, &o, version).await?;
             println!("| {n} | arbiter ({} ms rounds), {label} | {offered:.0} | {got:.0} | {p50:.2} | {p99:.2} |", o.round_ms);
             cancel.cancel();
             task.await?;
