@@ -103,31 +103,12 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 }
                 false
             }
-            msg = inbound.recv() => { match msg {
-                Some(Inbound::Decisions(d)) if !enforcing => {
-                    telemetry.decisions(&d, &[("observe_only", d.decisions.len() as u64)]);
-                    tracing::debug!(decisions = d.decisions.len(), "observe-only host: decisions not enforced");
+            msg = inbound.recv() => {
+                if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
+                    break Err(anyhow::anyhow!("the arbiter client stopped"));
                 }
-                Some(Inbound::Decisions(d)) => {
-                    let at = now();
-                    let mut failed = 0;
-                    for decision in &d.decisions {
-                        if let Err(e) = enforcer.apply(decision, at) {
-                            failed += 1;
-                            tracing::warn!(cgroup = %decision.workload.path, decision = decision.id.0, cause = %error_chain(&e), "decision not applied");
-                        }
-                    }
-                    telemetry.decisions(&d, &[("applied", d.decisions.len() as u64 - failed), ("not_applied", failed)]);
-                    write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
-                }
-                Some(Inbound::State(s)) => {
-                    telemetry.connection(&s);
-                    tracing::info!(state = ?s, "arbiter connection");
-                }
-                Some(Inbound::Refused(e)) => tracing::warn!(code = ?e.code, message = %e.message, "arbiter refused a request"),
-                Some(_) => {}
-                None => break Err(anyhow::anyhow!("the arbiter client stopped")),
-            }; false }
+                false
+            }
             _ = ticker.tick() => true,
             fired = onsets.onset() => {
                 let early = last_sample.elapsed() >= min_gap;
@@ -152,10 +133,26 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
                 }
                 let sampling = std::time::Instant::now();
-                let sample = match sampler.tick().await {
-                    Ok(Some(s)) => s,
-                    Ok(None) => continue,
-                    Err(e) => break Err(e),
+                // Decisions that arrive while the sample is taken are applied at once: under
+                // contention a sample takes hundreds of ms, and a decision is what relieves it.
+                let sampled = {
+                    let tick = sampler.tick();
+                    tokio::pin!(tick);
+                    loop {
+                        tokio::select! {
+                            r = &mut tick => break Ok(r),
+                            msg = inbound.recv() => {
+                                if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
+                                    break Err(anyhow::anyhow!("the arbiter client stopped"));
+                                }
+                            }
+                        }
+                    }
+                };
+                let sample = match sampled {
+                    Ok(Ok(Some(s))) => s,
+                    Ok(Ok(None)) => continue,
+                    Ok(Err(e)) | Err(e) => break Err(e),
                 };
                 let sampled_in = sampling.elapsed();
                 let mut inputs = RoundInputs::default();
@@ -249,6 +246,47 @@ type SeenRound = (Round, Vec<(WorkloadId, String, String)>);
 
 /// Rewrite the status file `truce-agent explain` reads. A failure is logged, never fatal: the
 /// status explains, it does not decide anything.
+/// One message from the arbiter: decisions are applied (or counted, on a host that only
+/// observes), the rest logged. Returns false when the client has stopped.
+#[allow(clippy::too_many_arguments)]
+fn on_inbound(
+    msg: Option<Inbound>,
+    enforcing: bool,
+    enforcer: &mut Enforcer,
+    telemetry: &mut Telemetry,
+    cfg: &AgentConfig,
+    status_file: &Path,
+    last_round: Option<&SeenRound>,
+    last_bids: &HashMap<WorkloadId, Bid>,
+) -> bool {
+    match msg {
+        Some(Inbound::Decisions(d)) if !enforcing => {
+            telemetry.decisions(&d, &[("observe_only", d.decisions.len() as u64)]);
+            tracing::debug!(decisions = d.decisions.len(), "observe-only host: decisions not enforced");
+        }
+        Some(Inbound::Decisions(d)) => {
+            let at = now();
+            let mut failed = 0;
+            for decision in &d.decisions {
+                if let Err(e) = enforcer.apply(decision, at) {
+                    failed += 1;
+                    tracing::warn!(cgroup = %decision.workload.path, decision = decision.id.0, cause = %error_chain(&e), "decision not applied");
+                }
+            }
+            telemetry.decisions(&d, &[("applied", d.decisions.len() as u64 - failed), ("not_applied", failed)]);
+            write_status(status_file, &cfg.host, enforcing, enforcer, last_round, last_bids, cfg.period);
+        }
+        Some(Inbound::State(s)) => {
+            telemetry.connection(&s);
+            tracing::info!(state = ?s, "arbiter connection");
+        }
+        Some(Inbound::Refused(e)) => tracing::warn!(code = ?e.code, message = %e.message, "arbiter refused a request"),
+        Some(_) => {}
+        None => return false,
+    }
+    true
+}
+
 fn write_status(
     path: &Path,
     host: &str,
