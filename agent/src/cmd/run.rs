@@ -124,89 +124,87 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             }
         };
         if sample_now {
-            {
-                last_sample = tokio::time::Instant::now();
-                // Also here: retries of reverts that failed earlier.
-                let lapsed = enforcer.tick(now());
-                telemetry.lapsed(lapsed.len());
-                for l in lapsed {
-                    tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
-                }
-                let sampling = std::time::Instant::now();
-                // Decisions that arrive while the sample is taken are applied at once: under
-                // contention a sample takes hundreds of ms, and a decision is what relieves it.
-                let sampled = {
-                    let tick = sampler.tick();
-                    tokio::pin!(tick);
-                    loop {
-                        tokio::select! {
-                            r = &mut tick => break Ok(r),
-                            msg = inbound.recv() => {
-                                if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
-                                    break Err(anyhow::anyhow!("the arbiter client stopped"));
-                                }
+            last_sample = tokio::time::Instant::now();
+            // Also here: retries of reverts that failed earlier.
+            let lapsed = enforcer.tick(now());
+            telemetry.lapsed(lapsed.len());
+            for l in lapsed {
+                tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
+            }
+            let sampling = std::time::Instant::now();
+            // Decisions that arrive while the sample is taken are applied at once: under
+            // contention a sample takes hundreds of ms, and a decision is what relieves it.
+            let sampled = {
+                let tick = sampler.tick();
+                tokio::pin!(tick);
+                loop {
+                    tokio::select! {
+                        r = &mut tick => break Ok(r),
+                        msg = inbound.recv() => {
+                            if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
+                                break Err(anyhow::anyhow!("the arbiter client stopped"));
                             }
                         }
                     }
-                };
-                let sample = match sampled {
-                    Ok(Ok(Some(s))) => s,
-                    Ok(Ok(None)) => continue,
-                    Ok(Err(e)) | Err(e) => break Err(e),
-                };
-                let sampled_in = sampling.elapsed();
-                let mut inputs = RoundInputs::default();
-                for w in &sample.workloads {
-                    inputs.policies.insert(w.workload.id, workloads.policy_for(&w.workload.path).clone());
-                    let latency_file = workloads.rule_for(&w.workload.path).and_then(|r| r.latency_file.as_deref());
-                    if let Some(ms) = latency_file.and_then(read_latency_ms) {
-                        inputs.external_latency_ms.insert(w.workload.id, ms);
-                    }
                 }
-                let round = brain.decide(&sample, &inputs, forecaster.latest());
-                forecaster.submit(&sample, &inputs.allocations, |w| under_roots(&w.workload.path, &cfg.roots));
-                telemetry.period(Period {
-                    sample: &sample,
-                    round: &round,
-                    leases: enforced(enforcer.leases()),
-                    run_stats: sampler.probe_run_stats().await,
-                    reports: 1,
-                    bids: round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)).count() as u64,
-                    outbox_dropped: client.dropped(),
-                });
-                seq += 1;
-                // The inventory travels when it changed, and every 30 periods so that a new
-                // arbiter (fail-over) learns it soon.
-                let inventory = reporting::inventory(&sample, &cfg.roots, &inputs.policies);
-                let resend = match &sent_inventory {
-                    Some((sent, at)) => *sent != inventory || seq >= at + 30,
-                    None => true,
-                };
-                let attach = resend.then(|| inventory.clone());
-                if resend {
-                    sent_inventory = Some((inventory, seq));
+            };
+            let sample = match sampled {
+                Ok(Ok(Some(s))) => s,
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) | Err(e) => break Err(e),
+            };
+            let sampled_in = sampling.elapsed();
+            let mut inputs = RoundInputs::default();
+            for w in &sample.workloads {
+                inputs.policies.insert(w.workload.id, workloads.policy_for(&w.workload.path).clone());
+                let latency_file = workloads.rule_for(&w.workload.path).and_then(|r| r.latency_file.as_deref());
+                if let Some(ms) = latency_file.and_then(read_latency_ms) {
+                    inputs.external_latency_ms.insert(w.workload.id, ms);
                 }
-                client.send(Outbound::Report(reporting::report(seq, &host, &sample, &round, attach)));
-                // Bid only for what this agent may change; reports cover every workload.
-                for bid in round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)) {
-                    last_bids.insert(bid.workload.id, bid.clone());
-                    client.send(Outbound::Bid(bid.clone()));
-                }
-                tracing::debug!(
-                    period_ms = sample.period_ms,
-                    sampled_ms = sampled_in.as_millis() as u64,
-                    decided_ms = sampling.elapsed().as_millis() as u64,
-                    bids = round.bids.len(),
-                    "period"
-                );
-                last_bids.retain(|w, _| sample.workloads.iter().any(|s| s.workload.id == *w));
-                let names = sample.workloads.iter().map(|w| (w.workload.id, w.workload.path.clone(), w.name.clone())).collect();
-                last_round = Some((round, names));
-                if enforcing && cfg.pressure_onset {
-                    onsets.reconcile(&sample, &sampler.cgroups().mount, |p| under_roots(p, &cfg.roots));
-                }
-                write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
             }
+            let round = brain.decide(&sample, &inputs, forecaster.latest());
+            forecaster.submit(&sample, &inputs.allocations, |w| under_roots(&w.workload.path, &cfg.roots));
+            telemetry.period(Period {
+                sample: &sample,
+                round: &round,
+                leases: enforced(enforcer.leases()),
+                run_stats: sampler.probe_run_stats().await,
+                reports: 1,
+                bids: round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)).count() as u64,
+                outbox_dropped: client.dropped(),
+            });
+            seq += 1;
+            // The inventory travels when it changed, and every 30 periods so that a new
+            // arbiter (fail-over) learns it soon.
+            let inventory = reporting::inventory(&sample, &cfg.roots, &inputs.policies);
+            let resend = match &sent_inventory {
+                Some((sent, at)) => *sent != inventory || seq >= at + 30,
+                None => true,
+            };
+            let attach = resend.then(|| inventory.clone());
+            if resend {
+                sent_inventory = Some((inventory, seq));
+            }
+            client.send(Outbound::Report(reporting::report(seq, &host, &sample, &round, attach)));
+            // Bid only for what this agent may change; reports cover every workload.
+            for bid in round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)) {
+                last_bids.insert(bid.workload.id, bid.clone());
+                client.send(Outbound::Bid(bid.clone()));
+            }
+            tracing::debug!(
+                period_ms = sample.period_ms,
+                sampled_ms = sampled_in.as_millis() as u64,
+                decided_ms = sampling.elapsed().as_millis() as u64,
+                bids = round.bids.len(),
+                "period"
+            );
+            last_bids.retain(|w, _| sample.workloads.iter().any(|s| s.workload.id == *w));
+            let names = sample.workloads.iter().map(|w| (w.workload.id, w.workload.path.clone(), w.name.clone())).collect();
+            last_round = Some((round, names));
+            if enforcing && cfg.pressure_onset {
+                onsets.reconcile(&sample, &sampler.cgroups().mount, |p| under_roots(p, &cfg.roots));
+            }
+            write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
         }
     };
     let left = enforcer.restore_all();
