@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use truce_agent::probes::{self, PerfMode, PerfStatus, ProbeConfig, ProbeError, ProbeSnapshot, Probes, error_chain};
 use truce_common::{abi::HIST_BUCKETS, names};
 use truce_tests::{
@@ -40,6 +40,29 @@ fn load(perf: PerfMode) -> Result<Probes> {
 
 fn snapshot(probes: &Probes) -> Result<ProbeSnapshot> {
     probes.snapshot().map_err(|e| anyhow::anyhow!("snapshot: {}", error_chain(&e)))
+}
+
+/// A snapshot taken once `cgroup`'s counters have stopped moving after its last task was
+/// killed. `wait()` returns when the task turns zombie, before its final switch-out on its
+/// own CPU, and under TCG that switch can come later still. The switch is where the perf
+/// deltas (and the last on-CPU stretch) are charged, so reading earlier lost up to a
+/// second of a lone burner's cpu-clock (6.1, one CI run: 1.27 s of 2.01 s).
+fn snapshot_after_exit(probes: &Probes, cgroup: u64) -> Result<ProbeSnapshot> {
+    let counters = |s: &ProbeSnapshot| {
+        let on_cpu = s.sched.get(&cgroup).map(|v| v.on_cpu_ns);
+        let clock = s.perf.as_ref().and_then(|p| p.get(&cgroup)).map(|v| v.cycles);
+        (on_cpu, clock)
+    };
+    let mut last = snapshot(probes)?;
+    for _ in 0..40 {
+        thread::sleep(Duration::from_millis(50));
+        let now = snapshot(probes)?;
+        if counters(&now) == counters(&last) {
+            return Ok(now);
+        }
+        last = now;
+    }
+    bail!("cgroup {cgroup}'s counters still moved 2 s after its only task was reaped")
 }
 
 /// `measured` is within `rel` (fraction) plus `abs` of `reference`.
@@ -74,7 +97,7 @@ fn burner_on_cpu_time_matches_cpu_stat_and_forget_drops_it() -> Result<()> {
     let burner = cpu_burner(&cg)?;
     thread::sleep(Duration::from_secs(2));
     burner.stop();
-    let snap = snapshot(&probes)?;
+    let snap = snapshot_after_exit(&probes, cg.id)?;
     let stats = snap.sched.get(&cg.id).context("burner cgroup missing from SCHED_STATS")?;
     let usage_ns = cg.cpu_usage_usec()? as f64 * 1000.0;
     assert!(usage_ns > 0.2e9, "the burner barely ran ({usage_ns} ns in 2 s); the machine is too loaded to measure");
@@ -328,7 +351,7 @@ fn perf_is_unavailable_without_a_pmu_and_attributes_through_the_same_path_with_a
     let burner = cpu_burner(&cg)?;
     thread::sleep(Duration::from_secs(2));
     burner.stop();
-    let snap = snapshot(&probes)?;
+    let snap = snapshot_after_exit(&probes, cg.id)?;
     let on_cpu = snap.sched.get(&cg.id).context("burner missing from SCHED_STATS")?.on_cpu_ns;
     let perf = snap.perf.context("perf map should be read when counters are open")?;
     let clock = perf.get(&cg.id).context("burner missing from PERF_STATS")?.cycles;
