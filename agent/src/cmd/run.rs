@@ -6,7 +6,7 @@ use super::sampler::{Sampler, now};
 use super::reporting;
 use crate::brain::{Brain, BrainParams, Round, RoundInputs};
 use super::forecasting::ForecastWorker;
-use super::pressure::{OnsetParams, OnsetWatch};
+use super::pressure::{FollowUps, OnsetParams, OnsetWatch};
 use crate::config::AgentConfig;
 use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Status, WorkloadStatus, status_path, under_roots};
 use crate::inspect::{Period, Telemetry, enforced};
@@ -82,6 +82,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     // Pressure may pull a sample forward, never closer than this to the previous one.
     let min_gap = (cfg.period / 4).max(Duration::from_millis(50));
     let mut last_sample = tokio::time::Instant::now();
+    let mut follow_ups = FollowUps::default();
     tracing::info!(host = %cfg.host, roots = ?cfg.roots, status = %status_file.display(), "truce-agent running");
     let result: Result<()> = loop {
         // Leases revert at their expiry, not at the next period: "lease + at most a moment".
@@ -113,6 +114,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             fired = onsets.onset() => {
                 let early = last_sample.elapsed() >= min_gap;
                 tracing::debug!(cgroup = %fired.cgroup.display(), resource = fired.resource, now = early, "pressure onset: sampling early");
+                follow_ups.onset();
                 if early {
                     ticker.reset();
                 } else {
@@ -198,11 +200,15 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 bids = round.bids.len(),
                 "period"
             );
+            let asked = round.bids.iter().any(|b| !b.asks.is_empty() && under_roots(&b.workload.path, &cfg.roots));
+            if follow_ups.after_sample(asked) {
+                ticker.reset_at(last_sample + min_gap);
+            }
             last_bids.retain(|w, _| sample.workloads.iter().any(|s| s.workload.id == *w));
             let names = sample.workloads.iter().map(|w| (w.workload.id, w.workload.path.clone(), w.name.clone())).collect();
             last_round = Some((round, names));
             if enforcing && cfg.pressure_onset {
-                onsets.reconcile(&sample, &sampler.cgroups().mount, |p| under_roots(p, &cfg.roots));
+                onsets.reconcile(&sample, &sampler.cgroups().mount, &cfg.roots, |p| under_roots(p, &cfg.roots));
             }
             write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
         }
