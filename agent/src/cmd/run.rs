@@ -193,14 +193,15 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 last_bids.insert(bid.workload.id, bid.clone());
                 client.send(Outbound::Bid(bid.clone()));
             }
+            let asked = round.bids.iter().any(|b| !b.asks.is_empty() && under_roots(&b.workload.path, &cfg.roots));
             tracing::debug!(
                 period_ms = sample.period_ms,
                 sampled_ms = sampled_in.as_millis() as u64,
                 decided_ms = sampling.elapsed().as_millis() as u64,
                 bids = round.bids.len(),
+                asked,
                 "period"
             );
-            let asked = round.bids.iter().any(|b| !b.asks.is_empty() && under_roots(&b.workload.path, &cfg.roots));
             if follow_ups.after_sample(asked) {
                 ticker.reset_at(last_sample + min_gap);
             }

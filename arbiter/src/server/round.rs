@@ -246,6 +246,7 @@ impl SessionState {
             book.len()
         };
         let took = started.elapsed().as_secs_f64();
+        debug!(session = %self.session, %host, round = self.round, decisions = decisions.len(), took_ms = (took * 1000.0) as u64, "round resolved");
         bump(&self.shared.stats.rounds);
         self.shared.stats.decisions.fetch_add(decisions.len() as u64, Ordering::Relaxed);
         if let Some(m) = &market {
