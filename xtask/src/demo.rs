@@ -28,6 +28,10 @@ pub struct Args {
     /// The VM kernel (6.12 or 6.1).
     #[arg(long, default_value = "6.12")]
     pub kernel: String,
+    /// Guest CPUs. The default 2 shows contention across CPUs; 1 takes qemu's turn-taking
+    /// between vCPUs (up to 100 ms under TCG) out of the victim's latency.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub vcpus: u32,
 }
 
 /// Run the demo; returns its JSON summary line (`{"demo": [...]}`) for the benchmarks.
@@ -57,7 +61,7 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
         text.lines().map(str::to_string).collect()
     } else {
         let script = format!("truce-demo-scenario {common} --dir /tmp/truce-demo --io-device /dev/vda");
-        crate::vm::command(&args.kernel, &script, budget, "[demo] ")?.console
+        crate::vm::command_on(&args.kernel, &script, budget, "[demo] ", args.vcpus)?.console
     };
     let line = lines.iter().rev().find_map(|l| l.find("{\"demo\":").map(|i| &l[i..])).context("the demo printed no summary")?;
     serde_json::from_str(line).context("parsing the demo's summary")

@@ -5,7 +5,11 @@
 //! next to a control phase with the agent running but no arbiter (its own cost, no decisions).
 //!
 //! Extra arguments: `--seconds N` per phase (default 20), `--rounds N` (default 2),
-//! `--period-ms N`, `--host` (run on this host instead of the VM).
+//! `--period-ms N`, `--host` (run on this host instead of the VM), `--vcpus A,B` (default
+//! 1,2: one boot each, printed one after the other). Under single-threaded TCG the vCPUs take
+//! turns on one host thread, up to 100 ms each while both are busy, so with 2 vCPUs a busy
+//! antagonist delays the victim in a way no guest scheduler or cgroup setting can change;
+//! with 1 the guest's own scheduler, which truce steers, is the only one deciding.
 use crate::demo;
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -18,14 +22,28 @@ fn flag<T: std::str::FromStr>(rest: &[String], name: &str, default: T) -> T {
 }
 
 pub fn run(rest: &[String]) -> Result<()> {
-    let args = demo::Args {
-        seconds: flag(rest, "--seconds", 20),
-        rounds: flag(rest, "--rounds", 2),
-        period_ms: flag(rest, "--period-ms", 500),
-        host: rest.iter().any(|a| a == "--host"),
-        kernel: flag(rest, "--kernel", "6.12".to_string()),
+    let host = rest.iter().any(|a| a == "--host");
+    let vcpus: Vec<u32> = if host {
+        vec![0]
+    } else {
+        flag(rest, "--vcpus", "1,2".to_string()).split(',').map(|v| v.trim().parse()).collect::<Result<_, _>>().context("--vcpus: a list such as 1,2")?
     };
-    let summary = demo::run_scenario(&args, "observe,quota,weight,yield")?;
+    for n in vcpus {
+        let args = demo::Args {
+            seconds: flag(rest, "--seconds", 20),
+            rounds: flag(rest, "--rounds", 2),
+            period_ms: flag(rest, "--period-ms", 500),
+            host,
+            kernel: flag(rest, "--kernel", "6.12".to_string()),
+            vcpus: n.max(1),
+        };
+        one_boot(&args)?;
+    }
+    Ok(())
+}
+
+fn one_boot(args: &demo::Args) -> Result<()> {
+    let summary = demo::run_scenario(args, "observe,quota,weight,yield")?;
     let phases = summary["demo"].as_array().context("no phases in the demo summary")?;
     let get = |p: &Value, path: &[&str]| path.iter().try_fold(p, |v, k| v.get(*k)).and_then(Value::as_f64);
     let mean = |prefix: &str, path: &[&str]| {
@@ -48,7 +66,7 @@ pub fn run(rest: &[String]) -> Result<()> {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "-".into(),
     };
-    println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host" } else { "VM, TCG" });
+    println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host".to_string() } else { format!("VM, TCG, {} vCPU", args.vcpus) });
     println!("{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}", "phase", "victim p50", "victim p99", "p99/isolated", "cpu-hog kept", "io-hog kept", "agent CPU %");
     println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14} {:>12}", "isolated", "", iso, "1.00", "", "", "");
     for (name, r) in [("without truce", &without), ("agent, no arbiter", &observing), ("truce, quota cut", &quota), ("truce, weight cut", &weight), ("truce, yield cut", &yielding)] {

@@ -27,6 +27,11 @@ pub struct BootSpec<'a> {
     pub prefix: String,
     pub host_timeout: Duration,
     pub interactive: bool,
+    /// Guest CPUs. Under single-threaded TCG every vCPU runs on one host thread, taking turns
+    /// of up to 100 ms when several are busy (qemu's TCG_KICK_PERIOD): with 2, a busy vCPU
+    /// delays the other's tasks in a way no guest scheduler or cgroup setting can see. With
+    /// 1, the guest's scheduler alone decides who runs.
+    pub vcpus: u32,
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +74,7 @@ fn command(spec: &BootSpec) -> Command {
     let mut cmd = spec.qemu.command();
     cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-machine", "q35"]);
     cmd.args(&accel);
-    cmd.args(["-m", "1024", "-smp", "2"]);
+    cmd.args(["-m", "1024", "-smp", &spec.vcpus.to_string()]);
     cmd.arg("-kernel").arg(spec.vmlinuz).arg("-initrd").arg(spec.initrd);
     // panic=-1 reboots at once on a panic, and -no-reboot turns that into a qemu exit.
     cmd.args(["-append", "console=ttyS0 cgroup_no_v1=all psi=1 panic=-1 loglevel=4 rdinit=/init"]);

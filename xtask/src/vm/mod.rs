@@ -159,9 +159,10 @@ pub fn test(args: &TestArgs) -> Result<()> {
 }
 
 /// Boot `kernel` (a label such as 6.12) and run `script` in the guest; see [`run::command`].
-pub fn command(kernel: &str, script: &str, timeout_secs: u64, prefix: &str) -> Result<boot::BootOutcome> {
+/// Boot `kernel` on a guest with `vcpus` CPUs and run `script`.
+pub fn command_on(kernel: &str, script: &str, timeout_secs: u64, prefix: &str, vcpus: u32) -> Result<boot::BootOutcome> {
     let assets = ensure_assets(kernel, QemuSource::Auto)?;
-    run::command(&assets, script, timeout_secs, prefix)
+    run::command(&assets, script, timeout_secs, prefix, vcpus)
 }
 
 /// Boot one kernel with the agent (and optionally the suites) and a shell on the console.

@@ -155,15 +155,18 @@ pub fn shell(assets: &Assets, args: &ShellArgs) -> Result<()> {
 
 /// Boot one kernel and run one command line in the guest (the demo, the VM benchmarks).
 /// The console streams live with `prefix`; the outcome holds every console line.
-pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str) -> Result<BootOutcome> {
+/// vCPUs of every boot unless a command asks otherwise.
+pub const DEFAULT_VCPUS: u32 = 2;
+
+pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str, vcpus: u32) -> Result<BootOutcome> {
     let built = payload::build_with(&[], true)?;
     let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
     let dir = run_dir(&format!("cmd-{}", kernel.label))?;
     let files = BootFiles::prepare(&dir, base, &payload::archive(&Job::Command { script, timeout_secs }, &built, &dir)?)?;
     let (_, accel) = boot::accel_args();
-    eprintln!("xtask: vm-test: booting {} ({}) [{accel}], initrd {} MiB", kernel.label, kernel.release, files.initrd_mib());
+    eprintln!("xtask: vm-test: booting {} ({}) [{accel}, {vcpus} vCPU], initrd {} MiB", kernel.label, kernel.release, files.initrd_mib());
     let timeout = Duration::from_secs(timeout_secs) + BOOT_MARGIN;
-    let outcome = boot::run(&files.spec(assets, kernel, prefix.to_string(), timeout, false))?;
+    let outcome = boot::run(&BootSpec { vcpus, ..files.spec(assets, kernel, prefix.to_string(), timeout, false) })?;
     if let Err(why) = judge(&outcome) {
         bail!("the guest command failed: {why} (console: {})", dir.join("console.log").display());
     }
@@ -212,6 +215,7 @@ impl BootFiles {
             prefix,
             host_timeout,
             interactive,
+            vcpus: DEFAULT_VCPUS,
         }
     }
 }
