@@ -158,7 +158,6 @@ pub fn test(args: &TestArgs) -> Result<()> {
     run::run_suites(&assets, args)
 }
 
-/// Boot `kernel` (a label such as 6.12) and run `script` in the guest; see [`run::command`].
 /// Boot `kernel` on a guest with `vcpus` CPUs and run `script`.
 pub fn command_on(kernel: &str, script: &str, timeout_secs: u64, prefix: &str, vcpus: u32) -> Result<boot::BootOutcome> {
     let assets = ensure_assets(kernel, QemuSource::Auto)?;
