@@ -97,11 +97,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             () = lapse => {
-                let lapsed = enforcer.tick(now());
-                telemetry.lapsed(lapsed.len());
-                for l in lapsed {
-                    tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
-                }
+                revert_lapsed(&mut enforcer, &mut telemetry);
                 false
             }
             msg = inbound.recv() => {
@@ -128,11 +124,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
         if sample_now {
             last_sample = tokio::time::Instant::now();
             // Also here: retries of reverts that failed earlier.
-            let lapsed = enforcer.tick(now());
-            telemetry.lapsed(lapsed.len());
-            for l in lapsed {
-                tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
-            }
+            revert_lapsed(&mut enforcer, &mut telemetry);
             let sampling = std::time::Instant::now();
             // Decisions that arrive while the sample is taken are applied at once: under
             // contention a sample takes hundreds of ms, and a decision is what relieves it.
@@ -226,6 +218,15 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     telemetry.shutdown().await;
     sampler.shutdown().await;
     result
+}
+
+/// Revert the leases whose time is up (and retry reverts that failed before), counted and logged.
+fn revert_lapsed(enforcer: &mut Enforcer, telemetry: &mut Telemetry) {
+    let lapsed = enforcer.tick(now());
+    telemetry.lapsed(lapsed.len());
+    for l in lapsed {
+        tracing::info!(cgroup = %l.cgroup, lease = l.id.0, "lease lapsed");
+    }
 }
 
 /// The latest latency a service wrote to its SLO file, in ms. A missing or unparsable file
