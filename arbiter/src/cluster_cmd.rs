@@ -86,7 +86,9 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             }
             ClusterCommand::Add { target, id, name, raft_addr, agent_addr } => {
                 let member = ClusterMember { id, name, raft_addr: raft_addr.to_string(), agent_addr: agent_addr.to_string(), voter: true };
-                let status = change(&target, ClusterOp::Add { member }).await?;
+                let status = change(&target, ClusterOp::Add { member }).await.with_context(|| {
+                    format!("adding replica {id}: the leader waits until it caught up, so it must be running and reachable at {raft_addr} (until then `cluster status` lists it as a learner)")
+                })?;
                 eprintln!("replica {id} added");
                 print!("{}", render(&status));
                 Ok(())

@@ -8,7 +8,7 @@ use super::types::{ClusterNode, LedgerBatch, LedgerReply, NodeId, TypeConfig};
 use crate::ledger::Command;
 use crate::peer::{Inbound, PeerEndpoint, PeerError, PeerTls};
 use crate::server::Leadership;
-use openraft::Raft;
+use openraft::{ChangeMembers, Raft};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use truce_common::wire::{ClusterMember, ClusterOp, ClusterRequest, ClusterStatus, Message, RAFT_ALPN, RaftFrame, RaftKind};
+
+/// How long `cluster add` waits for the new replica to catch up before it answers that the
+/// replica stays a learner (below the command's default timeout, 30 s, so the answer arrives).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -116,6 +120,7 @@ impl Replica {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(endpoint.clone().accept(tx, cancel.clone()));
         tokio::spawn(replica.clone().keep_confirming(Duration::from_millis(cfg.heartbeat_ms), cancel.clone()));
+        tokio::spawn(replica.clone().follow_membership(cancel.clone()));
         tokio::spawn(replica.clone().serve(rx, cancel));
         Ok(replica)
     }
@@ -185,6 +190,31 @@ impl Replica {
         }
     }
 
+    /// Keep the peer endpoint's list of names in step with the membership: a replica added
+    /// with `cluster add` must be accepted by every member (it asks followers for votes once
+    /// it is a voter), not only by the leader that added it.
+    async fn follow_membership(self, cancel: CancellationToken) {
+        let mut metrics = self.raft.metrics();
+        let mut seen = None;
+        loop {
+            let nodes: Option<Vec<(String, SocketAddr)>> = {
+                let m = metrics.borrow_and_update();
+                let at = *m.membership_config.log_id();
+                (seen != Some(at)).then(|| {
+                    seen = Some(at);
+                    m.membership_config.membership().nodes().filter_map(|(_, n)| Some((n.name.clone(), n.raft_addr.parse().ok()?))).collect()
+                })
+            };
+            for (name, addr) in nodes.into_iter().flatten() {
+                self.endpoint.set_peer(name, addr);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
     fn lease(&self) -> LeaderLease {
         *self.lease.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -247,28 +277,70 @@ impl Replica {
     async fn cluster(&self, req: ClusterRequest) -> ClusterStatus {
         let result: Result<(), String> = match req.op {
             ClusterOp::Status => Ok(()),
-            _ if !self.is_leader() => Err(format!("replica {} is not the leader; ask {:?}", self.id, self.leader())),
-            ClusterOp::Add { member } => {
-                let node = ClusterNode { name: member.name.clone(), raft_addr: member.raft_addr.clone(), agent_addr: member.agent_addr.clone() };
-                if let Ok(addr) = member.raft_addr.parse() {
-                    self.endpoint.set_peer(member.name.clone(), addr);
-                }
-                match self.raft.add_learner(member.id, node, true).await {
-                    Err(e) => Err(format!("adding {} as a learner: {e}", member.id)),
-                    Ok(_) => {
-                        let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-                        voters.insert(member.id);
-                        self.raft.change_membership(voters, false).await.map(|_| ()).map_err(|e| format!("promoting {}: {e}", member.id))
-                    }
-                }
-            }
-            ClusterOp::Remove { id } => {
-                let mut voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-                voters.remove(&id);
-                self.raft.change_membership(voters, false).await.map(|_| ()).map_err(|e| format!("removing {id}: {e}"))
-            }
+            _ if !self.is_leader() => Err(match self.leader() {
+                Some(l) => format!("replica {} is not the leader; replica {l} is", self.id),
+                None => format!("replica {} knows no leader right now; try again after the election", self.id),
+            }),
+            ClusterOp::Add { member } => self.add(member).await,
+            ClusterOp::Remove { id } => self.remove(id).await,
         };
         self.status(req.seq, result.err())
+    }
+
+    /// Add `member` as a learner, wait until it caught up, then make it a voter. Re-adding a
+    /// member under the same name and addresses finishes what an interrupted add started; the
+    /// same id for another replica is refused.
+    async fn add(&self, member: ClusterMember) -> Result<(), String> {
+        let id = member.id;
+        let node = ClusterNode { name: member.name.clone(), raft_addr: member.raft_addr.clone(), agent_addr: member.agent_addr.clone() };
+        let (known, voter) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            (membership.get_node(&id).cloned(), membership.voter_ids().any(|v| v == id))
+        };
+        match known {
+            Some(k) if k != node => return Err(format!("id {id} already belongs to replica {k}; remove it first or pick another id")),
+            Some(_) if voter => return Ok(()),
+            _ => {}
+        }
+        if let Ok(addr) = member.raft_addr.parse() {
+            self.endpoint.set_peer(member.name.clone(), addr);
+        }
+        // openraft's own blocking add gives up waiting after half a second and reports
+        // success; promoting a replica that never caught up (or is not even running) would
+        // count a dead voter in every quorum. Wait for it here, bounded.
+        let added = self.raft.add_learner(id, node.clone(), false).await.map_err(|e| format!("adding {id} as a learner: {e}"))?;
+        let target = added.log_id.index;
+        let matched = |m: &openraft::RaftMetrics<NodeId, ClusterNode>| m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index);
+        let caught_up = self.raft.wait(Some(CATCH_UP_WAIT)).metrics(|m| matched(m).is_some_and(|i| i >= target), "the new learner caught up").await;
+        if caught_up.is_err() {
+            let at = matched(&self.raft.metrics().borrow());
+            return Err(format!(
+                "replica {id} did not catch up within {} s (it holds log index {} of {target}); it stays a learner: check that it runs and is reachable at {}, then run add again to make it a voter, or remove it",
+                CATCH_UP_WAIT.as_secs(),
+                at.map_or("none".into(), |i| i.to_string()),
+                node.raft_addr
+            ));
+        }
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map(|_| ()).map_err(|e| format!("promoting {id}: {e}"))
+    }
+
+    /// Remove a voter or a learner; an id that is not a member is an error, not a no-op.
+    async fn remove(&self, id: NodeId) -> Result<(), String> {
+        let (known, voter, ids) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            (membership.get_node(&id).is_some(), membership.voter_ids().any(|v| v == id), membership.nodes().map(|(i, _)| *i).collect::<Vec<_>>())
+        };
+        if !known {
+            return Err(format!("replica {id} is not a member (members: {ids:?})"));
+        }
+        let ids = BTreeSet::from([id]);
+        // Not retained as a learner: the replica leaves the group.
+        let change = if voter { ChangeMembers::RemoveVoters(ids) } else { ChangeMembers::RemoveNodes(ids) };
+        self.raft.change_membership(change, false).await.map(|_| ()).map_err(|e| format!("removing {id}: {e}"))
     }
 
     async fn serve(self, mut rx: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
