@@ -55,6 +55,22 @@ pub fn child_main() {
     });
 }
 
+/// The `truce-arbiter` binary for tests that run the command line itself: `TRUCE_ARBITER_BIN`
+/// (`cargo xtask test` builds it and sets this), else `target/<profile>/truce-arbiter` beside
+/// this test's `deps` directory. Never one from PATH: that may be another build.
+pub fn arbiter_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("TRUCE_ARBITER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().and_then(Path::parent).context("test executable without a target directory")?;
+    let bin = profile_dir.join("truce-arbiter");
+    if !bin.is_file() {
+        bail!("{} is missing: run `cargo build -p truce-arbiter` first or set TRUCE_ARBITER_BIN", bin.display());
+    }
+    Ok(bin)
+}
+
 fn free_udp_ports(n: usize) -> Result<Vec<u16>> {
     let socks: Vec<std::net::UdpSocket> = (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
     socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
@@ -78,12 +94,22 @@ impl ReplicaGroup {
     /// TOML added at the top level, e.g. `round_period_ms`), start them all (replica 1
     /// bootstraps the group). `child_test` is the name of the binary's child test.
     pub fn start(pki_dir: &Path, n: u64, child_test: &str, extra: &str) -> Result<ReplicaGroup> {
-        let ports = free_udp_ports(2 * n as usize)?;
-        let (agent_ports, raft_ports) = ports.split_at(n as usize);
+        ReplicaGroup::start_with_spares(pki_dir, n, 0, child_test, extra)
+    }
+
+    /// As [`ReplicaGroup::start`], and prepare `spares` more replicas (ids `n+1..`) that are
+    /// not started and not members: certificates, ports and configurations without
+    /// `bootstrap`, for `truce-arbiter cluster add`. Start one with [`ReplicaGroup::spawn`].
+    pub fn start_with_spares(pki_dir: &Path, n: u64, spares: u64, child_test: &str, extra: &str) -> Result<ReplicaGroup> {
+        let all = n + spares;
+        let ports = free_udp_ports(2 * all as usize)?;
+        let (agent_ports, raft_ports) = ports.split_at(all as usize);
         let mut g = ReplicaGroup { dir: pki_dir.to_path_buf(), child_test: child_test.into(), agent_ports: agent_ports.to_vec(), raft_ports: raft_ports.to_vec(), procs: BTreeMap::new() };
-        for id in 1..=n {
+        for id in 1..=all {
             certs::peer(pki_dir, &g.name(id)).context("peer certificate")?;
-            std::fs::write(g.config_path(id), g.config(id, n, extra)).context("replica configuration")?;
+            // A spare knows the group and itself; the group learns of it from `cluster add`.
+            let members: Vec<u64> = if id <= n { (1..=n).collect() } else { (1..=n).chain([id]).collect() };
+            std::fs::write(g.config_path(id), g.config(id, &members, extra)).context("replica configuration")?;
         }
         for id in 1..=n {
             g.spawn(id)?;
@@ -103,7 +129,7 @@ impl ReplicaGroup {
         (1..=self.agent_ports.len() as u64).map(|id| self.agent_addr(id)).collect()
     }
 
-    fn raft_addr(&self, id: u64) -> SocketAddr {
+    pub fn raft_addr(&self, id: u64) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.raft_ports[id as usize - 1]))
     }
 
@@ -116,7 +142,7 @@ impl ReplicaGroup {
         self.dir.join(format!("state-{id}")).join("raft.redb")
     }
 
-    fn config(&self, id: u64, n: u64, extra: &str) -> String {
+    fn config(&self, id: u64, members: &[u64], extra: &str) -> String {
         let mut t = format!(
             "listen = \"{}\"\ncerts_dir = \"{}\"\nstate_dir = \"{}\"\n{extra}\n[metrics]\nenabled = false\n\n[cluster]\nenabled = true\nid = {id}\nname = \"{}\"\nraft_listen = \"{}\"\nbootstrap = {}\n",
             self.agent_addr(id),
@@ -126,7 +152,7 @@ impl ReplicaGroup {
             self.raft_addr(id),
             id == 1,
         );
-        for m in 1..=n {
+        for &m in members {
             t.push_str(&format!(
                 "\n[[cluster.members]]\nid = {m}\nname = \"{}\"\nraft_addr = \"{}\"\nagent_addr = \"{}\"\n",
                 self.name(m),
