@@ -27,8 +27,15 @@ pub fn run(args: &Args) -> Result<()> {
     };
     stage("setup", &mut || crate::setup::run(&crate::setup::Args { no_vm: args.no_vm }))?;
     stage("workspace tests (unit, loopback, host privileged)", &mut || {
+        // tests/tests/cluster_cli.rs runs the real `truce-arbiter` binary, which `cargo test`
+        // does not build for another package's tests.
+        let mut build = Command::new("cargo");
+        build.current_dir(workspace_root()).args(["build", "--locked", "-p", "truce-arbiter", "--bin", "truce-arbiter"]);
+        run_step("cargo build truce-arbiter", &mut build)?;
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), Into::into);
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(workspace_root()).args(["test", "--workspace", "--exclude", "truce-agent-ebpf", "--locked", "--no-fail-fast"]);
+        cmd.current_dir(workspace_root()).env("TRUCE_ARBITER_BIN", target.join("debug/truce-arbiter"));
+        cmd.args(["test", "--workspace", "--exclude", "truce-agent-ebpf", "--locked", "--no-fail-fast"]);
         if let Some(f) = &args.filter {
             cmd.args(["--", f]);
         }
