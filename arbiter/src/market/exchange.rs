@@ -4,7 +4,7 @@
 use super::book::{HostBook, WorkloadSpec};
 use super::round::RoundOutcome;
 use super::{Market, MarketError};
-use super::ledger_port::{LedgerPort, StateRef, WriteError};
+use super::ledger_port::{Commit, LedgerPort, StateRef, WriteError};
 use crate::ledger::{Command, WorkloadKey};
 use std::collections::{BTreeMap, BTreeSet};
 use truce_common::model::{Bid, Credits, HostId, LeaseId, Resource, Timestamp, WorkloadId};
@@ -145,23 +145,53 @@ impl Exchange {
         bids: &[Bid],
         now: Timestamp,
     ) -> Result<RoundOutcome, ExchangeError> {
+        self.submit_round(host, bids, now)?.finish()
+    }
+
+    /// Resolve a round and hand its commands to the ledger; the next round (of any host) sees
+    /// them. [`PendingRound::finish`] waits for them without holding the exchange, so the
+    /// replicated ledger can commit the rounds of many hosts in one raft entry.
+    pub fn submit_round(
+        &mut self,
+        host: &HostId,
+        bids: &[Bid],
+        now: Timestamp,
+    ) -> Result<PendingRound, ExchangeError> {
         let book = self
             .books
             .get(host)
             .ok_or_else(|| ExchangeError::UnknownHost { host: host.clone() })?;
         // The read view is dropped before the write: the replicated ledger applies under its lock.
         let resolved = self.market.resolve(book, bids, &self.ledger.state(), now);
-        let mut outcome = resolved.map_err(|source| ExchangeError::Market {
+        let outcome = resolved.map_err(|source| ExchangeError::Market {
             host: host.clone(),
             source,
         })?;
-        let results = self
-            .ledger
-            .apply_batch(&outcome.commands)
-            .map_err(|source| ExchangeError::Ledger {
-                host: host.clone(),
-                source: Box::new(source),
-            })?;
+        let commit = self.ledger.submit(outcome.commands.clone());
+        if let Some(book) = self.books.get_mut(host) {
+            book.advance(&outcome);
+        }
+        Ok(PendingRound { host: host.clone(), outcome, commit })
+    }
+}
+
+/// A round whose commands are on their way into the ledger.
+#[derive(Debug)]
+pub struct PendingRound {
+    host: HostId,
+    outcome: RoundOutcome,
+    commit: Commit,
+}
+
+impl PendingRound {
+    /// Wait until the ledger applied the round's commands (blocks on a replicated ledger: call
+    /// from a blocking thread); its decisions are those whose lease commands applied.
+    pub fn finish(self) -> Result<RoundOutcome, ExchangeError> {
+        let PendingRound { host, mut outcome, commit } = self;
+        let results = commit.wait().map_err(|source| ExchangeError::Ledger {
+            host: host.clone(),
+            source: Box::new(source),
+        })?;
         let mut refused: BTreeSet<LeaseId> = BTreeSet::new();
         for (cmd, result) in outcome.commands.iter().zip(&results) {
             if let Some(cause) = result {
@@ -180,9 +210,6 @@ impl Exchange {
         outcome.decisions.retain(|d| !refused.contains(&d.lease.id));
         for (bid, why) in &outcome.rejected {
             tracing::debug!(host = %host, bid = bid.0, code = %why.code, detail = %why.detail, "bid set aside");
-        }
-        if let Some(book) = self.books.get_mut(host) {
-            book.advance(&outcome);
         }
         Ok(outcome)
     }

@@ -2,11 +2,10 @@
 //! state machine of a replica group ([`ReplicatedLedger`]). Both apply the same commands with
 //! the same deterministic rules; only durability and who may write differ.
 
-use crate::cluster::store::MachineState;
+use crate::cluster::ledger::{LedgerView, Ticket};
 use crate::cluster::{ReplicaError, ReplicatedLedger};
 use crate::ledger::{Command, Ledger, LedgerState, StoreError};
 use std::ops::Deref;
-use std::sync::RwLockReadGuard;
 
 #[derive(Debug)]
 pub enum LedgerPort {
@@ -26,11 +25,11 @@ impl From<ReplicatedLedger> for LedgerPort {
     }
 }
 
-/// A read view of the ledger (for the replicated one, a read lock on the state machine:
-/// drop it before writing).
+/// A read view of the ledger (for the replicated one, a lock on the state it reads: drop it
+/// before writing).
 pub enum StateRef<'a> {
     Local(&'a LedgerState),
-    Replicated(RwLockReadGuard<'a, MachineState>),
+    Replicated(LedgerView<'a>),
 }
 
 impl Deref for StateRef<'_> {
@@ -38,7 +37,7 @@ impl Deref for StateRef<'_> {
     fn deref(&self) -> &LedgerState {
         match self {
             StateRef::Local(s) => s,
-            StateRef::Replicated(g) => &g.ledger,
+            StateRef::Replicated(g) => g,
         }
     }
 }
@@ -57,6 +56,24 @@ pub enum WriteError {
     },
 }
 
+/// A batch handed to the ledger: applied already (local) or on its way through raft.
+#[derive(Debug)]
+pub enum Commit {
+    Done(Result<Vec<Option<String>>, WriteError>),
+    Replicated(Ticket),
+}
+
+impl Commit {
+    /// Per command: `None` when it applied, the refusal otherwise. A replicated commit blocks
+    /// until the state machine applied it: call from a blocking thread.
+    pub fn wait(self) -> Result<Vec<Option<String>>, WriteError> {
+        match self {
+            Commit::Done(r) => r,
+            Commit::Replicated(t) => t.wait().map_err(|source| WriteError::Replicated { source }),
+        }
+    }
+}
+
 impl LedgerPort {
     pub fn state(&self) -> StateRef<'_> {
         match self {
@@ -67,12 +84,19 @@ impl LedgerPort {
 
     /// Apply in order, durably; per command `None` when it applied, the refusal otherwise.
     pub fn apply_batch(&mut self, cmds: &[Command]) -> Result<Vec<Option<String>>, WriteError> {
+        self.submit(cmds.to_vec()).wait()
+    }
+
+    /// Start applying `cmds`: the next read sees them (speculatively, for the replicated
+    /// ledger), [`Commit::wait`] says what really applied.
+    pub fn submit(&mut self, cmds: Vec<Command>) -> Commit {
         match self {
-            LedgerPort::Local(l) => l
-                .apply_batch(cmds)
-                .map(|rs| rs.into_iter().map(|r| r.err().map(|e| e.to_string())).collect())
-                .map_err(|source| WriteError::Local { source }),
-            LedgerPort::Replicated(r) => r.apply_batch(cmds).map_err(|source| WriteError::Replicated { source }),
+            LedgerPort::Local(l) => Commit::Done(
+                l.apply_batch(&cmds)
+                    .map(|rs| rs.into_iter().map(|r| r.err().map(|e| e.to_string())).collect())
+                    .map_err(|source| WriteError::Local { source }),
+            ),
+            LedgerPort::Replicated(r) => Commit::Replicated(r.submit(cmds)),
         }
     }
 }

@@ -204,7 +204,11 @@ impl RoundResolver for MarketResolver {
         if input.inventory.is_some_and(|i| i.managed.iter().any(|m| !m.usage.is_empty())) {
             self.usage_at.lock().unwrap_or_else(|p| p.into_inner()).insert(input.host.clone(), input.now);
         }
-        match exchange.round(input.host, input.bids, input.now) {
+        let pending = exchange.submit_round(input.host, input.bids, input.now);
+        // Wait for the ledger without the exchange: other hosts' rounds go into the same raft
+        // entry meanwhile (cluster::ledger, group commit).
+        drop(guard);
+        match pending.and_then(|p| p.finish()) {
             Ok(outcome) => outcome.decisions,
             Err(err) => {
                 // No decisions: existing leases lapse and the agents revert on their own.
