@@ -26,9 +26,11 @@ raft_listen = "0.0.0.0:7448"
 # Initialise a new group with `members` on first start. Set it on one replica; it does
 # nothing once the replica has state (raft.redb in state_dir).
 bootstrap = false
-# The leader's heartbeat, and how long followers wait without one before electing another
-# (openraft waits election_timeout_max_ms, then a random time between the two).
-heartbeat_ms = 150
+# The leader's heartbeat, which is also how long one raft RPC may take (openraft drops a
+# slower append and retries: under CPU load 150 ms was too short), and how long followers wait
+# without one before electing another (openraft waits election_timeout_max_ms, then a random
+# time between the two timeouts). The heartbeat must be below election_timeout_min_ms.
+heartbeat_ms = 250
 election_timeout_min_ms = 500
 election_timeout_max_ms = 1000
 # How long a round's ledger write waits for a majority before the round hands out nothing.

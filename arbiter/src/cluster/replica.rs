@@ -96,6 +96,9 @@ impl Replica {
             election_timeout_max: cfg.election_timeout_max_ms,
             snapshot_policy: store::snapshot_policy(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: 64,
+            // An entry holds up to `ledger::MAX_BATCH_COMMANDS` commands (a few hundred bytes
+            // each): four of them in one append stay well inside a frame (1 MiB).
+            max_payload_entries: 4,
             ..openraft::Config::default()
         }
         .validate()
@@ -167,24 +170,33 @@ impl Replica {
     }
 
     /// While raft calls this replica the leader, confirm it with a quorum every heartbeat;
-    /// [`Replica::leadership`] trusts only fresh confirmations.
+    /// [`Replica::leadership`] trusts only fresh confirmations. A replica that just became
+    /// leader confirms at once rather than at its next tick: until then it redirects agents
+    /// without naming anyone, and they back off (up to a heartbeat of every failover).
     async fn keep_confirming(self, every: Duration, cancel: CancellationToken) {
+        let mut metrics = self.raft.metrics();
+        let mut failed = false;
         loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+            let leading = |m: &openraft::RaftMetrics<NodeId, ClusterNode>| (m.current_leader == Some(self.id), m.current_term);
+            let (leader, term) = leading(&metrics.borrow_and_update());
+            let unconfirmed = leader && !self.lease().holds(term, Instant::now());
+            if !unconfirmed || failed {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                    // A follower wakes when the metrics change (an election it may have won).
+                    changed = metrics.changed(), if !leader => if changed.is_err() { return },
+                }
             }
-            let (leader, term) = {
-                let m = self.raft.metrics();
-                let m = m.borrow();
-                (m.current_leader, m.current_term)
-            };
-            if leader != Some(self.id) {
+            let (leader, term) = leading(&metrics.borrow_and_update());
+            if !leader {
+                failed = false;
                 continue;
             }
             let length = self.lease().length;
             let started = Instant::now();
-            if let Ok(Ok(_)) = tokio::time::timeout(length, self.raft.ensure_linearizable()).await {
+            failed = !matches!(tokio::time::timeout(length, self.raft.ensure_linearizable()).await, Ok(Ok(_)));
+            if !failed {
                 self.lease_mut().confirm(term, started);
             }
         }
@@ -405,10 +417,14 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
 }
 
 /// Election and heartbeat timing used by tests and the default config: heartbeats every
-/// 150 ms; followers elect another leader after openraft's leader lease (the maximum, 1 s)
-/// plus a random 500-1000 ms without one, so 1.5-2 s after a leader dies: before agents
-/// notice its silence (`arbiter.idle_timeout`, 2 s).
-pub const DEFAULT_TIMING: (u64, u64, u64) = (150, 500, 1000);
+/// 250 ms, which openraft also takes as the deadline of every append (150 ms was missed under
+/// load: two cores busy with builds, a follower's fsync and 200 agents reconnecting, and each
+/// miss held back commits and the serving lease's confirmation). Followers elect another
+/// leader after openraft's leader lease (the maximum, 1 s) plus a random 500-1000 ms without
+/// one, so 1.5-2 s after a leader dies: before agents notice its silence
+/// (`arbiter.idle_timeout`, 2 s). The serving lease (`lease`, ¾ of the maximum: 750 ms) is
+/// confirmed every heartbeat, so three confirmations fit in one.
+pub const DEFAULT_TIMING: (u64, u64, u64) = (250, 500, 1000);
 
 pub fn default_timeout() -> Duration {
     Duration::from_millis(DEFAULT_TIMING.2)
