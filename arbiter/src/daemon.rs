@@ -56,13 +56,41 @@ pub enum DaemonError {
     },
 }
 
+/// How long the raft runtime outlives the cancellation, for raft's own shutdown.
+const RAFT_STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// Start this arbiter's raft replica (`[cluster]`), bootstrapping the group when asked.
 pub async fn start_replica(settings: &Settings, cancel: &CancellationToken) -> Result<Option<(Replica, Duration)>, DaemonError> {
     let Some(c) = &settings.cluster else { return Ok(None) };
     let r = &c.replica;
-    let replica = Replica::start(r.clone(), cancel.clone())
+    let failed = |source: ReplicaError| DaemonError::Replica { id: r.id, raft_listen: r.raft_listen, db: r.db_path.clone(), source: Box::new(source) };
+    // Raft and its QUIC endpoint run on their own runtime threads. When a leader dies, all of
+    // its agents reconnect at once, and the follower they reach first spends seconds of CPU
+    // on their TLS handshakes; sharing the agents' workers, it then answered the new leader's
+    // heartbeats too late, and the new leader lost its serving lease right after the election.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("truce-raft")
+        .enable_all()
+        .build()
+        .map_err(|e| failed(ReplicaError::Start { reason: format!("raft runtime: {e}") }))?;
+    let replica = runtime
+        .spawn(Replica::start(r.clone(), cancel.clone()))
         .await
-        .map_err(|source| DaemonError::Replica { id: r.id, raft_listen: r.raft_listen, db: r.db_path.clone(), source: Box::new(source) })?;
+        .map_err(|e| failed(ReplicaError::Start { reason: e.to_string() }))?
+        .map_err(failed)?;
+    let stop = cancel.clone();
+    std::thread::Builder::new()
+        .name("truce-raft-owner".into())
+        .spawn(move || {
+            // The replica stops raft and its endpoint on the same token; give it that time.
+            runtime.block_on(async move {
+                stop.cancelled().await;
+                tokio::time::sleep(RAFT_STOP_GRACE).await;
+            });
+            runtime.shutdown_timeout(RAFT_STOP_GRACE);
+        })
+        .map_err(|e| failed(ReplicaError::Start { reason: format!("raft runtime thread: {e}") }))?;
     if c.bootstrap {
         replica.bootstrap(r.members.clone()).await.map_err(|source| DaemonError::Bootstrap { source: Box::new(source) })?;
     }
