@@ -14,6 +14,7 @@ use rustls::server::WebPkiClientVerifier;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+#[cfg(feature = "partition-drill")]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -75,6 +76,7 @@ pub enum PeerError {
         #[source]
         source: FrameError,
     },
+    #[cfg(feature = "partition-drill")]
     #[error("this endpoint is cut off from its peers (partition drill)")]
     CutOff,
     #[error("{peer} did not answer within {timeout:?}")]
@@ -95,7 +97,9 @@ pub struct PeerEndpoint {
     conns: Mutex<HashMap<String, quinn::Connection>>,
     queues: Mutex<HashMap<String, mpsc::Sender<Message>>>,
     max_frame: u32,
-    /// Drop all traffic to and from peers (a network partition, for tests and drills).
+    /// Drop all traffic to and from peers (a network partition, for tests and drills; only
+    /// with the `partition-drill` feature, which production builds leave out).
+    #[cfg(feature = "partition-drill")]
     cut_off: AtomicBool,
 }
 
@@ -154,6 +158,7 @@ impl PeerEndpoint {
             conns: Mutex::default(),
             queues: Mutex::default(),
             max_frame: truce_common::wire::MAX_FRAME_BYTES,
+            #[cfg(feature = "partition-drill")]
             cut_off: AtomicBool::new(false),
         }))
     }
@@ -201,7 +206,10 @@ impl PeerEndpoint {
     }
 
     /// Drop everything sent and received from now on (`true`) or resume (`false`): what a
-    /// network partition does to this endpoint, without touching the host's network.
+    /// network partition does to this endpoint, without touching the host's network. For the
+    /// partition tests (cluster_partition, cluster_jepsen): only with the `partition-drill`
+    /// feature, so no production build carries a switch that silences a replica.
+    #[cfg(feature = "partition-drill")]
     pub fn cut_off(&self, on: bool) {
         self.cut_off.store(on, Ordering::Relaxed);
         if on {
@@ -209,12 +217,20 @@ impl PeerEndpoint {
         }
     }
 
+    #[cfg(feature = "partition-drill")]
     pub fn is_cut_off(&self) -> bool {
         self.cut_off.load(Ordering::Relaxed)
     }
 
+    /// Without the drill nothing is ever cut off.
+    #[cfg(not(feature = "partition-drill"))]
+    pub fn is_cut_off(&self) -> bool {
+        false
+    }
+
     /// One request, one reply, bounded by `timeout`.
     pub async fn request(&self, peer: &str, msg: &Message, timeout: Duration) -> Result<Message, PeerError> {
+        #[cfg(feature = "partition-drill")]
         if self.is_cut_off() {
             // As a partition would: nothing comes back before the timeout.
             tokio::time::sleep(timeout).await;
