@@ -38,6 +38,9 @@ struct Cli {
     certs: std::path::PathBuf,
 }
 
+/// What `status --json` says: the leader, the members (id → voter), the last applied index.
+type View = (Option<u64>, BTreeMap<u64, bool>, Option<u64>);
+
 struct Ran {
     code: Option<i32>,
     stdout: String,
@@ -77,7 +80,7 @@ impl Cli {
     }
 
     /// `status --json` from `replica` (NAME@ADDR): leader, members (id → voter).
-    fn status(&self, replica: &str) -> Result<(Option<u64>, BTreeMap<u64, bool>, Option<u64>)> {
+    fn status(&self, replica: &str) -> Result<View> {
         let ran = self.ok(&["status", "--replica", replica, "--json", "--timeout-ms", "3000"])?;
         let v: serde_json::Value = serde_json::from_str(ran.stdout.trim()).with_context(|| format!("status --json printed {:?}", ran.stdout))?;
         let members = v["members"]
