@@ -39,7 +39,8 @@ pub enum ClusterCommand {
         #[arg(long)]
         agent_addr: SocketAddr,
     },
-    /// Remove a replica from the voters (then stop it).
+    /// Remove a replica (a voter, or a learner left by an unfinished add) from the group;
+    /// then stop it. An id that is not a member is an error.
     Remove {
         #[command(flatten)]
         target: Target,
