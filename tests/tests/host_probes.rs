@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use truce_agent::probes::{self, PerfMode, PerfStatus, ProbeConfig, ProbeError, ProbeSnapshot, Probes, error_chain};
 use truce_common::{abi::HIST_BUCKETS, names};
 use truce_tests::{
-    cgroups::TestCgroupTree,
+    cgroups::{TestCgroup, TestCgroupTree},
     workloads::{cpu_burner, direct_writer, tcp_sender},
 };
 
@@ -42,27 +42,23 @@ fn snapshot(probes: &Probes) -> Result<ProbeSnapshot> {
     probes.snapshot().map_err(|e| anyhow::anyhow!("snapshot: {}", error_chain(&e)))
 }
 
-/// A snapshot taken once `cgroup`'s counters have stopped moving after its last task was
-/// killed. `wait()` returns when the task turns zombie, before its final switch-out on its
-/// own CPU, and under TCG that switch can come later still. The switch is where the perf
-/// deltas (and the last on-CPU stretch) are charged, so reading earlier lost up to a
-/// second of a lone burner's cpu-clock (6.1, one CI run: 1.27 s of 2.01 s).
-fn snapshot_after_exit(probes: &Probes, cgroup: u64) -> Result<ProbeSnapshot> {
-    let counters = |s: &ProbeSnapshot| {
-        let on_cpu = s.sched.get(&cgroup).map(|v| v.on_cpu_ns);
-        let clock = s.perf.as_ref().and_then(|p| p.get(&cgroup)).map(|v| v.cycles);
-        (on_cpu, clock)
-    };
-    let mut last = snapshot(probes)?;
-    for _ in 0..40 {
-        thread::sleep(Duration::from_millis(50));
-        let now = snapshot(probes)?;
-        if counters(&now) == counters(&last) {
-            return Ok(now);
+/// Freeze `cgroup`, wait until the kernel reports it frozen, then snapshot. A frozen task has
+/// switched out, so every switch-time charge (the last on-CPU stretch, the perf delta) is in.
+/// Killing the burner instead gives no such point: `wait()` returns when the task turns
+/// zombie, before its final switch-out, and on a loaded machine that switch came late enough
+/// to lose 37 % of a burner's cpu-clock (6.1 under TCG) and 23 % of its on-CPU time (the
+/// host, during a CI run on a loaded machine), even after polling until the counters held
+/// still for 50 ms.
+fn frozen_snapshot(probes: &Probes, cgroup: &TestCgroup) -> Result<ProbeSnapshot> {
+    fs::write(cgroup.path.join("cgroup.freeze"), "1").context("writing cgroup.freeze")?;
+    for _ in 0..400 {
+        let events = fs::read_to_string(cgroup.path.join("cgroup.events")).context("reading cgroup.events")?;
+        if events.lines().any(|l| l.trim() == "frozen 1") {
+            return snapshot(probes);
         }
-        last = now;
+        thread::sleep(Duration::from_millis(25));
     }
-    bail!("cgroup {cgroup}'s counters still moved 2 s after its only task was reaped")
+    bail!("{} was not frozen 10 s after cgroup.freeze", cgroup.path.display())
 }
 
 /// `measured` is within `rel` (fraction) plus `abs` of `reference`.
@@ -96,10 +92,10 @@ fn burner_on_cpu_time_matches_cpu_stat_and_forget_drops_it() -> Result<()> {
     let cg = tree.child("burner")?;
     let burner = cpu_burner(&cg)?;
     thread::sleep(Duration::from_secs(2));
-    burner.stop();
-    let snap = snapshot_after_exit(&probes, cg.id)?;
-    let stats = snap.sched.get(&cg.id).context("burner cgroup missing from SCHED_STATS")?;
+    let snap = frozen_snapshot(&probes, &cg)?;
     let usage_ns = cg.cpu_usage_usec()? as f64 * 1000.0;
+    burner.stop();
+    let stats = snap.sched.get(&cg.id).context("burner cgroup missing from SCHED_STATS")?;
     assert!(usage_ns > 0.2e9, "the burner barely ran ({usage_ns} ns in 2 s); the machine is too loaded to measure");
     assert_close("burner on-CPU ns vs cpu.stat usage_usec", stats.on_cpu_ns as f64, usage_ns, 0.05, 20e6);
     assert!(stats.involuntary_switches + stats.voluntary_switches > 0);
@@ -350,12 +346,15 @@ fn perf_is_unavailable_without_a_pmu_and_attributes_through_the_same_path_with_a
     let cg = tree.child("burner")?;
     let burner = cpu_burner(&cg)?;
     thread::sleep(Duration::from_secs(2));
+    let snap = frozen_snapshot(&probes, &cg)?;
     burner.stop();
-    let snap = snapshot_after_exit(&probes, cg.id)?;
     let on_cpu = snap.sched.get(&cg.id).context("burner missing from SCHED_STATS")?.on_cpu_ns;
     let perf = snap.perf.context("perf map should be read when counters are open")?;
     let clock = perf.get(&cg.id).context("burner missing from PERF_STATS")?.cycles;
-    assert_close("cpu-clock charged at switches vs on-CPU ns", clock as f64, on_cpu as f64, 0.05, 20e6);
+    // 10 %, not 5: cpu-clock counts wall time on the CPU, including interrupts and time the
+    // hypervisor stole, which the scheduler's on-CPU time (sum_exec_runtime) leaves out. On
+    // a loaded host (a VM with steal) they were 7.3 % apart in one CI run.
+    assert_close("cpu-clock charged at switches vs on-CPU ns", clock as f64, on_cpu as f64, 0.10, 20e6);
     Ok(())
 }
 
