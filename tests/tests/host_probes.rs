@@ -49,16 +49,28 @@ fn snapshot(probes: &Probes) -> Result<ProbeSnapshot> {
 /// to lose 37 % of a burner's cpu-clock (6.1 under TCG) and 23 % of its on-CPU time (the
 /// host, during a CI run on a loaded machine), even after polling until the counters held
 /// still for 50 ms.
-fn frozen_snapshot(probes: &Probes, cgroup: &TestCgroup) -> Result<ProbeSnapshot> {
-    fs::write(cgroup.path.join("cgroup.freeze"), "1").context("writing cgroup.freeze")?;
-    for _ in 0..400 {
-        let events = fs::read_to_string(cgroup.path.join("cgroup.events")).context("reading cgroup.events")?;
-        if events.lines().any(|l| l.trim() == "frozen 1") {
-            return snapshot(probes);
-        }
-        thread::sleep(Duration::from_millis(25));
+/// Several cgroups matter when one snapshot compares maps charged at the same switch (the
+/// who-delayed-whom row against the total wait): a switch between reading the two maps once
+/// made the row exceed the total (6.12, CI).
+fn frozen_snapshot(probes: &Probes, cgroups: &[&TestCgroup]) -> Result<ProbeSnapshot> {
+    for cgroup in cgroups {
+        fs::write(cgroup.path.join("cgroup.freeze"), "1").context("writing cgroup.freeze")?;
     }
-    bail!("{} was not frozen 10 s after cgroup.freeze", cgroup.path.display())
+    for cgroup in cgroups {
+        let mut frozen = false;
+        for _ in 0..400 {
+            let events = fs::read_to_string(cgroup.path.join("cgroup.events")).context("reading cgroup.events")?;
+            if events.lines().any(|l| l.trim() == "frozen 1") {
+                frozen = true;
+                break;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        if !frozen {
+            bail!("{} was not frozen 10 s after cgroup.freeze", cgroup.path.display());
+        }
+    }
+    snapshot(probes)
 }
 
 /// `measured` is within `rel` (fraction) plus `abs` of `reference`.
@@ -92,7 +104,7 @@ fn burner_on_cpu_time_matches_cpu_stat_and_forget_drops_it() -> Result<()> {
     let cg = tree.child("burner")?;
     let burner = cpu_burner(&cg)?;
     thread::sleep(Duration::from_secs(2));
-    let snap = frozen_snapshot(&probes, &cg)?;
+    let snap = frozen_snapshot(&probes, &[&cg])?;
     let usage_ns = cg.cpu_usage_usec()? as f64 * 1000.0;
     burner.stop();
     let stats = snap.sched.get(&cg.id).context("burner cgroup missing from SCHED_STATS")?;
@@ -166,19 +178,20 @@ fn pinned_burners_wait_for_and_delay_each_other() -> Result<()> {
     thread::sleep(Duration::from_secs(3));
     let (_, wait_a1) = burner_a.schedstat()?;
     let (_, wait_b1) = burner_b.schedstat()?;
+    let snap = frozen_snapshot(&probes, &[&a, &b])?;
+    let usage = (a.cpu_usage_usec()?, b.cpu_usage_usec()?);
     burner_a.stop();
     burner_b.stop();
-    let snap = snapshot(&probes)?;
 
-    for (cg, kernel_wait, other) in [(&a, wait_a1, &b), (&b, wait_b1, &a)] {
+    for (cg, kernel_wait, other, usage_usec) in [(&a, wait_a1, &b, usage.0), (&b, wait_b1, &a, usage.1)] {
         let stats = snap.sched.get(&cg.id).context("pinned burner cgroup missing")?;
         let name = cg.path.display();
         // Sharing one CPU, each burner waits about as long as it runs.
         assert!(stats.rq_wait_ns as f64 > 0.5e9, "{name}: only {} ns of run-queue wait in 3 s", stats.rq_wait_ns);
-        // The kernel's own per-task run_delay, read just before the kill (so ours also has
+        // The kernel's own per-task run_delay, read just before the freeze (so ours also has
         // the last wait or two, hence the absolute slack).
         assert_close(&format!("{name} rq wait vs /proc/pid/schedstat"), stats.rq_wait_ns as f64, kernel_wait as f64, 0.10, 50e6);
-        assert_close(&format!("{name} on-CPU vs cpu.stat"), stats.on_cpu_ns as f64, cg.cpu_usage_usec()? as f64 * 1000.0, 0.05, 20e6);
+        assert_close(&format!("{name} on-CPU vs cpu.stat"), stats.on_cpu_ns as f64, usage_usec as f64 * 1000.0, 0.05, 20e6);
         let cell = snap
             .delay
             .iter()
@@ -346,7 +359,7 @@ fn perf_is_unavailable_without_a_pmu_and_attributes_through_the_same_path_with_a
     let cg = tree.child("burner")?;
     let burner = cpu_burner(&cg)?;
     thread::sleep(Duration::from_secs(2));
-    let snap = frozen_snapshot(&probes, &cg)?;
+    let snap = frozen_snapshot(&probes, &[&cg])?;
     burner.stop();
     let on_cpu = snap.sched.get(&cg.id).context("burner missing from SCHED_STATS")?.on_cpu_ns;
     let perf = snap.perf.context("perf map should be read when counters are open")?;
