@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use truce_common::signal::{HostSample, Pressure};
+use truce_common::signal::{HostSample, Pressure, PsiSignals};
 
 /// The kernel's resource files a trigger is armed on, by the name logs use.
 const FILES: [(&str, &str); 3] = [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")];
@@ -73,17 +73,12 @@ impl OnsetWatch {
             let dir = mount.join(root.trim_start_matches('/'));
             // Unreadable: armed anyway, and counted as quiet (its trigger fails to arm too,
             // if the directory is gone, and that is logged once below).
-            let psi = crate::cgroupfs::read_pressure(&dir).unwrap_or_default();
-            for (name, p) in [("cpu", &psi.cpu), ("memory", &psi.memory), ("io", &psi.io)] {
-                self.avg10.insert((dir.clone(), name), p.as_ref().map_or(0.0, |p: &Pressure| p.some_avg10));
-            }
+            self.remember(&dir, &crate::cgroupfs::read_pressure(&dir).unwrap_or_default());
             keep.push(dir);
         }
         for w in sample.workloads.iter().filter(|w| managed(&w.workload.path)) {
             let dir = mount.join(w.workload.path.trim_start_matches('/'));
-            for (name, p) in [("cpu", &w.psi.cpu), ("memory", &w.psi.memory), ("io", &w.psi.io)] {
-                self.avg10.insert((dir.clone(), name), p.as_ref().map_or(0.0, |p: &Pressure| p.some_avg10));
-            }
+            self.remember(&dir, &w.psi);
             keep.push(dir);
         }
         self.armed.retain(|dir, tasks| {
@@ -104,6 +99,13 @@ impl OnsetWatch {
         }
         if self.armed.len() != before {
             tracing::info!(cgroups = self.armed.len(), "watching managed workloads' pressure for contention onsets");
+        }
+    }
+
+    /// Keep `dir`'s `some avg10` per resource for the onset filter (absent counts as quiet).
+    fn remember(&mut self, dir: &std::path::Path, psi: &PsiSignals) {
+        for (name, p) in [("cpu", &psi.cpu), ("memory", &psi.memory), ("io", &psi.io)] {
+            self.avg10.insert((dir.to_path_buf(), name), p.as_ref().map_or(0.0, |p: &Pressure| p.some_avg10));
         }
     }
 
