@@ -158,13 +158,15 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             }
             let round = brain.decide(&sample, &inputs, forecaster.latest());
             forecaster.submit(&sample, &inputs.allocations, |w| under_roots(&w.workload.path, &cfg.roots));
+            // Bid only for what this agent may change; reports cover every workload.
+            let ours: Vec<&Bid> = round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)).collect();
             telemetry.period(Period {
                 sample: &sample,
                 round: &round,
                 leases: enforced(enforcer.leases()),
                 run_stats: sampler.probe_run_stats().await,
                 reports: 1,
-                bids: round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)).count() as u64,
+                bids: ours.len() as u64,
                 outbox_dropped: client.dropped(),
             });
             seq += 1;
@@ -180,12 +182,11 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 sent_inventory = Some((inventory, seq));
             }
             client.send(Outbound::Report(reporting::report(seq, &host, &sample, &round, attach)));
-            // Bid only for what this agent may change; reports cover every workload.
-            for bid in round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)) {
+            for &bid in &ours {
                 last_bids.insert(bid.workload.id, bid.clone());
                 client.send(Outbound::Bid(bid.clone()));
             }
-            let asked = round.bids.iter().any(|b| !b.asks.is_empty() && under_roots(&b.workload.path, &cfg.roots));
+            let asked = ours.iter().any(|b| !b.asks.is_empty());
             tracing::debug!(
                 period_ms = sample.period_ms,
                 sampled_ms = sampled_in.as_millis() as u64,
