@@ -32,7 +32,7 @@ certs_dir = "/etc/truce/certs"
 # agent pings every keep_alive so a live but quiet session never looks dead; keep it well
 # below idle_timeout. Failover takes about idle_timeout plus a round (docs/cluster.md).
 keep_alive = "500ms"
-idle_timeout = "2s"
+idle_timeout = "1500ms"
 # How long a connection attempt (QUIC and TLS handshake, hello) may take before the next
 # endpoint is tried.
 connect_timeout = "3s"
@@ -149,7 +149,7 @@ fn default_keep_alive() -> String {
 }
 
 fn default_idle_timeout() -> String {
-    "2s".into()
+    "1500ms".into()
 }
 
 fn default_connect_timeout() -> String {
@@ -334,7 +334,7 @@ mod tests {
         assert_eq!(c.roots, vec!["/truce.slice".to_string()]);
         assert_eq!(c.telemetry.socket.as_deref(), Some(Path::new("/run/truce/agent.sock")));
         assert_eq!(c.telemetry.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9447))));
-        assert_eq!(c.timing, SessionTiming { keep_alive: Duration::from_millis(500), idle_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(3) });
+        assert_eq!(c.timing, SessionTiming { keep_alive: Duration::from_millis(500), idle_timeout: Duration::from_millis(1500), connect_timeout: Duration::from_secs(3) });
     }
 
     #[test]
@@ -364,7 +364,7 @@ mod tests {
         assert!(parse(&bad).map(|_| ()).expect_err("relative inspect.socket").to_string().contains("inspect.socket"));
         let bad = DEFAULT_TOML.replace("keep_alive = \"500ms\"", "keep_alive = \"5s\"");
         assert!(parse(&bad).map(|_| ()).expect_err("keep-alive above the idle timeout").to_string().contains("arbiter.keep_alive"));
-        let bad = DEFAULT_TOML.replace("idle_timeout = \"2s\"", "idle_timeout = \"two\"");
+        let bad = DEFAULT_TOML.replace("idle_timeout = \"1500ms\"", "idle_timeout = \"two\"");
         assert!(parse(&bad).map(|_| ()).expect_err("unparsable").to_string().contains("arbiter.idle_timeout"));
         let bad = DEFAULT_TOML.replace("connect_timeout = \"3s\"", "connect_timeout = \"1ms\"");
         assert!(parse(&bad).map(|_| ()).expect_err("too short").to_string().contains("arbiter.connect_timeout"));

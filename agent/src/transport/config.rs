@@ -49,9 +49,9 @@ impl ClientConfig {
             capabilities: Vec::new(),
             versions: (truce_common::wire::VERSION_MIN, truce_common::wire::VERSION_MAX),
             // The agent.toml defaults (`arbiter.connect_timeout`, `idle_timeout`, `keep_alive`):
-            // a replica killed without a close is noticed after 2 s of silence.
+            // a replica killed without a close is noticed after 1.5 s of silence.
             connect_timeout: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_millis(1500),
             keep_alive: Duration::from_millis(500),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),

@@ -31,8 +31,8 @@ bootstrap = false
 # without one before electing another (openraft waits election_timeout_max_ms, then a random
 # time between the two timeouts). The heartbeat must be below election_timeout_min_ms.
 heartbeat_ms = 250
-election_timeout_min_ms = 500
-election_timeout_max_ms = 1000
+election_timeout_min_ms = 400
+election_timeout_max_ms = 800
 # How long a round's ledger write waits for a majority before the round hands out nothing.
 write_timeout_ms = 2000
 # Snapshot the ledger every this many raft entries (the log behind it is dropped).

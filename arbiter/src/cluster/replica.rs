@@ -420,11 +420,12 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
 /// 250 ms, which openraft also takes as the deadline of every append (150 ms was missed under
 /// load: two cores busy with builds, a follower's fsync and 200 agents reconnecting, and each
 /// miss held back commits and the serving lease's confirmation). Followers elect another
-/// leader after openraft's leader lease (the maximum, 1 s) plus a random 500-1000 ms without
-/// one, so 1.5-2 s after a leader dies: before agents notice its silence
-/// (`arbiter.idle_timeout`, 2 s). The serving lease (`lease`, ¾ of the maximum: 750 ms) is
-/// confirmed every heartbeat, so three confirmations fit in one.
-pub const DEFAULT_TIMING: (u64, u64, u64) = (250, 500, 1000);
+/// leader after openraft's leader lease (the maximum, 800 ms) plus a random 400-800 ms without
+/// one, so 1.2-1.6 s after a leader's last heartbeat: about when agents notice its silence
+/// (`arbiter.idle_timeout`, 1.5 s). The serving lease (`lease`, ¾ of the maximum: 600 ms) is
+/// confirmed every heartbeat, so two confirmations fit in one. (Before: 500-1000 ms, which put
+/// the election's end at 1.5-2 s and the first decision after a kill at 2.3-4.1 s.)
+pub const DEFAULT_TIMING: (u64, u64, u64) = (250, 400, 800);
 
 pub fn default_timeout() -> Duration {
     Duration::from_millis(DEFAULT_TIMING.2)
