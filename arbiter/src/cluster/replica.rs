@@ -1,7 +1,7 @@
 //! One arbiter replica: its redb store, the openraft instance, the QUIC peer endpoint that
 //! carries raft RPCs and cluster administration, and the ledger it serves to the market.
 
-use super::lease::LeaderLease;
+use super::lease::{LeaderLease, Standing};
 use super::network::Network;
 use super::store::{self, LedgerMachine, LogStore};
 use super::types::{ClusterNode, LedgerBatch, LedgerReply, NodeId, TypeConfig};
@@ -71,6 +71,10 @@ pub struct Replica {
     leader_heard: Arc<Mutex<Option<Instant>>>,
     /// A follower names its leader to agents only if it heard from it this recently.
     leader_fresh: Duration,
+    /// How long after the last sign of a live leader an uncontested election has named the
+    /// next: openraft's leader lease and the longest election timeout (both
+    /// `election_timeout_max`), plus a heartbeat for the vote's round trip.
+    election_settles: Duration,
 }
 
 impl std::fmt::Debug for Replica {
@@ -119,6 +123,7 @@ impl Replica {
             lease: Arc::new(Mutex::new(lease)),
             leader_heard: Arc::default(),
             leader_fresh: Duration::from_millis(cfg.election_timeout_min_ms),
+            election_settles: Duration::from_millis(2 * cfg.election_timeout_max_ms + cfg.heartbeat_ms),
         };
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(endpoint.clone().accept(tx, cancel.clone()));
@@ -144,13 +149,6 @@ impl Replica {
 
     pub fn is_leader(&self) -> bool {
         self.leader() == Some(self.id)
-    }
-
-    /// The agent address of the current leader, for redirects.
-    pub fn leader_agent_addr(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow().clone();
-        let leader = m.current_leader?;
-        m.membership_config.membership().get_node(&leader).map(|n| n.agent_addr.clone())
     }
 
     /// Append one batch of ledger commands to the raft log; returns once a majority has it
@@ -235,35 +233,25 @@ impl Replica {
         self.lease.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// May this replica run market rounds and answer agents now? Only a leader whose
-    /// leadership a quorum confirmed within the lease; everyone else names the leader.
+    /// May this replica run market rounds and answer agents now? See [`Standing::judge`].
     pub fn leadership(&self) -> Leadership {
-        let (leader, term) = {
+        let (leader, term, leader_addr) = {
             let m = self.raft.metrics();
             let m = m.borrow();
-            (m.current_leader, m.current_term)
+            let addr = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.agent_addr.clone()));
+            (m.current_leader, m.current_term, addr)
         };
-        let lease = self.lease();
-        match leader {
-            Some(l) if l == self.id && lease.holds(term, Instant::now()) => Leadership::Serving,
-            Some(l) if l == self.id => Leadership::Elsewhere {
-                leader: None,
-                reason: format!("replica {} leads term {term} but no majority confirmed it within {} ms", self.id, lease.length.as_millis()),
-            },
-            // A leader not heard from for an election timeout is likely dead or cut off: naming
-            // it would send agents to wait on it. Without a name they ask again shortly, by
-            // which time the election is over.
-            Some(l) => match *self.leader_heard.lock().unwrap_or_else(|p| p.into_inner()) {
-                Some(at) if at.elapsed() < self.leader_fresh => {
-                    Leadership::Elsewhere { leader: self.leader_agent_addr(), reason: format!("replica {} is a follower; replica {l} leads term {term}", self.id) }
-                }
-                _ => Leadership::Elsewhere {
-                    leader: None,
-                    reason: format!("replica {} has not heard from replica {l} (term {term}) for {} ms", self.id, self.leader_fresh.as_millis()),
-                },
-            },
-            None => Leadership::Elsewhere { leader: None, reason: format!("replica {} knows no leader in term {term}", self.id) },
+        Standing {
+            id: self.id,
+            leader,
+            term,
+            leader_addr,
+            lease: self.lease(),
+            heard: *self.leader_heard.lock().unwrap_or_else(|p| p.into_inner()),
+            fresh: self.leader_fresh,
+            settles: self.election_settles,
         }
+        .judge(Instant::now())
     }
 
     pub fn status(&self, seq: u64, error: Option<String>) -> ClusterStatus {

@@ -36,6 +36,10 @@ pub enum Leadership {
         leader: Option<String>,
         reason: String,
     },
+    /// No live leader is known, but this replica had one (or was one) so recently that an
+    /// election should name the next by `settles_by`. A new agent's hello waits for it; a
+    /// round or a renewal is refused at once, as under [`Leadership::Elsewhere`].
+    Electing { reason: String, settles_by: std::time::Instant },
 }
 
 pub trait RoundResolver: Send + Sync {

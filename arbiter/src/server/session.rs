@@ -31,7 +31,36 @@ pub(crate) fn redirect(shared: &Shared) -> Option<Redirect> {
     match shared.resolver.leadership() {
         Leadership::Serving => None,
         Leadership::Elsewhere { leader, reason } => Some(Redirect { leader, reason }),
+        Leadership::Electing { reason, .. } => Some(Redirect { leader: None, reason }),
     }
+}
+
+/// How often a held hello looks at the election again.
+const ELECTION_POLL: Duration = Duration::from_millis(20);
+
+/// [`redirect`] for a new agent, after the election under way (if any) has named a leader.
+/// The agents of a dead leader all notice its silence at about the same time and dial the
+/// same next replica, often before the election ends. Answered at once, each would back off,
+/// handshake with this replica again and be redirected then: their handshakes cost it twice
+/// and the backoff delays them. Held, each goes straight to the winner (or is served here).
+async fn redirect_after_election(shared: &Shared, cancel: &CancellationToken) -> Option<Redirect> {
+    let held = Instant::now();
+    while let Leadership::Electing { reason, settles_by } = shared.resolver.leadership() {
+        let now = Instant::now();
+        if now >= settles_by || cancel.is_cancelled() {
+            debug!(held_ms = held.elapsed().as_millis() as u64, %reason, "no leader after the election's time");
+            return Some(Redirect { leader: None, reason });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(ELECTION_POLL.min(settles_by - now)) => {}
+        }
+    }
+    let answer = redirect(shared);
+    if held.elapsed() >= ELECTION_POLL {
+        debug!(held_ms = held.elapsed().as_millis() as u64, leader = ?answer.as_ref().map(|r| &r.leader), "held the hello through an election");
+    }
+    answer
 }
 
 /// How long a closing side waits for its last frames to be acknowledged.
@@ -127,7 +156,7 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
         return;
     };
 
-    if let Some(r) = redirect(&shared) {
+    if let Some(r) = redirect_after_election(&shared, &cancel).await {
         bump(&shared.stats.redirects);
         info!(leader = ?r.leader, reason = %r.reason, "redirected: not the leader");
         let reason = r.reason.clone();
