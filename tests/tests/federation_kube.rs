@@ -2,7 +2,8 @@
 //! small HTTP/1.1 server with a certificate from our CA records what kube-rs sends and
 //! answers as an API server would. The requests are checked: cordon = PATCH of the node with
 //! `spec.unschedulable: true`, eviction = POST to the pod's `eviction` subresource, rollback
-//! = PATCH with `unschedulable: false`. A refused eviction (429, a disruption budget) fails.
+//! = PATCH with `unschedulable: false`. A workload known only by its cgroup is found by the
+//! pod UID in the path among the node's pods (GET of the pods with `spec.nodeName`). A refused eviction (429, a disruption budget) fails.
 
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -56,6 +57,11 @@ async fn serve_one(stream: tokio::net::TcpStream, acceptor: tokio_rustls::TlsAcc
             let name = path.trim_start_matches("/api/v1/nodes/").split('?').next().unwrap_or("");
             let unschedulable = body.contains("\"unschedulable\":true");
             (200, format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}"}},"spec":{{"unschedulable":{unschedulable}}}}}"#))
+        } else if path.starts_with("/api/v1/pods") && method == "GET" {
+            // The node's pods: one whose UID the cgroup-only workload names, and a neighbour.
+            let pod = |ns: &str, name: &str, uid: &str| format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"namespace":"{ns}","name":"{name}","uid":"{uid}"}}}}"#);
+            let items = [pod("batch", "etl-0", POD_UID), pod("batch", "etl-1", "99999999-7d1e-4b8a-9c2d-112233445566")].join(",");
+            (200, format!(r#"{{"apiVersion":"v1","kind":"PodList","metadata":{{"resourceVersion":"1"}},"items":[{items}]}}"#))
         } else if path.contains("/eviction") && method == "POST" {
             if refuse_evictions {
                 (429, r#"{"apiVersion":"v1","kind":"Status","metadata":{},"status":"Failure","message":"Cannot evict pod as it would violate the pod's disruption budget.","reason":"TooManyRequests","code":429}"#.to_string())
@@ -99,6 +105,10 @@ async fn api_server(pki: &Pki, refuse_evictions: bool) -> anyhow::Result<(String
     Ok((format!("https://127.0.0.1:{}", addr.port()), log))
 }
 
+/// The pod the cgroup-only workload is in, as the kubelet's systemd driver names its cgroup.
+const POD_UID: &str = "0f3c2a55-7d1e-4b8a-9c2d-112233445566";
+const POD_CGROUP: &str = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f3c2a55_7d1e_4b8a_9c2d_112233445566.slice/cri-containerd-4f1e.scope";
+
 fn order(action: OrderAction) -> MigrationOrder {
     let w = |i: u64, ns: &str| MigrationWorkload {
         workload: WorkloadRef { id: WorkloadId(i), path: format!("/kubepods/w{i}") },
@@ -119,7 +129,14 @@ fn order(action: OrderAction) -> MigrationOrder {
             threshold: 0.5,
             history: vec![0.8, 0.85, 0.9],
             horizon_steps: 5,
-            workloads: vec![w(1, "shop"), w(2, "ads")],
+            // Two named pods, one known only by its cgroup (what a site observes), and one
+            // cgroup that is no pod (skipped with a warning).
+            workloads: vec![
+                w(1, "shop"),
+                w(2, "ads"),
+                MigrationWorkload { workload: WorkloadRef { id: WorkloadId(3), path: POD_CGROUP.into() }, demand: 0.1, criticality: 1, pod: None },
+                MigrationWorkload { workload: WorkloadRef { id: WorkloadId(4), path: "/system.slice/backup.service".into() }, demand: 0.1, criticality: 1, pod: None },
+            ],
             at: Timestamp(0),
             alternative_to: None,
         },
@@ -149,15 +166,19 @@ async fn kube_executor_cordons_and_evicts_against_a_local_https_test_server() ->
         summary,
         vec![
             ("PATCH".to_string(), "/api/v1/nodes/node-7".to_string()),
+            ("GET".to_string(), "/api/v1/pods".to_string()),
             ("POST".to_string(), "/api/v1/namespaces/shop/pods/web-1/eviction".to_string()),
             ("POST".to_string(), "/api/v1/namespaces/ads/pods/web-2/eviction".to_string()),
+            ("POST".to_string(), "/api/v1/namespaces/batch/pods/etl-0/eviction".to_string()),
             ("PATCH".to_string(), "/api/v1/nodes/node-7".to_string()),
         ],
         "the destination role sends nothing"
     );
     assert!(seen[0].body.contains("\"unschedulable\":true"), "cordon: {}", seen[0].body);
-    assert!(seen[3].body.contains("\"unschedulable\":false"), "uncordon: {}", seen[3].body);
-    let eviction: serde_json::Value = serde_json::from_str(&seen[1].body)?;
+    assert!(seen[5].body.contains("\"unschedulable\":false"), "uncordon: {}", seen[5].body);
+    // Only the source node's pods are listed.
+    assert!(seen[1].path.contains("fieldSelector=spec.nodeName%3Dnode-7"), "pod list: {}", seen[1].path);
+    let eviction: serde_json::Value = serde_json::from_str(&seen[2].body)?;
     assert_eq!(eviction["metadata"]["name"], "web-1", "{eviction}");
     assert!(seen.iter().all(|s| s.auth.as_deref() == Some("Bearer s3cret-token")), "{seen:?}");
     Ok(())

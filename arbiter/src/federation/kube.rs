@@ -1,12 +1,17 @@
 //! The Kubernetes executor: on the source site a migration cordons the source node and
 //! evicts the migrating pods through the API (kube-rs), so their controllers reschedule them
-//! off that node; the destination cluster's own deployment tooling brings them up there.
-//! Rollback and confirm uncordon the node. The destination role has nothing to do here.
+//! off that node. A workload the proposal names only by cgroup (what a site observes) is
+//! found by the pod UID in its cgroup path among the node's pods ([`super::pod_cgroup`]).
+//! The destination cluster's own deployment tooling brings them up there. Rollback and confirm
+//! uncordon the node. The destination role has nothing to do here.
 
 use super::executor::{ExecError, ExecFuture, ExecReport, MigrationExecutor};
+use super::pod_cgroup::pod_uid;
 use super::site::{MigrationOrder, OrderAction, OrderRole};
+use truce_common::wire::PodRef;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, EvictParams};
+use kube::api::{Api, EvictParams, ListParams};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Where the API server is. Without `api_server` the usual inference applies (KUBECONFIG,
@@ -62,11 +67,28 @@ impl KubeExecutor {
             (OrderRole::Destination, _) => Ok(ExecReport { summary: "destination: nothing to do in this cluster".into() }),
             (OrderRole::Source, OrderAction::Migrate) => {
                 nodes.cordon(node).await.map_err(kube_err(format!("cordon node {node}")))?;
+                // Workloads the proposal names by cgroup only: their pods, by UID, among the
+                // node's pods (listed once, only if needed).
+                let by_uid = if order.proposal.workloads.iter().any(|w| w.pod.is_none()) {
+                    self.pods_on(node).await.map_err(kube_err(format!("list the pods on node {node}")))?
+                } else {
+                    HashMap::new()
+                };
                 let mut evicted = Vec::new();
                 for w in &order.proposal.workloads {
-                    let Some(pod) = &w.pod else {
-                        tracing::warn!(workload = %w.workload.path, "not a pod; the Kubernetes executor cannot move it");
-                        continue;
+                    let pod = match (&w.pod, pod_uid(&w.workload.path)) {
+                        (Some(pod), _) => pod.clone(),
+                        (None, None) => {
+                            tracing::warn!(workload = %w.workload.path, "not a pod's cgroup; the Kubernetes executor cannot move it");
+                            continue;
+                        }
+                        (None, Some(uid)) => match by_uid.get(&uid) {
+                            Some(pod) => pod.clone(),
+                            None => {
+                                tracing::warn!(workload = %w.workload.path, %uid, %node, "no pod with this UID on the node (gone already?); nothing to evict");
+                                continue;
+                            }
+                        },
                     };
                     let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
                     pods.evict(&pod.name, &EvictParams::default()).await.map_err(kube_err(format!("evict pod {}/{}", pod.namespace, pod.name)))?;
@@ -79,6 +101,22 @@ impl KubeExecutor {
                 Ok(ExecReport { summary: format!("uncordoned {node}") })
             }
         }
+    }
+}
+
+impl KubeExecutor {
+    /// The pods bound to `node`, by UID.
+    async fn pods_on(&self, node: &str) -> Result<HashMap<String, PodRef>, kube::Error> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|p| {
+                let m = p.metadata;
+                Some((m.uid?, PodRef { namespace: m.namespace?, name: m.name? }))
+            })
+            .collect())
     }
 }
 

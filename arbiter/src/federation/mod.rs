@@ -17,6 +17,7 @@ pub mod forecast;
 pub mod kube;
 pub mod observe;
 pub mod plan;
+pub mod pod_cgroup;
 pub mod runtime;
 pub mod section;
 pub mod site;
