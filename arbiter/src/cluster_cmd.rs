@@ -61,7 +61,9 @@ pub struct Target {
     /// Whose peer certificate to present (a member of the group); default: the replica's own.
     #[arg(long = "as")]
     as_peer: Option<String>,
-    /// How long to wait for the answer, in ms (add waits for the new replica to catch up).
+    /// How long to wait for the answer, in ms. The leader waits up to 20 s for an added
+    /// replica to catch up before it promotes it; a shorter timeout here gives up on the answer,
+    /// not the add (run the same add again to see it finish).
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
 }
