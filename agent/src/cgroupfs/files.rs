@@ -110,7 +110,7 @@ pub struct CgroupCounters {
     pub io: Option<Vec<IoStatLine>>,
 }
 
-fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, CgroupError> {
+pub(super) fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, CgroupError> {
     match std::fs::read_to_string(dir.join(file)) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -124,20 +124,25 @@ fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, CgroupError> 
 
 /// Read cpu.stat, memory.current, memory.events and io.stat from `dir`.
 pub fn read_counters(dir: &Path) -> Result<CgroupCounters, CgroupError> {
+    counters_with(|file| read_optional(dir, file))
+}
+
+/// The counters from whatever reads a file by name (`None`: the file is absent).
+pub(super) fn counters_with(mut read_optional: impl FnMut(&'static str) -> Result<Option<String>, CgroupError>) -> Result<CgroupCounters, CgroupError> {
     let mut c = CgroupCounters::default();
-    if let Some(t) = read_optional(dir, "cpu.stat")? {
+    if let Some(t) = read_optional("cpu.stat")? {
         (c.cpu_usage_us, c.cpu_throttled_us, c.cpu_nr_throttled) = parse_cpu_stat(&t);
     }
-    if let Some(t) = read_optional(dir, "memory.current")? {
+    if let Some(t) = read_optional("memory.current")? {
         c.memory_current = t.trim().parse().ok();
     }
-    if let Some(t) = read_optional(dir, "memory.events")? {
+    if let Some(t) = read_optional("memory.events")? {
         let kv = parse_flat_keyed(&t);
         c.memory_high_events = get(&kv, "high");
         c.memory_max_events = get(&kv, "max");
         c.memory_oom_kills = get(&kv, "oom_kill");
     }
-    if let Some(t) = read_optional(dir, "io.stat")? {
+    if let Some(t) = read_optional("io.stat")? {
         c.io = Some(parse_io_stat(&t));
     }
     Ok(c)
@@ -145,7 +150,12 @@ pub fn read_counters(dir: &Path) -> Result<CgroupCounters, CgroupError> {
 
 /// Read cpu.pressure, memory.pressure and io.pressure (absent without PSI).
 pub fn read_pressure(dir: &Path) -> Result<PsiSignals, CgroupError> {
-    let one = |f: &str| -> Result<Option<Pressure>, CgroupError> { Ok(read_optional(dir, f)?.and_then(|t| parse_pressure(&t))) };
+    pressure_with(|file| read_optional(dir, file))
+}
+
+/// The pressure files from whatever reads a file by name (`None`: the file is absent).
+pub(super) fn pressure_with(mut read_optional: impl FnMut(&'static str) -> Result<Option<String>, CgroupError>) -> Result<PsiSignals, CgroupError> {
+    let mut one = |f: &'static str| -> Result<Option<Pressure>, CgroupError> { Ok(read_optional(f)?.and_then(|t| parse_pressure(&t))) };
     Ok(PsiSignals { cpu: one("cpu.pressure")?, memory: one("memory.pressure")?, io: one("io.pressure")? })
 }
 

@@ -5,6 +5,7 @@ mod error;
 mod files;
 mod mount;
 mod naming;
+mod open_files;
 mod pressure_trigger;
 mod walk;
 
@@ -12,5 +13,6 @@ pub use error::CgroupError;
 pub use files::{CgroupCounters, IoStatLine, parse_cpu_stat, parse_flat_keyed, parse_io_stat, parse_pressure, read_counters, read_pressure};
 pub use mount::{CgroupHost, Controller, ControllerState, Mode, discover, discover_from};
 pub use naming::{WorkloadKind, classify};
+pub use open_files::{CgroupFiles, MAX_OPEN_CGROUPS};
 pub use pressure_trigger::{PressureTrigger, TriggerError, TriggerEvent};
 pub use walk::{CgroupEntry, walk};

@@ -1,7 +1,7 @@
 //! The sampling pipeline shared by `observe`, `record` and the daemon: probes snapshot,
 //! cgroup walk, cgroup files, procfs, then the pure collector.
 
-use crate::cgroupfs::{self, CgroupHost, walk};
+use crate::cgroupfs::{self, CgroupFiles, CgroupHost, walk};
 use crate::collect::{Collector, Reading, host};
 use crate::probes::{self, GroupStatus, PerfMode, PerfStatus, ProbeConfig, ProbeHandle};
 use anyhow::{Context, Result};
@@ -17,6 +17,9 @@ pub struct Sampler {
     probes: ProbeHandle,
     cgroups: CgroupHost,
     collector: Collector,
+    /// Taken by the reader task each period and handed back (`None` only while it runs, or
+    /// after it panicked: then the next period starts with fresh descriptors).
+    files: Option<CgroupFiles>,
     unavailable: Vec<Unavailable>,
 }
 
@@ -45,7 +48,7 @@ impl Sampler {
             unavailable.push(Unavailable { signal: "psi".into(), reason: "kernel has no /proc/pressure (boot with psi=1)".into() });
         }
         tracing::info!(cgroup = %cgroups.summary(), sched = ?caps.sched, block = ?caps.block, net = ?caps.net, perf = ?caps.perf, "probes ready");
-        Ok(Sampler { probes, cgroups, collector: Collector::new(), unavailable })
+        Ok(Sampler { probes, cgroups, collector: Collector::new(), files: Some(CgroupFiles::new()), unavailable })
     }
 
     pub fn cgroups(&self) -> &CgroupHost {
@@ -65,14 +68,16 @@ impl Sampler {
     pub async fn tick(&mut self) -> Result<Option<HostSample>> {
         let probes = self.probes.snapshot().await.map_err(|e| anyhow::anyhow!("{}", probes::error_chain(&e)))?;
         let mount = self.cgroups.mount.clone();
-        let (cgroups, files, host) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut reader = self.files.take().unwrap_or_default();
+        let (cgroups, files, host, reader) = tokio::task::spawn_blocking(move || -> Result<_> {
             let cgroups = walk(&mount, MAX_DEPTH, MAX_CGROUPS).context("listing cgroups")?;
-            let files = host::read_cgroup_files(&cgroups);
+            let files = reader.read(&cgroups);
             let host = host::read_host().context("reading /proc")?;
-            Ok((cgroups, files, host))
+            Ok((cgroups, files, host, reader))
         })
         .await
         .context("reader task panicked")??;
+        self.files = Some(reader);
         let reading = Reading { at: now(), probes, cgroups, files, host, unavailable: self.unavailable.clone() };
         let out = self.collector.observe(reading);
         if !out.vanished.is_empty() {

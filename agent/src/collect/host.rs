@@ -1,44 +1,83 @@
-//! Host-wide readings from procfs, and the per-cgroup file readings for one period.
+//! Host-wide readings from procfs for one period.
 
 use super::HostReading;
-use crate::cgroupfs::{CgroupCounters, CgroupEntry, CgroupError, read_counters, read_pressure};
-use std::collections::HashMap;
-use procfs::{Current, CurrentSI};
+use crate::cgroupfs::read_pressure;
+use std::io;
 use std::path::Path;
-use truce_common::signal::PsiSignals;
 
 /// Read /proc/stat, /proc/meminfo and /proc/pressure. A missing file (no PSI) leaves that
-/// part empty; a broken /proc/stat is an error, since every CPU figure depends on it.
-pub fn read_host() -> Result<HostReading, procfs::ProcError> {
-    let ks = procfs::KernelStats::current()?;
+/// part empty; a broken /proc/stat or /proc/meminfo is an error, since every CPU and memory
+/// figure depends on them. Only the lines truce uses are parsed: /proc/stat's interrupt
+/// lines alone hold thousands of numbers, and parsing all of it every period cost more
+/// than reading the cgroup files.
+pub fn read_host() -> io::Result<HostReading> {
+    let malformed = |file: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{file}: no aggregate line truce can parse"));
+    let (busy_ticks, cpus) = parse_stat(&std::fs::read_to_string("/proc/stat")?).ok_or_else(|| malformed("/proc/stat"))?;
+    let (mem_total_bytes, mem_available_bytes) = parse_meminfo(&std::fs::read_to_string("/proc/meminfo")?).ok_or_else(|| malformed("/proc/meminfo"))?;
     let tps = procfs::ticks_per_second().max(1);
-    let t = &ks.total;
-    let busy_ticks = t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0);
-    let mem = procfs::Meminfo::current()?;
     let psi = read_pressure(Path::new("/proc/pressure")).unwrap_or_default();
-    Ok(HostReading {
-        cpus: ks.cpu_time.len() as u32,
-        cpu_busy_ns: busy_ticks.saturating_mul(1_000_000_000 / tps),
-        mem_total_bytes: mem.mem_total,
-        mem_available_bytes: mem.mem_available.unwrap_or(mem.mem_free),
-        psi,
-    })
+    Ok(HostReading { cpus, cpu_busy_ns: busy_ticks.saturating_mul(1_000_000_000 / tps), mem_total_bytes, mem_available_bytes, psi })
 }
 
-/// Read every listed cgroup's counters and pressure. Cgroups that vanished meanwhile are
-/// left out; other failures are logged once per cgroup and left out too, so one broken
-/// cgroup cannot stop the period.
-pub fn read_cgroup_files(cgroups: &[CgroupEntry]) -> HashMap<u64, (CgroupCounters, PsiSignals)> {
-    let mut out = HashMap::with_capacity(cgroups.len());
-    for c in cgroups {
-        let read = read_counters(&c.dir).and_then(|k| Ok((k, read_pressure(&c.dir)?)));
-        match read {
-            Ok(v) => {
-                out.insert(c.id, v);
-            }
-            Err(CgroupError::Vanished { .. }) => {}
-            Err(err) => tracing::debug!(cgroup = %c.path, cause = %err, "skipping cgroup files this period"),
+/// /proc/stat: the busy ticks of the aggregate `cpu` line (user, nice, system, irq, softirq,
+/// steal; not idle or iowait) and the number of `cpuN` lines. The cpu lines come first.
+pub fn parse_stat(text: &str) -> Option<(u64, u32)> {
+    let mut lines = text.lines();
+    let total = lines.next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = total.split_whitespace().map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    if f.len() < 4 {
+        return None;
+    }
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    let cpus = lines.take_while(|l| l.starts_with("cpu")).count() as u32;
+    Some((busy, cpus))
+}
+
+/// /proc/meminfo: MemTotal and MemAvailable (MemFree on kernels without it), in bytes.
+pub fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
+    let (mut total, mut available, mut free) = (None, None, None);
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else { continue };
+        let slot = match key {
+            "MemTotal" => &mut total,
+            "MemAvailable" => &mut available,
+            "MemFree" => &mut free,
+            _ => continue,
+        };
+        *slot = rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024);
+        if total.is_some() && available.is_some() {
+            break;
         }
     }
-    out
+    Some((total?, available.or(free)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_busy_ticks_and_cpus() {
+        let t = "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\ncpu1 50 3 25 500 10 2 1 1 0 0\nintr 12345 1 2 3\nctxt 99\n";
+        assert_eq!(parse_stat(t), Some((100 + 5 + 50 + 3 + 2 + 1, 2)));
+        // Old kernels stop after iowait, irq and softirq.
+        assert_eq!(parse_stat("cpu  1 2 3 4\ncpu0 1 2 3 4\n"), Some((6, 1)));
+        assert_eq!(parse_stat("intr 1\n"), None);
+        assert_eq!(parse_stat("cpu  1 x 3 4\n"), None);
+    }
+
+    #[test]
+    fn meminfo_total_and_available() {
+        let t = "MemTotal:        2000 kB\nMemFree:          300 kB\nMemAvailable:     900 kB\nBuffers: 1 kB\n";
+        assert_eq!(parse_meminfo(t), Some((2000 * 1024, 900 * 1024)));
+        assert_eq!(parse_meminfo("MemTotal: 2000 kB\nMemFree: 300 kB\n"), Some((2000 * 1024, 300 * 1024)));
+        assert_eq!(parse_meminfo("MemFree: 300 kB\n"), None);
+    }
+
+    #[test]
+    fn this_hosts_proc_files_parse() {
+        let r = read_host().expect("/proc parses");
+        assert!(r.cpus >= 1 && r.mem_total_bytes > 0 && r.mem_available_bytes <= r.mem_total_bytes, "{r:?}");
+    }
 }
