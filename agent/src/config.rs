@@ -60,6 +60,13 @@ listen = "127.0.0.1:9447"
 # truce_agent_probe_run_time_seconds. Costs two clock reads per probe run; when off (and the
 # sysctl kernel.bpf_stats_enabled is 0) probe run time is reported unavailable.
 probe_run_time = false
+
+[forecast]
+# The forecaster's CPU budget, as a share of one CPU, measured on its own thread. While it is
+# spent, refits of the costly models (ets, blend) wait: their last fits serve while they
+# cover the horizon, then ewma and seasonal naive serve alone (a forecast always names its
+# model; waits are counted in truce_agent_forecast_refits_deferred). 0 fits the cheap models only.
+cpu_share = 0.05
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +102,8 @@ struct FileConfig {
     arbiter: FileArbiter,
     enforce: FileEnforce,
     #[serde(default)]
+    forecast: FileForecast,
+    #[serde(default)]
     inspect: FileInspect,
     #[serde(default)]
     metrics: FileMetrics,
@@ -102,6 +111,18 @@ struct FileConfig {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileForecast {
+    cpu_share: f64,
+}
+
+impl Default for FileForecast {
+    fn default() -> Self {
+        FileForecast { cpu_share: 0.05 }
+    }
 }
 
 #[derive(Deserialize, Serialize)]
@@ -192,6 +213,8 @@ pub struct AgentConfig {
     pub journal: PathBuf,
     pub memory_margin_bytes: u64,
     pub cpu_floor_millicores: u64,
+    /// `forecast.cpu_share`: the forecaster thread's CPU budget, a share of one CPU (0 to 1).
+    pub forecast_cpu_share: f64,
     /// The host view socket and `/metrics`.
     pub telemetry: crate::inspect::TelemetryConfig,
 }
@@ -260,6 +283,10 @@ impl AgentConfig {
                 return Err(invalid(&format!("enforce.roots[{i}]"), format!("{r:?} must be an absolute subtree of the cgroup2 mount, not `/`, without `..`")));
             }
         }
+        let share = f.forecast.cpu_share;
+        if !(0.0..=1.0).contains(&share) {
+            return Err(invalid("forecast.cpu_share", format!("{share} must be a share of one CPU, from 0 to 1")));
+        }
         let socket = (!f.inspect.socket.is_empty()).then(|| PathBuf::from(&f.inspect.socket));
         if let Some(p) = &socket
             && !p.is_absolute()
@@ -286,6 +313,7 @@ impl AgentConfig {
             journal: f.enforce.journal,
             memory_margin_bytes: f.enforce.memory_margin_bytes,
             cpu_floor_millicores: f.enforce.cpu_floor_millicores,
+            forecast_cpu_share: share,
         })
     }
 }
@@ -335,6 +363,7 @@ mod tests {
         assert_eq!(c.telemetry.socket.as_deref(), Some(Path::new("/run/truce/agent.sock")));
         assert_eq!(c.telemetry.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9447))));
         assert_eq!(c.timing, SessionTiming { keep_alive: Duration::from_millis(500), idle_timeout: Duration::from_millis(1500), connect_timeout: Duration::from_secs(3) });
+        assert_eq!(c.forecast_cpu_share, 0.05);
     }
 
     #[test]
@@ -348,6 +377,7 @@ mod tests {
         let old = DEFAULT_TOML.split("\n[inspect]").next().expect("prefix");
         let c = parse(old).expect("older configs keep working");
         assert!(c.telemetry.socket.is_some() && c.telemetry.metrics_listen.is_some());
+        assert_eq!(c.forecast_cpu_share, 0.05);
     }
 
     #[test]
@@ -368,6 +398,10 @@ mod tests {
         assert!(parse(&bad).map(|_| ()).expect_err("unparsable").to_string().contains("arbiter.idle_timeout"));
         let bad = DEFAULT_TOML.replace("connect_timeout = \"3s\"", "connect_timeout = \"1ms\"");
         assert!(parse(&bad).map(|_| ()).expect_err("too short").to_string().contains("arbiter.connect_timeout"));
+        for share in ["1.5", "-0.1", "nan"] {
+            let bad = DEFAULT_TOML.replace("cpu_share = 0.05", &format!("cpu_share = {share}"));
+            assert!(parse(&bad).map(|_| ()).expect_err("not a share").to_string().contains("forecast.cpu_share"), "{share}");
+        }
         let bad = format!("{DEFAULT_TOML}\nbogus = 1\n");
         assert!(parse(&bad).map(|_| ()).expect_err("must be refused").to_string().contains("bogus"));
     }

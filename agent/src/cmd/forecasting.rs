@@ -5,6 +5,7 @@
 //! or two old, which a forecast over a 10-period horizon tolerates. Interference is still
 //! estimated and bid on in the period it shows up.
 
+use crate::brain::forecast::CpuBudget;
 use crate::brain::{Allocation, Forecaster, ForecasterParams};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,14 +28,20 @@ pub struct ForecastWorker {
     latest: Arc<Mutex<Vec<DemandForecast>>>,
     /// Periods left out because the thread was behind (logged with each drop).
     dropped: AtomicU64,
+    /// Costly refits that waited for the CPU budget (see [`CpuBudget`]).
+    deferred: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ForecastWorker {
-    pub fn start(params: ForecasterParams) -> std::io::Result<ForecastWorker> {
+    /// `cpu_share`: the forecaster's CPU budget as a share of one CPU, measured on its own
+    /// thread (`forecast.cpu_share` in agent.toml).
+    pub fn start(params: ForecasterParams, cpu_share: f64) -> std::io::Result<ForecastWorker> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let latest = Arc::new(Mutex::new(Vec::new()));
         let out = latest.clone();
+        let deferred = Arc::new(AtomicU64::new(0));
+        let deferred_out = deferred.clone();
         let thread = std::thread::Builder::new().name("truce-forecast".into()).spawn(move || {
             // SAFETY: setpriority(2) on this thread's own id; no memory is passed.
             let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
@@ -42,12 +49,41 @@ impl ForecastWorker {
                 tracing::warn!(cause = %std::io::Error::last_os_error(), "forecaster keeps the daemon's CPU priority");
             }
             let mut forecaster = Forecaster::new(params);
+            let mut budget = CpuBudget::new(cpu_share);
+            let origin = std::time::Instant::now();
+            let (mut over, mut warned) = (false, false);
             while let Ok((sample, allocations)) = rx.recv() {
-                let forecasts = forecaster.observe(&sample, &allocations);
+                let may_refit = budget.allows(origin.elapsed());
+                let before = thread_cpu_time();
+                let forecasts = forecaster.observe_within(&sample, &allocations, may_refit);
+                match (before, thread_cpu_time()) {
+                    (Some(b), Some(a)) => budget.charge(a.saturating_sub(b)),
+                    // Without a thread clock there is nothing to charge: the budget cannot
+                    // hold and says so once.
+                    _ if !warned => {
+                        warned = true;
+                        tracing::warn!("no thread CPU clock: the forecaster's CPU budget cannot be enforced");
+                    }
+                    _ => {}
+                }
+                let total = forecaster.deferred_refits();
+                let was = deferred_out.swap(total, Ordering::Relaxed);
+                if total > was && !over {
+                    over = true;
+                    tracing::info!(cpu_share, deferred = total, "forecaster over its CPU budget: costly refits wait, their last fits and the cheap models serve");
+                } else if total == was && over && may_refit {
+                    over = false;
+                    tracing::info!(cpu_share, deferred = total, "forecaster back within its CPU budget");
+                }
                 *out.lock().unwrap_or_else(|p| p.into_inner()) = forecasts;
             }
         })?;
-        Ok(ForecastWorker { jobs: Some(tx), latest, dropped: AtomicU64::new(0), thread: Some(thread) })
+        Ok(ForecastWorker { jobs: Some(tx), latest, dropped: AtomicU64::new(0), deferred, thread: Some(thread) })
+    }
+
+    /// Costly refits that waited for the CPU budget so far.
+    pub fn deferred_refits(&self) -> u64 {
+        self.deferred.load(Ordering::Relaxed)
     }
 
     /// Queue one period of the workloads `keep` selects for the forecaster; never blocks.
@@ -81,6 +117,14 @@ impl ForecastWorker {
     }
 }
 
+/// CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID).
+fn thread_cpu_time() -> Option<std::time::Duration> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into memory we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 impl Drop for ForecastWorker {
     fn drop(&mut self) {
         self.jobs = None;
@@ -99,7 +143,7 @@ mod tests {
     #[test]
     fn forecasts_come_back_from_the_thread_without_blocking_the_caller() {
         let params = ForecasterParams { horizon: 4, season: 12, history: 48, refit_every: 8, min_evaluations: 2, models: vec![crate::brain::ModelKind::Ewma], ..Default::default() };
-        let worker = ForecastWorker::start(params).expect("thread");
+        let worker = ForecastWorker::start(params, 1.0).expect("thread");
         for t in 0..12 {
             worker.submit(&host(t, vec![workload(1, "a", 500, 0), workload(2, "b", 900, 0)], vec![]), &HashMap::new(), |w| w.workload.id == WorkloadId(1));
         }

@@ -68,7 +68,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
         tracing::error!(cause = %error_chain(p), "running without it");
     }
     let params = BrainParams::default();
-    let forecaster = ForecastWorker::start(params.forecaster.clone()).context("starting the forecaster thread")?;
+    let forecaster = ForecastWorker::start(params.forecaster.clone(), cfg.forecast_cpu_share).context("starting the forecaster thread")?;
     let mut brain = Brain::new(params, now().0);
     let mut ticker = tokio::time::interval(cfg.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,6 +169,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 reports: 1,
                 bids: ours.len() as u64,
                 outbox_dropped: client.dropped(),
+                forecast_refits_deferred: forecaster.deferred_refits(),
             });
             seq += 1;
             // The inventory travels when it changed, and every 30 periods so that a new

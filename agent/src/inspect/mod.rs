@@ -85,6 +85,8 @@ pub struct Period<'a> {
     pub reports: u64,
     pub bids: u64,
     pub outbox_dropped: u64,
+    /// Costly forecast refits that waited for the forecaster's CPU budget, since start.
+    pub forecast_refits_deferred: u64,
 }
 
 pub struct Telemetry {
@@ -166,6 +168,7 @@ impl Telemetry {
                 f.reports += p.reports;
                 f.bids += p.bids;
                 f.outbox_dropped = p.outbox_dropped;
+                f.forecast_refits_deferred = p.forecast_refits_deferred;
                 f.leases_active = p.leases.len() as u64;
                 f.run_stats = unavailable.is_none().then(|| p.run_stats.clone());
             });

@@ -12,9 +12,11 @@
 //! - `anomaly` is set when this period's value fell outside ±3σ of the served model's
 //!   one-step forecast.
 
+pub mod budget;
 pub mod models;
 mod series;
 
+pub use budget::CpuBudget;
 pub use models::{ModelKind, PathForecast};
 use series::Series;
 use std::collections::HashMap;
@@ -57,7 +59,7 @@ impl Default for ForecasterParams {
             level: 0.9,
             mase_window: 120,
             min_evaluations: 20,
-            models: ModelKind::ALL.to_vec(),
+            models: ModelKind::DEFAULT.to_vec(),
             forget_after_ms: 600_000,
         }
     }
@@ -67,6 +69,8 @@ impl Default for ForecasterParams {
 pub struct Forecaster {
     params: ForecasterParams,
     series: HashMap<(WorkloadId, Resource), Series>,
+    /// Costly refits that were due but waited for the CPU budget, since start.
+    deferred_refits: u64,
 }
 
 /// This period's demand per resource, in the resource's unit.
@@ -85,7 +89,12 @@ pub fn demand(w: &WorkloadSample, period_ms: u64) -> Vec<(Resource, f64)> {
 
 impl Forecaster {
     pub fn new(params: ForecasterParams) -> Forecaster {
-        Forecaster { params, series: HashMap::new() }
+        Forecaster { params, series: HashMap::new(), deferred_refits: 0 }
+    }
+
+    /// Costly refits that were due but waited for the CPU budget, since start.
+    pub fn deferred_refits(&self) -> u64 {
+        self.deferred_refits
     }
 
     pub fn params(&self) -> &ForecasterParams {
@@ -94,6 +103,12 @@ impl Forecaster {
 
     /// Feed one period; returns a forecast for every series seen in it.
     pub fn observe(&mut self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>) -> Vec<DemandForecast> {
+        self.observe_within(sample, allocations, true)
+    }
+
+    /// As [`Forecaster::observe`], with the costly models refitted only if `may_refit` (the
+    /// caller's CPU budget, [`CpuBudget`]); otherwise their last paths serve while they last.
+    pub fn observe_within(&mut self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>, may_refit: bool) -> Vec<DemandForecast> {
         let now = sample.at;
         let mut out = Vec::new();
         for w in &sample.workloads {
@@ -101,7 +116,7 @@ impl Forecaster {
             for (resource, value) in demand(w, sample.period_ms) {
                 let phase = self.series.len() as u64;
                 let series = self.series.entry((w.workload.id, resource)).or_insert_with(|| Series::new(&self.params, phase));
-                series.push(value, now, &self.params);
+                self.deferred_refits += series.push(value, now, &self.params, may_refit) as u64;
                 let allocated = alloc.and_then(|a| a.get(&resource));
                 if let Some(f) = series.forecast(w.workload.id, resource, now, sample.period_ms, allocated, &self.params)
                 {

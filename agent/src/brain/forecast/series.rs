@@ -63,7 +63,10 @@ impl Series {
         self.last_seen
     }
 
-    pub(super) fn push(&mut self, y: f64, now: Timestamp, p: &ForecasterParams) {
+    /// Add this period's value and refit what is due. Costly refits run only when `may_refit`
+    /// (the forecaster's CPU budget allows them) and the history is not flat (where the cheap
+    /// models are exact already); returns how many due costly refits were left for later.
+    pub(super) fn push(&mut self, y: f64, now: Timestamp, p: &ForecasterParams, may_refit: bool) -> usize {
         let step = self.steps;
         self.last_seen = now;
         // Score what each model said about this step, then check the served model's one-step call.
@@ -88,6 +91,7 @@ impl Series {
         self.steps += 1;
 
         let history = self.history.to_vec();
+        let flat = history.windows(2).all(|w| w[0] == w[1]);
         let stale: Vec<ModelKind> = self
             .slots
             .iter()
@@ -101,7 +105,14 @@ impl Series {
         // Costly models forecast past the horizon so the path lasts until the next refit.
         let (cheap, costly): (Vec<ModelKind>, Vec<ModelKind>) = stale.iter().partition(|k| !k.is_costly());
         let mut fresh = forecast_all(&cheap, &history, p.season, p.horizon, p.level);
-        fresh.extend(forecast_all(&costly, &history, p.season, p.horizon + p.refit_every.max(1), p.level));
+        let deferred = if may_refit && !flat {
+            fresh.extend(forecast_all(&costly, &history, p.season, p.horizon + p.refit_every.max(1), p.level));
+            0
+        } else {
+            // Over budget: the last fit serves while its path lasts. A flat series is not a
+            // deferral: there is nothing for a costly model to add to an exact cheap one.
+            if flat { 0 } else { costly.len() }
+        };
         for slot in &mut self.slots {
             if let Some((_, f)) = fresh.iter_mut().find(|(k, _)| *k == slot.kind) {
                 slot.fit = f.take().map(|f| (step, f));
@@ -110,6 +121,7 @@ impl Series {
                 slot.issued.push_back((step, f));
             }
         }
+        deferred
     }
 
     /// Mean absolute seasonal difference of the history: the MASE denominator.
@@ -124,15 +136,19 @@ impl Series {
     }
 
     /// Lowest rolling error among models with enough evaluations; EWMA (or whatever has a
-    /// forecast) until then. Models share the series' scale, so MAE ranks as MASE does.
+    /// forecast) until then. Models share the series' scale, so MAE ranks as MASE does. Only
+    /// a model whose last fit still covers the horizon from the newest step can serve: a
+    /// costly model whose refit waits for the CPU budget drops out once its path runs out.
     fn served_index(&self, p: &ForecasterParams) -> Option<usize> {
-        let ready = self.slots.iter().enumerate().filter(|(_, s)| s.abs_errors.len() >= p.min_evaluations && s.fit.is_some());
+        let step = self.steps.checked_sub(1)?;
+        let live = |s: &Slot| s.current(step, p.horizon).is_some();
+        let ready = self.slots.iter().enumerate().filter(|(_, s)| s.abs_errors.len() >= p.min_evaluations && live(s));
         let best = ready
             .filter_map(|(i, s)| s.mae().map(|m| (i, m)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i);
-        best.or_else(|| self.slots.iter().position(|s| s.kind == ModelKind::Ewma && s.fit.is_some()))
-            .or_else(|| self.slots.iter().position(|s| s.fit.is_some()))
+        best.or_else(|| self.slots.iter().position(|s| s.kind == ModelKind::Ewma && live(s)))
+            .or_else(|| self.slots.iter().position(live))
     }
 
     /// Rolling MASE per model (`None` before any error or on a flat series).
