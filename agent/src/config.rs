@@ -63,7 +63,7 @@ probe_run_time = false
 
 [forecast]
 # The forecaster's CPU budget, as a share of one CPU, measured on its own thread. While it is
-# spent, refits of the costly models (ets, blend) wait: their last fits serve while they
+# spent, refits of the costly models (ets, mstl, blend) wait: their last fits serve while they
 # cover the horizon, then ewma and seasonal naive serve alone (a forecast always names its
 # model; waits are counted in truce_agent_forecast_refits_deferred). 0 fits the cheap models only.
 cpu_share = 0.05

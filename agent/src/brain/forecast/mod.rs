@@ -59,7 +59,7 @@ impl Default for ForecasterParams {
             level: 0.9,
             mase_window: 120,
             min_evaluations: 20,
-            models: ModelKind::DEFAULT.to_vec(),
+            models: ModelKind::ALL.to_vec(),
             forget_after_ms: 600_000,
         }
     }
@@ -201,6 +201,37 @@ mod tests {
         }
         let out = fc.observe(&host(40, vec![workload(1, "a", 1900, 0)], vec![]), &HashMap::new());
         assert!(cpu_forecast(&out).is_some_and(|f| f.anomaly));
+    }
+
+    #[test]
+    fn refits_held_back_by_the_budget_are_counted_and_a_model_whose_path_ran_out_is_not_served() {
+        let p = ForecasterParams { models: vec![ModelKind::Ewma, ModelKind::Ets], min_evaluations: 2, ..params() };
+        let mut fc = Forecaster::new(p);
+        let demand = |t: u64| host(t, vec![workload(1, "a", 300 + (t * 37) % 100, 0)], vec![]);
+        for t in 0..20u64 {
+            fc.observe(&demand(t), &HashMap::new());
+        }
+        assert_eq!(fc.deferred_refits(), 0);
+        let mut last = Vec::new();
+        for t in 20..40u64 {
+            last = fc.observe_within(&demand(t), &HashMap::new(), false);
+        }
+        assert!(fc.deferred_refits() > 0, "due ETS refits were held back");
+        let f = cpu_forecast(&last).expect("a forecast is still served");
+        // ETS's last path covers refit_every + horizon steps from its fit, 20 steps ago.
+        assert_eq!(f.model, "ewma", "{f:?}");
+    }
+
+    #[test]
+    fn a_flat_series_gets_no_costly_refit_and_defers_nothing() {
+        let mut fc = Forecaster::new(ForecasterParams { models: vec![ModelKind::Ewma, ModelKind::Ets], ..params() });
+        let mut last = Vec::new();
+        for t in 0..30u64 {
+            last = fc.observe_within(&host(t, vec![workload(1, "a", 200, 0)], vec![]), &HashMap::new(), false);
+        }
+        assert_eq!(fc.deferred_refits(), 0);
+        let f = cpu_forecast(&last).expect("a forecast");
+        assert_eq!(f.model, "ewma", "{f:?}");
     }
 
     #[test]

@@ -28,18 +28,6 @@ impl ModelKind {
     pub const ALL: [ModelKind; 5] =
         [ModelKind::SeasonalNaive, ModelKind::Ewma, ModelKind::Ets, ModelKind::Mstl, ModelKind::Blend];
 
-    /// What the agent fits unless told otherwise: all but MSTL. On the traces of
-    /// docs/benchmarks.md ("forecast") MSTL ranked fourth of five on average (mean MASE 0.544
-    /// against 0.466 for ETS and 0.477 for EWMA) and best on one series of eleven, by 4 %;
-    /// it is also the costliest fit (a seasonal decomposition plus an ETS fit on the
-    /// remainder), and a season of `season` periods rarely means anything for a workload.
-    pub const DEFAULT: [ModelKind; 4] = [ModelKind::SeasonalNaive, ModelKind::Ewma, ModelKind::Ets, ModelKind::Blend];
-
-    /// The kind with this [`ModelKind::name`].
-    pub fn from_name(name: &str) -> Option<ModelKind> {
-        ModelKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::SeasonalNaive => "seasonal_naive",
