@@ -28,7 +28,12 @@ pub(crate) enum End {
 
 /// The redirect to send when this arbiter does not serve rounds now.
 pub(crate) fn redirect(shared: &Shared) -> Option<Redirect> {
-    match shared.resolver.leadership() {
+    redirect_for(shared.resolver.leadership())
+}
+
+/// What an agent is told under `leadership`: nothing when serving, else where to go.
+fn redirect_for(leadership: Leadership) -> Option<Redirect> {
+    match leadership {
         Leadership::Serving => None,
         Leadership::Elsewhere { leader, reason } => Some(Redirect { leader, reason }),
         Leadership::Electing { reason, .. } => Some(Redirect { leader: None, reason }),
@@ -45,22 +50,24 @@ const ELECTION_POLL: Duration = Duration::from_millis(20);
 /// and the backoff delays them. Held, each goes straight to the winner (or is served here).
 async fn redirect_after_election(shared: &Shared, cancel: &CancellationToken) -> Option<Redirect> {
     let held = Instant::now();
-    while let Leadership::Electing { reason, settles_by } = shared.resolver.leadership() {
+    loop {
+        let leadership = shared.resolver.leadership();
         let now = Instant::now();
-        if now >= settles_by || cancel.is_cancelled() {
-            debug!(held_ms = held.elapsed().as_millis() as u64, %reason, "no leader after the election's time");
-            return Some(Redirect { leader: None, reason });
-        }
+        let settles_by = match &leadership {
+            Leadership::Electing { settles_by, .. } if now < *settles_by && !cancel.is_cancelled() => *settles_by,
+            _ => {
+                let answer = redirect_for(leadership);
+                if held.elapsed() >= ELECTION_POLL {
+                    debug!(held_ms = held.elapsed().as_millis() as u64, leader = ?answer.as_ref().map(|r| &r.leader), reason = ?answer.as_ref().map(|r| &r.reason), "held the hello through an election");
+                }
+                return answer;
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => {}
             _ = tokio::time::sleep(ELECTION_POLL.min(settles_by - now)) => {}
         }
     }
-    let answer = redirect(shared);
-    if held.elapsed() >= ELECTION_POLL {
-        debug!(held_ms = held.elapsed().as_millis() as u64, leader = ?answer.as_ref().map(|r| &r.leader), "held the hello through an election");
-    }
-    answer
 }
 
 /// How long a closing side waits for its last frames to be acknowledged.
