@@ -59,6 +59,20 @@ impl KubeExecutor {
         Ok(KubeExecutor { client })
     }
 
+    /// The pods bound to `node`, by UID.
+    async fn pods_on(&self, node: &str) -> Result<HashMap<String, PodRef>, kube::Error> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|p| {
+                let m = p.metadata;
+                Some((m.uid?, PodRef { namespace: m.namespace?, name: m.name? }))
+            })
+            .collect())
+    }
+
     async fn run(&self, order: &MigrationOrder) -> Result<ExecReport, ExecError> {
         let node = order.proposal.host.0.as_str();
         let nodes: Api<Node> = Api::all(self.client.clone());
@@ -101,22 +115,6 @@ impl KubeExecutor {
                 Ok(ExecReport { summary: format!("uncordoned {node}") })
             }
         }
-    }
-}
-
-impl KubeExecutor {
-    /// The pods bound to `node`, by UID.
-    async fn pods_on(&self, node: &str) -> Result<HashMap<String, PodRef>, kube::Error> {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|p| {
-                let m = p.metadata;
-                Some((m.uid?, PodRef { namespace: m.namespace?, name: m.name? }))
-            })
-            .collect())
     }
 }
 
