@@ -105,13 +105,15 @@ impl Series {
         // Costly models forecast past the horizon so the path lasts until the next refit.
         let (cheap, costly): (Vec<ModelKind>, Vec<ModelKind>) = stale.iter().partition(|k| !k.is_costly());
         let mut fresh = forecast_all(&cheap, &history, p.season, p.horizon, p.level);
-        let deferred = if may_refit && !flat {
+        // A flat series is not a deferral: a costly model has nothing to add to an exact cheap
+        // one. Over budget, the last fit serves while its path lasts.
+        let deferred = if flat {
+            0
+        } else if may_refit {
             fresh.extend(forecast_all(&costly, &history, p.season, p.horizon + p.refit_every.max(1), p.level));
             0
         } else {
-            // Over budget: the last fit serves while its path lasts. A flat series is not a
-            // deferral: there is nothing for a costly model to add to an exact cheap one.
-            if flat { 0 } else { costly.len() }
+            costly.len()
         };
         for slot in &mut self.slots {
             if let Some((_, f)) = fresh.iter_mut().find(|(k, _)| *k == slot.kind) {
