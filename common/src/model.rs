@@ -206,6 +206,19 @@ pub enum Setting {
     IoWeight { dev: DeviceId, weight: u32 },
 }
 
+impl Setting {
+    /// The resource this setting holds. A workload holds each resource through one lease at a
+    /// time, whichever of the resource's knobs that lease writes (a cut CPU is `cpu.max` or
+    /// `cpu.weight`, a raised one `cpu.weight`).
+    pub fn resource(&self) -> Resource {
+        match self {
+            Setting::CpuMax { .. } | Setting::CpuWeight { .. } => Resource::Cpu,
+            Setting::MemoryHigh { .. } => Resource::Memory,
+            Setting::IoMax { dev, .. } | Setting::IoWeight { dev, .. } => Resource::Io { dev: *dev },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DecisionId(pub u64);
 

@@ -2,11 +2,13 @@
 //!
 //! Several leases may touch the same slot (a cgroup file, or one device's line in it). The
 //! newest active lease on a slot decides its value; when the last one lapses the slot goes
-//! back to the journaled original. Nothing here needs the arbiter to revert.
+//! back to the journaled original. Nothing here needs the arbiter to revert. A new lease
+//! replaces the older ones of its workload on the same resource ([`LeaseTable::supersede`]),
+//! whichever knob they write.
 
 use super::write::Slot;
 use std::collections::BTreeMap;
-use truce_common::model::{BidId, DecisionId, LeaseId, Reason, Setting, Timestamp};
+use truce_common::model::{BidId, DecisionId, LeaseId, Reason, Resource, Setting, Timestamp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActiveLease {
@@ -90,6 +92,21 @@ impl LeaseTable {
         (removed, actions)
     }
 
+    /// A workload holds each resource through its newest lease (the arbiter plans one holding
+    /// per workload and resource, and a new lease replaces the last). Remove the older leases
+    /// of `cgroup` on `resource`, whichever knob they write: left to lapse, a cut's `cpu.max`
+    /// would keep throttling a workload the next round raised through `cpu.weight`, for the
+    /// rest of its lease. Returns them and what their slots need, except the slot the newest
+    /// lease holds (already written).
+    pub fn supersede(&mut self, cgroup: &str, resource: Resource) -> (Vec<ActiveLease>, Vec<SlotAction>) {
+        let same = || self.active.values().filter(|l| l.cgroup == cgroup && l.setting.resource() == resource);
+        let Some(newest) = same().max_by_key(|l| (l.start, l.id)).map(|l| l.id) else { return (Vec::new(), Vec::new()) };
+        let older: Vec<LeaseId> = same().map(|l| l.id).filter(|id| *id != newest).collect();
+        let (removed, actions) = self.remove(&older);
+        let actions = actions.into_iter().filter(|a| !matches!(a, SlotAction::Apply(l) if l.id == newest)).collect();
+        (removed, actions)
+    }
+
     /// The lease that decides a slot: the newest by start, then by id.
     pub fn holder(&self, cgroup: &str, slot: &Slot) -> Option<&ActiveLease> {
         self.active.values().filter(|l| l.cgroup == cgroup && &l.slot == slot).max_by_key(|l| (l.start, l.id))
@@ -144,6 +161,53 @@ mod tests {
         assert_eq!(t.holder("/a", &lease(0, "/a", 1, 0, 1).slot).map(|l| l.id), Some(LeaseId(2)));
         let (_, actions) = t.expire(Timestamp(100));
         assert!(matches!(&actions[..], [SlotAction::Apply(l)] if l.id == LeaseId(1)));
+    }
+
+    fn with_setting(mut l: ActiveLease, setting: Setting) -> ActiveLease {
+        l.slot = slot_of(&setting);
+        l.setting = setting;
+        l
+    }
+
+    #[test]
+    fn a_raise_supersedes_the_cut_before_it_on_the_other_cpu_knob() {
+        let mut t = LeaseTable::default();
+        let cut = with_setting(lease(1, "/a", 1, 0, 10_000), Setting::CpuMax { millicores: 160, period_us: 100_000 });
+        t.grant(cut.clone(), Timestamp(0));
+        // Another workload's CPU and this one's memory are not this lease's business.
+        t.grant(lease(2, "/b", 50, 0, 10_000), Timestamp(0));
+        t.grant(with_setting(lease(3, "/a", 1, 0, 10_000), Setting::MemoryHigh { bytes: 1 << 30 }), Timestamp(0));
+        t.grant(lease(4, "/a", 247, 500, 10_500), Timestamp(500));
+        let (gone, actions) = t.supersede("/a", Resource::Cpu);
+        assert_eq!(gone, vec![cut.clone()]);
+        assert_eq!(actions, vec![SlotAction::Restore { cgroup: "/a".into(), slot: cut.slot }]);
+        let mut left: Vec<u64> = t.iter().map(|l| l.id.0).collect();
+        left.sort();
+        assert_eq!(left, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn an_older_lease_on_the_same_knob_goes_without_rewriting_the_newest() {
+        let mut t = LeaseTable::default();
+        t.grant(lease(1, "/a", 200, 0, 500), Timestamp(0));
+        t.grant(lease(2, "/a", 400, 10, 100), Timestamp(10));
+        let (gone, actions) = t.supersede("/a", Resource::Cpu);
+        assert_eq!(gone.iter().map(|l| l.id).collect::<Vec<_>>(), vec![LeaseId(1)]);
+        assert_eq!(actions, vec![], "the newest lease already holds the slot");
+        // When the newest lapses, the slot goes back to the original, not to the replaced lease.
+        let (_, actions) = t.expire(Timestamp(100));
+        assert!(matches!(&actions[..], [SlotAction::Restore { .. }]), "{actions:?}");
+    }
+
+    #[test]
+    fn a_stale_lease_granted_late_is_the_one_superseded() {
+        let mut t = LeaseTable::default();
+        t.grant(lease(2, "/a", 247, 500, 10_500), Timestamp(500));
+        let stale = with_setting(lease(1, "/a", 1, 0, 10_000), Setting::CpuMax { millicores: 160, period_us: 100_000 });
+        t.grant(stale.clone(), Timestamp(600));
+        let (gone, actions) = t.supersede("/a", Resource::Cpu);
+        assert_eq!(gone, vec![stale.clone()]);
+        assert_eq!(actions, vec![SlotAction::Restore { cgroup: "/a".into(), slot: stale.slot }]);
     }
 
     #[test]

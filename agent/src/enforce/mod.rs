@@ -108,6 +108,8 @@ impl Enforcer {
             },
             now,
         );
+        let (_, actions) = self.leases.supersede(&d.workload.path, d.setting.resource());
+        self.act(actions, "superseded by a newer lease on the same resource");
         Ok(planned)
     }
 
