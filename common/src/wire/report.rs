@@ -44,8 +44,10 @@ pub struct ManagedWorkload {
     pub priority: u32,
     /// Configured floors and ceilings; a resource not listed has none.
     pub bounds: Vec<ResourceBounds>,
-    /// What it used over the last period, per resource (millicores, bytes). The market bases
-    /// demand on it, so an idle workload's unused entitlement is what a cut takes first. Added
+    /// What it used over the last period, per resource (millicores, bytes); CPU includes the
+    /// time it waited on a run queue (runnable time), so a workload held back by contention
+    /// is not taken for one that wants little. The market bases demand on it, so an idle
+    /// workload's unused entitlement is what a cut takes first. Added
     /// after version 1: absent from older agents (the market then assumes the entitlement) and
     /// left out of the encoding when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
