@@ -63,9 +63,10 @@ probe_run_time = false
 
 [forecast]
 # The forecaster's CPU budget, as a share of one CPU, measured on its own thread. While it is
-# spent, refits of the costly models (ets, mstl, blend) wait: their last fits serve while they
-# cover the horizon, then ewma and seasonal naive serve alone (a forecast always names its
-# model; waits are counted in truce_agent_forecast_refits_deferred). 0 fits the cheap models only.
+# spent, periods are only recorded (each value joins its history, no model runs) and the last
+# forecasts serve (counted in truce_agent_forecast_periods_recorded). A costly refit (ets,
+# mstl, blend) runs only once the budget holds what one costs; until then ewma and seasonal
+# naive serve (waits counted in truce_agent_forecast_refits_deferred). 0 turns forecasting off.
 cpu_share = 0.05
 "#;
 

@@ -228,7 +228,7 @@ async fn serve_socket(path: &Path, periods: u64) -> (Telemetry, CancellationToke
     for t in 0..periods {
         let s = sample(t);
         let round = brain.observe(&s, &RoundInputs::default());
-        telemetry.period(Period { sample: &s, round: &round, leases: vec![], run_stats: vec![], reports: 0, bids: 0, outbox_dropped: 0, forecast_refits_deferred: 0 });
+        telemetry.period(Period { sample: &s, round: &round, leases: vec![], run_stats: vec![], reports: 0, bids: 0, outbox_dropped: 0, forecast_refits_deferred: 0, forecast_periods_recorded: 0 });
     }
     (telemetry, cancel)
 }

@@ -59,7 +59,7 @@ async fn real_probes_reach_the_host_view_over_the_socket_and_the_metrics_scrape(
                 if let Some(sample) = sampler.tick().await? {
                     let round = brain.observe(&sample, &RoundInputs::default());
                     let run_stats = sampler.probe_run_stats().await;
-                    telemetry.period(Period { sample: &sample, round: &round, leases: vec![], run_stats, reports: 0, bids: 0, outbox_dropped: 0, forecast_refits_deferred: 0 });
+                    telemetry.period(Period { sample: &sample, round: &round, leases: vec![], run_stats, reports: 0, bids: 0, outbox_dropped: 0, forecast_refits_deferred: 0, forecast_periods_recorded: 0 });
                     periods += 1;
                 }
             }

@@ -38,6 +38,11 @@ impl Ring {
     pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
         self.values.iter().copied()
     }
+
+    /// The newest value.
+    pub fn last(&self) -> Option<f64> {
+        self.values.back().copied()
+    }
 }
 
 /// Quantile by linear interpolation between order statistics; `None` for no data.

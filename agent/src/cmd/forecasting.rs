@@ -5,7 +5,7 @@
 //! or two old, which a forecast over a 10-period horizon tolerates. Interference is still
 //! estimated and bid on in the period it shows up.
 
-use crate::brain::forecast::CpuBudget;
+use crate::brain::forecast::{CpuBudget, Effort};
 use crate::brain::{Allocation, Forecaster, ForecasterParams};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,8 @@ use truce_common::signal::{HostSample, WorkloadSample};
 const QUEUE: usize = 8;
 /// The thread's nice value: work-conserving, it yields to every workload and to the loop.
 const NICE: libc::c_int = 10;
+/// How often a forecaster that stays over its CPU budget says so.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 type Job = (HostSample, HashMap<WorkloadId, Allocation>);
 
@@ -30,6 +32,8 @@ pub struct ForecastWorker {
     dropped: AtomicU64,
     /// Costly refits that waited for the CPU budget (see [`CpuBudget`]).
     deferred: Arc<AtomicU64>,
+    /// Periods only recorded, the CPU budget spent.
+    recorded: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -42,6 +46,8 @@ impl ForecastWorker {
         let out = latest.clone();
         let deferred = Arc::new(AtomicU64::new(0));
         let deferred_out = deferred.clone();
+        let recorded = Arc::new(AtomicU64::new(0));
+        let recorded_out = recorded.clone();
         let thread = std::thread::Builder::new().name("truce-forecast".into()).spawn(move || {
             // SAFETY: setpriority(2) on this thread's own id; no memory is passed.
             let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
@@ -51,13 +57,17 @@ impl ForecastWorker {
             let mut forecaster = Forecaster::new(params);
             let mut budget = CpuBudget::new(cpu_share);
             let origin = std::time::Instant::now();
-            let (mut over, mut warned) = (false, false);
+            let mut warned = false;
+            // Over budget is the steady state where the cheap models alone cost more than the
+            // share (under emulation): said once a minute with the counts, not per period.
+            let mut told: Option<std::time::Instant> = None;
             while let Ok((sample, allocations)) = rx.recv() {
-                let may_refit = budget.allows(origin.elapsed());
-                let before = thread_cpu_time();
-                let forecasts = forecaster.observe_within(&sample, &allocations, may_refit);
+                let effort = budget.effort(origin.elapsed());
+                let within_budget = effort != Effort::Record;
+                let (before, refits_before) = (thread_cpu_time(), forecaster.refits_run());
+                let forecasts = forecaster.observe_within(&sample, &allocations, effort);
                 match (before, thread_cpu_time()) {
-                    (Some(b), Some(a)) => budget.charge(a.saturating_sub(b)),
+                    (Some(b), Some(a)) => budget.charge(a.saturating_sub(b), forecaster.refits_run() - refits_before),
                     // Without a thread clock there is nothing to charge: the budget cannot
                     // hold and says so once.
                     _ if !warned => {
@@ -67,23 +77,28 @@ impl ForecastWorker {
                     _ => {}
                 }
                 let total = forecaster.deferred_refits();
-                let was = deferred_out.swap(total, Ordering::Relaxed);
-                if total > was && !over {
-                    over = true;
-                    tracing::info!(cpu_share, deferred = total, "forecaster over its CPU budget: costly refits wait, their last fits and the cheap models serve");
-                } else if total == was && over && may_refit {
-                    over = false;
-                    tracing::info!(cpu_share, deferred = total, "forecaster back within its CPU budget");
+                deferred_out.store(total, Ordering::Relaxed);
+                if !within_budget {
+                    let recorded = recorded_out.fetch_add(1, Ordering::Relaxed) + 1;
+                    if told.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                        told = Some(std::time::Instant::now());
+                        tracing::info!(cpu_share, recorded, deferred = total, "forecaster over its CPU budget: periods are recorded without forecasting, the last forecasts serve");
+                    }
                 }
                 *out.lock().unwrap_or_else(|p| p.into_inner()) = forecasts;
             }
         })?;
-        Ok(ForecastWorker { jobs: Some(tx), latest, dropped: AtomicU64::new(0), deferred, thread: Some(thread) })
+        Ok(ForecastWorker { jobs: Some(tx), latest, dropped: AtomicU64::new(0), deferred, recorded, thread: Some(thread) })
     }
 
     /// Costly refits that waited for the CPU budget so far.
     pub fn deferred_refits(&self) -> u64 {
         self.deferred.load(Ordering::Relaxed)
+    }
+
+    /// Periods only recorded so far, the CPU budget spent.
+    pub fn periods_recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
     }
 
     /// Queue one period of the workloads `keep` selects for the forecaster; never blocks.
@@ -146,6 +161,8 @@ mod tests {
         let worker = ForecastWorker::start(params, 1.0).expect("thread");
         for t in 0..12 {
             worker.submit(&host(t, vec![workload(1, "a", 500, 0), workload(2, "b", 900, 0)], vec![]), &HashMap::new(), |w| w.workload.id == WorkloadId(1));
+            // The budget is paid in wall time: periods submitted back to back would be recorded.
+            std::thread::sleep(Duration::from_millis(20));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut got = Vec::new();

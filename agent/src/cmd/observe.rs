@@ -93,7 +93,7 @@ pub async fn run(args: &ObserveArgs) -> Result<()> {
         };
         let round = brain.observe(&sample, &RoundInputs::default());
         let run_stats = if tcfg.metrics_listen.is_some() { sampler.probe_run_stats().await } else { Vec::new() };
-        telemetry.period(crate::inspect::Period { sample: &sample, round: &round, leases: Vec::new(), run_stats, reports: 0, bids: 0, outbox_dropped: 0, forecast_refits_deferred: 0 });
+        telemetry.period(crate::inspect::Period { sample: &sample, round: &round, leases: Vec::new(), run_stats, reports: 0, bids: 0, outbox_dropped: 0, forecast_refits_deferred: 0, forecast_periods_recorded: 0 });
         let rows = table::rows(&sample, &round.estimates);
         let mut out = std::io::stdout().lock();
         let written = if args.json {

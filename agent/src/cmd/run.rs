@@ -157,7 +157,33 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     inputs.external_latency_ms.insert(w.workload.id, ms);
                 }
             }
-            let round = brain.decide(&sample, &inputs, forecaster.latest());
+            // The brain decides off this task, so that a decision arriving meanwhile is applied
+            // at once (tens of ms under contention in the VM, where a decision is what relieves it).
+            let deciding = {
+                let forecasts = forecaster.latest();
+                let job = tokio::task::spawn_blocking(move || {
+                    let round = brain.decide(&sample, &inputs, forecasts);
+                    (brain, sample, inputs, round)
+                });
+                tokio::pin!(job);
+                loop {
+                    tokio::select! {
+                        r = &mut job => break r.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")),
+                        msg = inbound.recv() => {
+                            if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
+                                // Let the brain finish: its state comes back with the round.
+                                let _ = (&mut job).await;
+                                break Err(anyhow::anyhow!("the arbiter client stopped"));
+                            }
+                        }
+                    }
+                }
+            };
+            let (returned, sample, inputs, round) = match deciding {
+                Ok(v) => v,
+                Err(e) => break Err(e),
+            };
+            brain = returned;
             forecaster.submit(&sample, &inputs.allocations, |w| under_roots(&w.workload.path, &cfg.roots));
             // Bid only for what this agent may change; reports cover every workload.
             let ours: Vec<&Bid> = round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)).collect();
@@ -170,6 +196,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 bids: ours.len() as u64,
                 outbox_dropped: client.dropped(),
                 forecast_refits_deferred: forecaster.deferred_refits(),
+                forecast_periods_recorded: forecaster.periods_recorded(),
             });
             seq += 1;
             // The inventory travels when it changed, and every 30 periods so that a new

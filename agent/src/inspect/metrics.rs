@@ -42,6 +42,7 @@ pub struct Figures {
     pub leases_lapsed: u64,
     pub outbox_dropped: u64,
     pub forecast_refits_deferred: u64,
+    pub forecast_periods_recorded: u64,
     /// `None` without an arbiter (`observe`).
     pub arbiter_connected: Option<bool>,
     pub probe_errors: BTreeMap<String, u64>,
@@ -208,6 +209,7 @@ impl Collector for AgentCollector {
         counters(e, "truce_agent_leases_lapsed", "Leases that lapsed without renewal and were reverted", [(vec![], f.leases_lapsed)])?;
         counters(e, "truce_agent_outbox_dropped", "Messages dropped because the arbiter outbox was full", [(vec![], f.outbox_dropped)])?;
         counters(e, "truce_agent_forecast_refits_deferred", "Costly forecast refits that waited for the forecaster's CPU budget (forecast.cpu_share)", [(vec![], f.forecast_refits_deferred)])?;
+        counters(e, "truce_agent_forecast_periods_recorded", "Periods the forecaster only recorded, without forecasting, its CPU budget spent (forecast.cpu_share)", [(vec![], f.forecast_periods_recorded)])?;
         gauges(e, "truce_agent_arbiter_connected", "1 while a session to an arbiter is open", f.arbiter_connected.map(|c| (vec![], f64::from(u8::from(c)))))?;
         counters(e, "truce_agent_probe_errors", "Failures counted inside the eBPF probes, by kind", f.probe_errors.iter().map(|(p, n)| (vec![("probe", p.as_str())], *n)))?;
         gauges(e, "truce_agent_probe_run_stats_available", "1 when the kernel counts probe run time (BPF stats on)", [(vec![], f64::from(u8::from(f.run_stats.is_some())))])?;

@@ -87,6 +87,8 @@ pub struct Period<'a> {
     pub outbox_dropped: u64,
     /// Costly forecast refits that waited for the forecaster's CPU budget, since start.
     pub forecast_refits_deferred: u64,
+    /// Periods the forecaster only recorded (its CPU budget spent), since start.
+    pub forecast_periods_recorded: u64,
 }
 
 pub struct Telemetry {
@@ -169,6 +171,7 @@ impl Telemetry {
                 f.bids += p.bids;
                 f.outbox_dropped = p.outbox_dropped;
                 f.forecast_refits_deferred = p.forecast_refits_deferred;
+                f.forecast_periods_recorded = p.forecast_periods_recorded;
                 f.leases_active = p.leases.len() as u64;
                 f.run_stats = unavailable.is_none().then(|| p.run_stats.clone());
             });

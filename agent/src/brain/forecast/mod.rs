@@ -16,7 +16,7 @@ pub mod budget;
 pub mod models;
 mod series;
 
-pub use budget::CpuBudget;
+pub use budget::{CpuBudget, Effort};
 pub use models::{ModelKind, PathForecast};
 use series::Series;
 use std::collections::HashMap;
@@ -71,6 +71,10 @@ pub struct Forecaster {
     series: HashMap<(WorkloadId, Resource), Series>,
     /// Costly refits that were due but waited for the CPU budget, since start.
     deferred_refits: u64,
+    /// Costly refits run, since start (the budget learns their cost from it).
+    refits_run: u64,
+    /// What the last forecasting period made: served again by periods only recorded.
+    last: Vec<DemandForecast>,
 }
 
 /// This period's demand per resource, in the resource's unit.
@@ -89,12 +93,17 @@ pub fn demand(w: &WorkloadSample, period_ms: u64) -> Vec<(Resource, f64)> {
 
 impl Forecaster {
     pub fn new(params: ForecasterParams) -> Forecaster {
-        Forecaster { params, series: HashMap::new(), deferred_refits: 0 }
+        Forecaster { params, series: HashMap::new(), deferred_refits: 0, refits_run: 0, last: Vec::new() }
     }
 
     /// Costly refits that were due but waited for the CPU budget, since start.
     pub fn deferred_refits(&self) -> u64 {
         self.deferred_refits
+    }
+
+    /// Costly refits run, since start.
+    pub fn refits_run(&self) -> u64 {
+        self.refits_run
     }
 
     pub fn params(&self) -> &ForecasterParams {
@@ -103,12 +112,22 @@ impl Forecaster {
 
     /// Feed one period; returns a forecast for every series seen in it.
     pub fn observe(&mut self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>) -> Vec<DemandForecast> {
-        self.observe_within(sample, allocations, true)
+        self.observe_within(sample, allocations, Effort::Full { refits: u64::MAX })
     }
 
-    /// As [`Forecaster::observe`], with the costly models refitted only if `may_refit` (the
-    /// caller's CPU budget, [`CpuBudget`]); otherwise their last paths serve while they last.
-    pub fn observe_within(&mut self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>, may_refit: bool) -> Vec<DemandForecast> {
+    /// As [`Forecaster::observe`], doing what the caller's CPU budget ([`CpuBudget`]) allows:
+    /// `Full` refits due costly models until its allowance is used (a series' models go
+    /// together, so the last series may take it past), `Cheap` leaves them to their last paths while
+    /// those last, and `Record` only records the period: each series keeps the value, no
+    /// model is scored or fitted, and the last forecasts serve again (their `at` says how old
+    /// they are). The cheap models alone cost more than a 5 % share under emulation, so the
+    /// budget has to cover all of the forecaster's work, not only refits.
+    pub fn observe_within(&mut self, sample: &HostSample, allocations: &HashMap<WorkloadId, Allocation>, effort: Effort) -> Vec<DemandForecast> {
+        let within_budget = effort != Effort::Record;
+        let mut allowance = match effort {
+            Effort::Full { refits } => refits,
+            _ => 0,
+        };
         let now = sample.at;
         let mut out = Vec::new();
         for w in &sample.workloads {
@@ -116,7 +135,14 @@ impl Forecaster {
             for (resource, value) in demand(w, sample.period_ms) {
                 let phase = self.series.len() as u64;
                 let series = self.series.entry((w.workload.id, resource)).or_insert_with(|| Series::new(&self.params, phase));
-                self.deferred_refits += series.push(value, now, &self.params, may_refit) as u64;
+                if !within_budget {
+                    self.deferred_refits += series.record(value, now, &self.params) as u64;
+                    continue;
+                }
+                let (deferred, ran) = series.push(value, now, &self.params, allowance > 0);
+                allowance = allowance.saturating_sub(ran as u64);
+                self.deferred_refits += deferred as u64;
+                self.refits_run += ran as u64;
                 let allocated = alloc.and_then(|a| a.get(&resource));
                 if let Some(f) = series.forecast(w.workload.id, resource, now, sample.period_ms, allocated, &self.params)
                 {
@@ -126,7 +152,14 @@ impl Forecaster {
         }
         let forget = self.params.forget_after_ms;
         self.series.retain(|_, s| now.ms_since(s.last_seen()) <= forget);
-        out
+        if within_budget {
+            self.last.clone_from(&out);
+            return out;
+        }
+        // Only workloads still here: a gone workload's forecast would bid for nobody.
+        let present: std::collections::HashSet<WorkloadId> = sample.workloads.iter().map(|w| w.workload.id).collect();
+        self.last.retain(|f| present.contains(&f.workload));
+        self.last.clone()
     }
 
     /// The rolling MASE of every model on one series (for `observe` and tests).
@@ -204,7 +237,31 @@ mod tests {
     }
 
     #[test]
-    fn refits_held_back_by_the_budget_are_counted_and_a_model_whose_path_ran_out_is_not_served() {
+    fn periods_over_budget_are_only_recorded_and_serve_the_last_forecasts() {
+        let p = ForecasterParams { models: vec![ModelKind::Ewma, ModelKind::Ets], min_evaluations: 2, ..params() };
+        let mut fc = Forecaster::new(p);
+        let at = |t: u64, on_ms: u64| host(t, vec![workload(1, "a", on_ms + (t * 37) % 100, 0)], vec![]);
+        let mut full = Vec::new();
+        for t in 0..20u64 {
+            full = fc.observe(&at(t, 300), &HashMap::new());
+        }
+        assert_eq!(fc.deferred_refits(), 0);
+        let before = cpu_forecast(&full).expect("a forecast").clone();
+        // Over budget while demand triples: the forecasts of period 19 serve, unchanged.
+        for t in 20..40u64 {
+            let served = fc.observe_within(&at(t, 900), &HashMap::new(), Effort::Record);
+            assert_eq!(cpu_forecast(&served), Some(&before), "period {t}");
+        }
+        assert!(fc.deferred_refits() > 0, "due ETS refits waited");
+        // Back within budget: the recorded periods are in the history the models see.
+        let after = fc.observe(&at(40, 900), &HashMap::new());
+        let f = cpu_forecast(&after).expect("a forecast");
+        assert!(f.at > before.at);
+        assert!(f.mean > 800.0, "the recorded level shift is forecast: {f:?}");
+    }
+
+    #[test]
+    fn refits_held_back_in_cheap_periods_are_counted_and_a_model_whose_path_ran_out_is_not_served() {
         let p = ForecasterParams { models: vec![ModelKind::Ewma, ModelKind::Ets], min_evaluations: 2, ..params() };
         let mut fc = Forecaster::new(p);
         let demand = |t: u64| host(t, vec![workload(1, "a", 300 + (t * 37) % 100, 0)], vec![]);
@@ -212,14 +269,42 @@ mod tests {
             fc.observe(&demand(t), &HashMap::new());
         }
         assert_eq!(fc.deferred_refits(), 0);
+        assert!(fc.refits_run() > 0);
         let mut last = Vec::new();
         for t in 20..40u64 {
-            last = fc.observe_within(&demand(t), &HashMap::new(), false);
+            last = fc.observe_within(&demand(t), &HashMap::new(), Effort::Cheap);
         }
         assert!(fc.deferred_refits() > 0, "due ETS refits were held back");
-        let f = cpu_forecast(&last).expect("a forecast is still served");
+        let f = cpu_forecast(&last).expect("the cheap models still forecast");
+        assert_eq!(f.at, demand(39).at, "made this period");
         // ETS's last path covers refit_every + horizon steps from its fit, 20 steps ago.
         assert_eq!(f.model, "ewma", "{f:?}");
+    }
+
+    #[test]
+    fn a_full_period_runs_no_more_refits_than_its_allowance() {
+        // Series born together are all due at once; an allowance of one refit fits one series.
+        let p = ForecasterParams { models: vec![ModelKind::Ewma, ModelKind::Ets], refit_every: 30, ..params() };
+        let mut fc = Forecaster::new(p);
+        let workloads = |t: u64| (1..=4).map(|i| workload(i, "w", 300 + (t * 37 * i) % 100, 0)).collect::<Vec<_>>();
+        for t in 0..12u64 {
+            fc.observe_within(&host(t, workloads(t), vec![]), &HashMap::new(), Effort::Cheap);
+        }
+        let before = fc.refits_run();
+        fc.observe_within(&host(12, workloads(12), vec![]), &HashMap::new(), Effort::Full { refits: 1 });
+        assert_eq!(fc.refits_run() - before, 1, "one ETS refit, the others wait");
+        assert!(fc.deferred_refits() > 0);
+    }
+
+    #[test]
+    fn a_workload_gone_while_over_budget_is_not_served() {
+        let mut fc = Forecaster::new(cheap_params());
+        for t in 0..10u64 {
+            fc.observe(&host(t, vec![workload(1, "a", 300, 0), workload(2, "b", 500 + t, 0)], vec![]), &HashMap::new());
+        }
+        let served = fc.observe_within(&host(10, vec![workload(2, "b", 510, 0)], vec![]), &HashMap::new(), Effort::Record);
+        assert!(!served.is_empty());
+        assert!(served.iter().all(|f| f.workload == WorkloadId(2)), "{served:?}");
     }
 
     #[test]
@@ -227,7 +312,11 @@ mod tests {
         let mut fc = Forecaster::new(ForecasterParams { models: vec![ModelKind::Ewma, ModelKind::Ets], ..params() });
         let mut last = Vec::new();
         for t in 0..30u64 {
-            last = fc.observe_within(&host(t, vec![workload(1, "a", 200, 0)], vec![]), &HashMap::new(), false);
+            last = fc.observe(&host(t, vec![workload(1, "a", 200, 0)], vec![]), &HashMap::new());
+        }
+        for t in 30..40u64 {
+            let effort = if t % 2 == 0 { Effort::Record } else { Effort::Cheap };
+            fc.observe_within(&host(t, vec![workload(1, "a", 200, 0)], vec![]), &HashMap::new(), effort);
         }
         assert_eq!(fc.deferred_refits(), 0);
         let f = cpu_forecast(&last).expect("a forecast");

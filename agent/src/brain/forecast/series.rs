@@ -42,6 +42,9 @@ pub(super) struct Series {
     steps: u64,
     slots: Vec<Slot>,
     last_seen: Timestamp,
+    /// How many of the newest values are equal: the history is flat when it covers all of it
+    /// (kept as values arrive, so no period rescans the history to know).
+    equal_run: usize,
     anomaly: bool,
     /// Staggers the costly refits of series born together, so a host's refits spread over
     /// the refit interval instead of landing in one period.
@@ -56,17 +59,18 @@ impl Series {
             .map(|&kind| Slot { kind, fit: None, issued: VecDeque::new(), abs_errors: Ring::new(p.mase_window) })
             .collect();
         let phase = phase % p.refit_every.max(1) as u64;
-        Series { history: Ring::new(p.history), steps: 0, slots, last_seen: Timestamp(0), anomaly: false, phase }
+        Series { history: Ring::new(p.history), steps: 0, slots, last_seen: Timestamp(0), equal_run: 0, anomaly: false, phase }
     }
 
     pub(super) fn last_seen(&self) -> Timestamp {
         self.last_seen
     }
 
-    /// Add this period's value and refit what is due. Costly refits run only when `may_refit`
-    /// (the forecaster's CPU budget allows them) and the history is not flat (where the cheap
-    /// models are exact already); returns how many due costly refits were left for later.
-    pub(super) fn push(&mut self, y: f64, now: Timestamp, p: &ForecasterParams, may_refit: bool) -> usize {
+    /// Add this period's value, score the models on it and refit what is due. Costly models
+    /// are refitted only when `may_refit` (the CPU budget holds a refit) and not on a flat
+    /// history, where the cheap models are exact already; otherwise their last paths serve
+    /// while they last. Returns the due costly refits (deferred, run).
+    pub(super) fn push(&mut self, y: f64, now: Timestamp, p: &ForecasterParams, may_refit: bool) -> (usize, usize) {
         let step = self.steps;
         self.last_seen = now;
         // Score what each model said about this step, then check the served model's one-step call.
@@ -85,35 +89,23 @@ impl Series {
                     }
                 }
             }
-            slot.issued.retain(|(origin, _)| step.saturating_sub(*origin) < p.horizon as u64);
         }
-        self.history.push(y);
-        self.steps += 1;
+        self.forget_scored(step, p);
+        self.append(y);
 
         let history = self.history.to_vec();
-        let flat = history.windows(2).all(|w| w[0] == w[1]);
-        let stale: Vec<ModelKind> = self
-            .slots
-            .iter()
-            .filter(|slot| match &slot.fit {
-                _ if !slot.kind.is_costly() => true,
-                None => step >= self.phase,
-                Some((at, _)) => step - at >= p.refit_every.max(1) as u64,
-            })
-            .map(|slot| slot.kind)
-            .collect();
+        let flat = self.is_flat();
+        let stale: Vec<ModelKind> = self.slots.iter().filter(|slot| self.is_due(slot, step, p)).map(|slot| slot.kind).collect();
         // Costly models forecast past the horizon so the path lasts until the next refit.
         let (cheap, costly): (Vec<ModelKind>, Vec<ModelKind>) = stale.iter().partition(|k| !k.is_costly());
         let mut fresh = forecast_all(&cheap, &history, p.season, p.horizon, p.level);
-        // A flat series is not a deferral: a costly model has nothing to add to an exact cheap
-        // one. Over budget, the last fit serves while its path lasts.
-        let deferred = if flat {
-            0
-        } else if may_refit {
-            fresh.extend(forecast_all(&costly, &history, p.season, p.horizon + p.refit_every.max(1), p.level));
-            0
-        } else {
-            costly.len()
+        let counts = match (flat, may_refit) {
+            (true, _) => (0, 0),
+            (false, true) => {
+                fresh.extend(forecast_all(&costly, &history, p.season, p.horizon + p.refit_every.max(1), p.level));
+                (0, costly.len())
+            }
+            (false, false) => (costly.len(), 0),
         };
         for slot in &mut self.slots {
             if let Some((_, f)) = fresh.iter_mut().find(|(k, _)| *k == slot.kind) {
@@ -123,7 +115,51 @@ impl Series {
                 slot.issued.push_back((step, f));
             }
         }
-        deferred
+        counts
+    }
+
+    /// Add this period's value and nothing else: the forecaster's CPU budget is spent, so no
+    /// model is scored or fitted (the caller serves the forecasts of its last full period).
+    /// Returns how many costly refits were due and wait.
+    pub(super) fn record(&mut self, y: f64, now: Timestamp, p: &ForecasterParams) -> usize {
+        let step = self.steps;
+        self.last_seen = now;
+        self.anomaly = false;
+        self.forget_scored(step, p);
+        self.append(y);
+        if self.is_flat() {
+            return 0;
+        }
+        self.slots.iter().filter(|slot| slot.kind.is_costly() && self.is_due(slot, step, p)).count()
+    }
+
+    /// Drop the forecasts issued a horizon or more before `step`: nothing left to score.
+    fn forget_scored(&mut self, step: u64, p: &ForecasterParams) {
+        for slot in &mut self.slots {
+            slot.issued.retain(|(origin, _)| step.saturating_sub(*origin) < p.horizon as u64);
+        }
+    }
+
+    fn append(&mut self, y: f64) {
+        let repeats = self.history.last() == Some(y);
+        self.equal_run = if repeats { self.equal_run + 1 } else { 1 };
+        self.history.push(y);
+        self.steps += 1;
+    }
+
+    /// Every value in the history is the same (the cheap models are exact on it).
+    fn is_flat(&self) -> bool {
+        self.equal_run >= self.history.len()
+    }
+
+    /// Whether `slot` should be fitted at `step`: the cheap models every period, a costly one
+    /// once its series reaches its phase and then every `refit_every` periods.
+    fn is_due(&self, slot: &Slot, step: u64, p: &ForecasterParams) -> bool {
+        match &slot.fit {
+            _ if !slot.kind.is_costly() => true,
+            None => step >= self.phase,
+            Some((at, _)) => step - at >= p.refit_every.max(1) as u64,
+        }
     }
 
     /// Mean absolute seasonal difference of the history: the MASE denominator.
