@@ -367,11 +367,6 @@ impl FileConfig {
         if federation.is_some() && self.resolver != ResolverKind::Market {
             return Err(invalid("resolver", "must be \"market\" with federation.enabled (the site forecasts from the market's hosts)"));
         }
-        // One site is one arbiter for now: a replica group would need the site to move with
-        // the raft leader (docs/federation.md).
-        if federation.is_some() && cluster.is_some() {
-            return Err(invalid("federation.enabled", "is not supported together with cluster.enabled yet"));
-        }
         Ok(Settings { server: s, resolver: self.resolver, capacity: cap, ledger_path: self.state_dir.join("ledger.redb"), market, defaults, metrics, cluster, federation })
     }
 }

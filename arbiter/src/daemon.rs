@@ -134,18 +134,30 @@ pub async fn serve_with(settings: Settings, cancel: CancellationToken, with_repl
     if let Some((r, _)) = &replica {
         with_replica(r);
     }
-    // A federation site forecasts from the market's books (validation ensures the market).
+    // A federation site forecasts from the market's books (validation ensures the market);
+    // in a replica group it runs on the serving leader only.
     let (resolver, site) = match (&settings.federation, settings.resolver) {
         (Some(f), ResolverKind::Market) => {
+            let raft = replica.as_ref().map(|(r, _)| r.clone());
             let market = market_resolver(&settings, replica)?;
-            let site = crate::federation::daemon::start(f, market.clone(), cancel.clone()).await.map_err(|source| DaemonError::Federation { source: Box::new(source) })?;
+            let failed = |source| DaemonError::Federation { source: Box::new(source) };
+            let site = match raft {
+                Some(r) => {
+                    let s = crate::federation::daemon::start_replicated(f, market.clone(), r, cancel.clone()).await.map_err(failed)?;
+                    (s.name, s.published)
+                }
+                None => {
+                    let s = crate::federation::daemon::start(f, market.clone(), cancel.clone()).await.map_err(failed)?;
+                    (s.name, s.published)
+                }
+            };
             (market as Arc<dyn RoundResolver>, Some(site))
         }
         _ => (resolver(&settings, replica)?, None),
     };
     let server = Server::bind(settings.server.clone(), resolver).map_err(|source| DaemonError::Server { source: Box::new(source) })?;
-    if let Some(site) = site {
-        server.show_federation(site.name.clone(), site.published.subscribe());
+    if let Some((name, published)) = site {
+        server.show_federation(name, published.subscribe());
     }
     let metrics = match settings.metrics {
         Some(addr) => Some(MetricsServer::bind(addr, server.metrics_registry(), cancel.clone()).await.map_err(|source| DaemonError::Metrics { source })?),

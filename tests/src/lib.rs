@@ -11,3 +11,4 @@ pub mod scenario;
 pub mod unit_file;
 pub mod replicas;
 pub mod sim_agents;
+pub mod sites;

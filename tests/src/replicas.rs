@@ -71,7 +71,8 @@ pub fn arbiter_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn free_udp_ports(n: usize) -> Result<Vec<u16>> {
+/// `n` UDP ports free on loopback a moment ago.
+pub fn free_udp_ports(n: usize) -> Result<Vec<u16>> {
     let socks: Vec<std::net::UdpSocket> = (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
     socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }
@@ -101,6 +102,16 @@ impl ReplicaGroup {
     /// not started and not members: certificates, ports and configurations without
     /// `bootstrap`, for `truce-arbiter cluster add`. Start one with [`ReplicaGroup::spawn`].
     pub fn start_with_spares(pki_dir: &Path, n: u64, spares: u64, child_test: &str, extra: &str) -> Result<ReplicaGroup> {
+        ReplicaGroup::start_configured(pki_dir, n, spares, child_test, &|_| extra.to_string())
+    }
+
+    /// As [`ReplicaGroup::start`], with `extra(id)` added to replica `id`'s configuration
+    /// (e.g. a `[federation]` section with its own `listen`).
+    pub fn start_each(pki_dir: &Path, n: u64, child_test: &str, extra: &dyn Fn(u64) -> String) -> Result<ReplicaGroup> {
+        ReplicaGroup::start_configured(pki_dir, n, 0, child_test, extra)
+    }
+
+    fn start_configured(pki_dir: &Path, n: u64, spares: u64, child_test: &str, extra: &dyn Fn(u64) -> String) -> Result<ReplicaGroup> {
         let all = n + spares;
         let ports = free_udp_ports(2 * all as usize)?;
         let (agent_ports, raft_ports) = ports.split_at(all as usize);
@@ -109,7 +120,7 @@ impl ReplicaGroup {
             certs::peer(pki_dir, &g.name(id)).context("peer certificate")?;
             // A spare knows the group and itself; the group learns of it from `cluster add`.
             let members: Vec<u64> = if id <= n { (1..=n).collect() } else { (1..=n).chain([id]).collect() };
-            std::fs::write(g.config_path(id), g.config(id, &members, extra)).context("replica configuration")?;
+            std::fs::write(g.config_path(id), g.config(id, &members, &extra(id))).context("replica configuration")?;
         }
         for id in 1..=n {
             g.spawn(id)?;

@@ -54,6 +54,12 @@ struct Federation {
 }
 
 async fn start(c_model: ForecastModel, tag: &str) -> anyhow::Result<Federation> {
+    start_with(Some(c_model), 20_000, tag).await
+}
+
+/// Three sites; with `c_model` `None`, site c is configured as everyone's peer but never
+/// answers (its endpoint is closed before any site runs).
+async fn start_with(c_model: Option<ForecastModel>, vote_timeout_ms: u64, tag: &str) -> anyhow::Result<Federation> {
     let pki = Pki::new(tag)?;
     let mut endpoints = Vec::new();
     let mut addrs: BTreeMap<String, SocketAddr> = BTreeMap::new();
@@ -75,8 +81,15 @@ async fn start(c_model: ForecastModel, tag: &str) -> anyhow::Result<Federation> 
     let cancel = CancellationToken::new();
     let mut handles = Vec::new();
     for (i, (name, ep)) in SITES.iter().zip(endpoints).enumerate() {
-        let model = if i == 2 { c_model } else { ForecastModel::default() };
-        let cfg = SiteConfig { name: name.to_string(), period_ms: 1000, history: 40, horizon_steps: 5, model, watch_periods: 4, cooldown_periods: 100, vote_timeout_ms: 20_000, ..SiteConfig::default() };
+        let model = match (i, c_model) {
+            (2, Some(m)) => m,
+            (2, None) => {
+                ep.close();
+                continue;
+            }
+            _ => ForecastModel::default(),
+        };
+        let cfg = SiteConfig { name: name.to_string(), period_ms: 1000, history: 40, horizon_steps: 5, model, watch_periods: 4, cooldown_periods: 100, vote_timeout_ms, ..SiteConfig::default() };
         let site = Site::new(cfg, SITES.iter().map(|s| s.to_string()));
         // A real hook: the order arrives as JSON on stdin; the hook appends it with its role.
         let hook = CommandHook {
@@ -167,6 +180,20 @@ async fn three_sites_vote_over_quic_and_a_poor_forecaster_loses_weight() -> anyh
 
     good.cancel.cancel();
     poor.cancel.cancel();
+    Ok(())
+}
+
+/// A peer that never answers cannot hold a vote open: it closes at `vote_timeout_ms` with the
+/// silent site listed as missing (regression: the deadline was never set when a period
+/// opened the proposal, so such a vote stayed open for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_closes_at_its_deadline_when_a_peer_is_silent() -> anyhow::Result<()> {
+    let f = start_with(None, 2_000, "fed-silent").await?;
+    let t = run_until_tally(&f, 40).await?;
+    eprintln!("tally: share {:.3} passed {} missing {:?}", t.share, t.passed, t.missing);
+    assert_eq!(t.missing, vec!["site-c".to_string()], "the silent site is missing: {t:#?}");
+    assert!(t.votes.len() == 1 && vote_of(&t, "site-b").vote.approve && t.passed, "b's ballot carries it: {t:#?}");
+    f.cancel.cancel();
     Ok(())
 }
 

@@ -151,6 +151,11 @@ impl Replica {
         self.leader() == Some(self.id)
     }
 
+    /// The raft term this replica is in (each term has at most one leader).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
     /// Append one batch of ledger commands to the raft log; returns once a majority has it
     /// durably and this replica applied it. Only the leader accepts writes.
     pub async fn write(&self, commands: Vec<Command>) -> Result<LedgerReply, ReplicaError> {

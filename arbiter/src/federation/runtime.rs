@@ -30,13 +30,29 @@ pub struct SiteHandle {
 }
 
 pub fn spawn(site: Site, net: Arc<PeerEndpoint>, executor: Arc<dyn MigrationExecutor>, cancel: CancellationToken) -> SiteHandle {
+    spawn_publishing(site, net, executor, broadcast::channel(256).0, cancel).0
+}
+
+/// [`spawn`] onto an existing `published` channel (a replicated site starts a new runtime on
+/// every leader it moves to, and `truce top` keeps its subscription). The task ends, and
+/// closes `net`, when `cancel` fires.
+pub fn spawn_publishing(
+    site: Site,
+    net: Arc<PeerEndpoint>,
+    executor: Arc<dyn MigrationExecutor>,
+    published: broadcast::Sender<FederationMessage>,
+    cancel: CancellationToken,
+) -> (SiteHandle, tokio::task::JoinHandle<()>) {
     let (periods, rx) = mpsc::channel(64);
-    let published = broadcast::channel(256).0;
     let (in_tx, in_rx) = mpsc::channel(1024);
     let name = site.name().to_string();
-    tokio::spawn(net.clone().accept(in_tx, cancel.clone()));
-    tokio::spawn(run(site, net, executor, rx, in_rx, published.clone(), cancel));
-    SiteHandle { name, periods, published }
+    let accepting = tokio::spawn(net.clone().accept(in_tx, cancel.clone()));
+    let running = tokio::spawn(run(site, net, executor, rx, in_rx, published.clone(), cancel));
+    let done = tokio::spawn(async move {
+        let _ = running.await;
+        let _ = accepting.await;
+    });
+    (SiteHandle { name, periods, published }, done)
 }
 
 async fn run(
@@ -50,6 +66,7 @@ async fn run(
 ) {
     let vote_timeout = Duration::from_millis(site_vote_timeout(&site));
     let mut deadline: Option<Instant> = None;
+    let mut open = None;
     let mut clock = Timestamp(0);
     let peers: Vec<String> = site_peers(&site);
     loop {
@@ -72,7 +89,6 @@ async fn run(
             },
             _ = sleep_until(deadline), if deadline.is_some() => site.close_vote(clock),
         };
-        let before = site.open_proposal().cloned();
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
@@ -98,12 +114,16 @@ async fn run(
                 },
             }
         }
-        let after = site.open_proposal().cloned();
-        if after.is_none() {
+        // Compared with the proposal open after the last turn: `site.period` above may have
+        // opened this one (read before the actions, it would look unchanged and a vote with a
+        // silent peer would never close).
+        let now_open = site.open_proposal().cloned();
+        if now_open.is_none() {
             deadline = None;
-        } else if after != before {
+        } else if now_open != open {
             deadline = Some(Instant::now() + vote_timeout);
         }
+        open = now_open;
     }
     net.close();
 }

@@ -3,7 +3,7 @@
 
 use super::config::SiteConfig;
 use super::kube::KubeTarget;
-use crate::peer::PeerTls;
+use crate::peer::{PeerAddrs, PeerTls};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,7 +31,8 @@ executor_timeout_ms = 60000
 # A host whose agent has not reported usage for this long is left out of the forecast.
 host_stale_ms = 30000
 # The other sites: one [[federation.peers]] table each, with its name (its certificate's)
-# and addr (its federation endpoint).
+# and addr: its federation endpoint, or, for a site run by a replica group, the list of its
+# replicas' endpoints (only the leader answers; they are tried in turn).
 peers = []
 
 # The Kubernetes API server (executor = "kube"). Without api_server everything is inferred
@@ -121,7 +122,30 @@ pub struct FederationSection {
 #[serde(deny_unknown_fields)]
 pub struct PeerSection {
     pub name: String,
-    pub addr: String,
+    pub addr: PeerAddrField,
+}
+
+/// `addr = "host:port"` or `addr = ["host:port", ...]` (every replica of a replicated site).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PeerAddrField {
+    One(String),
+    Each(Vec<String>),
+}
+
+impl PeerAddrField {
+    fn listed(&self) -> Vec<&str> {
+        match self {
+            PeerAddrField::One(a) => vec![a.as_str()],
+            PeerAddrField::Each(list) => list.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl From<&str> for PeerAddrField {
+    fn from(a: &str) -> Self {
+        PeerAddrField::One(a.to_string())
+    }
 }
 
 impl Default for FederationSection {
@@ -153,7 +177,7 @@ pub struct FederationSettings {
     pub site: SiteConfig,
     pub listen: SocketAddr,
     pub tls: PeerTls,
-    pub peers: BTreeMap<String, SocketAddr>,
+    pub peers: BTreeMap<String, PeerAddrs>,
     pub executor: ExecutorSettings,
     pub host_stale: Duration,
 }
@@ -194,8 +218,17 @@ impl FederationSection {
             if p.name.is_empty() || p.name == *name {
                 return Err(invalid(format!("federation.peers[{i}].name"), format!("{:?} must name another site", p.name)));
             }
-            let addr: SocketAddr = p.addr.parse().map_err(|e: std::net::AddrParseError| invalid(format!("federation.peers[{i}].addr"), format!("{:?}: {e}", p.addr)))?;
-            if peers.insert(p.name.clone(), addr).is_some() {
+            let key = format!("federation.peers[{i}].addr");
+            let mut addrs = Vec::new();
+            for a in p.addr.listed() {
+                let addr: SocketAddr = a.parse().map_err(|e: std::net::AddrParseError| invalid(key.clone(), format!("{a:?}: {e}")))?;
+                if addrs.contains(&addr) {
+                    return Err(invalid(key, format!("{a:?} is listed twice")));
+                }
+                addrs.push(addr);
+            }
+            let addrs = PeerAddrs::new(addrs).ok_or_else(|| invalid(key.clone(), "lists no address"))?;
+            if peers.insert(p.name.clone(), addrs).is_some() {
                 return Err(invalid(format!("federation.peers[{i}].name"), format!("site {:?} is listed twice", p.name)));
             }
         }
@@ -249,6 +282,18 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_peer_lists_every_replica_and_they_are_dialled_in_order() {
+        let text = "[federation]\nenabled = true\ncommand = [\"/bin/true\"]\n[federation.site]\nname = \"a\"\n\
+                    [[federation.peers]]\nname = \"b\"\naddr = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\n\
+                    [[federation.peers]]\nname = \"c\"\naddr = \"127.0.0.1:4\"\n";
+        let w: Wrap = toml::from_str(text).expect("parses");
+        let s = w.federation.validate(Path::new("/c")).expect("valid").expect("enabled");
+        let port = |p: &PeerAddrs| p.dial_order().iter().map(|a| a.port()).collect::<Vec<_>>();
+        assert_eq!(port(&s.peers["b"]), vec![1, 2, 3]);
+        assert_eq!(port(&s.peers["c"]), vec![4]);
+    }
+
+    #[test]
     fn bad_keys_are_named_with_their_path() {
         let base = FederationSection {
             enabled: true,
@@ -266,6 +311,12 @@ mod tests {
         let mut bad = base.clone();
         bad.peers.push(PeerSection { name: "c".into(), addr: "nowhere".into() });
         assert_eq!(key(bad), "federation.peers[1].addr");
+        let mut bad = base.clone();
+        bad.peers[0].addr = PeerAddrField::Each(vec![]);
+        assert_eq!(key(bad), "federation.peers[0].addr");
+        let mut bad = base.clone();
+        bad.peers[0].addr = PeerAddrField::Each(vec!["127.0.0.1:1".into(), "127.0.0.1:1".into()]);
+        assert_eq!(key(bad), "federation.peers[0].addr");
         let mut bad = base.clone();
         bad.peers[0].name = "a".into();
         assert_eq!(key(bad), "federation.peers[0].name");

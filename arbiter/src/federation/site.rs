@@ -61,6 +61,11 @@ pub enum Action {
     Publish(FederationMessage),
 }
 
+/// Proposal numbers one leader of a replicated site may use before the next leader's
+/// (`term × PROPOSALS_PER_TERM + 1` on) could collide with them: at one proposal per period,
+/// decades.
+pub const PROPOSALS_PER_TERM: u64 = 1_000_000;
+
 #[derive(Debug, Default)]
 struct HostState {
     history: VecDeque<f64>,
@@ -116,6 +121,14 @@ impl Site {
             tallies: Vec::new(),
             config,
         }
+    }
+
+    /// Number this site's proposals from `first` on. A replicated site's new leader starts a
+    /// new [`Site`]; numbering from `term × PROPOSALS_PER_TERM` keeps its proposal ids apart
+    /// from those its predecessor sent (peers file tallies and verdicts by id).
+    pub fn numbering_from(mut self, first: u64) -> Site {
+        self.next_seq = first.max(1);
+        self
     }
 
     pub fn name(&self) -> &str {

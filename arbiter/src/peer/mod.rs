@@ -7,13 +7,21 @@
 //! Two patterns: [`PeerEndpoint::send`] queues a message on one long-lived unidirectional
 //! stream per peer (ordered, fire-and-forget), and [`PeerEndpoint::request`] opens a
 //! bidirectional stream for one request and its reply.
+//!
+//! A peer may be reachable at several addresses ([`PeerAddrs`]: a replicated site answers at
+//! its leader's). With [`PeerEndpoint::follow_inbound`], the connection a peer opened last is
+//! where this endpoint sends to it: a site's new leader announces itself by speaking.
 
-use crate::server::tls::{TlsError, load_certs, load_key};
-use rustls::pki_types::CertificateDer;
-use rustls::server::WebPkiClientVerifier;
+mod addrs;
+mod streams;
+mod tls;
+pub use addrs::PeerAddrs;
+pub use tls::{PeerTls, peer_name};
+
+use crate::server::tls::TlsError;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use tls::quic_configs;
 #[cfg(feature = "partition-drill")]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,21 +30,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use truce_common::wire::{FrameError, Message, read_frame, write_frame};
-
-#[derive(Debug, Clone)]
-pub struct PeerTls {
-    pub ca_cert: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl PeerTls {
-    /// The layout `truce-arbiter certs peer --dir DIR --name NAME` writes.
-    pub fn in_dir(dir: &std::path::Path, name: &str) -> PeerTls {
-        let (cert, key) = crate::server::certs::peer_paths(dir, name);
-        PeerTls { ca_cert: dir.join(crate::server::certs::CA_CERT), cert, key }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -81,7 +74,15 @@ pub enum PeerError {
     CutOff,
     #[error("{peer} did not answer within {timeout:?}")]
     Timeout { peer: String, timeout: Duration },
+    #[error("{peer} at {addr} did not answer the handshake within {timeout:?}")]
+    Unreachable { peer: String, addr: SocketAddr, timeout: Duration },
 }
+
+/// How long one dial may take before the next address is tried. QUIC learns nothing from an
+/// unanswered UDP port, so without it a dead replica's address would hold a peer until the
+/// idle timeout (10 s); a handshake takes a few round trips. The last address gets the
+/// caller's own time (a request's timeout), as a peer with one address always did.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// A message that arrived, with the authenticated peer name.
 pub enum Inbound {
@@ -93,10 +94,16 @@ pub enum Inbound {
 pub struct PeerEndpoint {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
-    peers: RwLock<BTreeMap<String, SocketAddr>>,
+    peers: RwLock<BTreeMap<String, PeerAddrs>>,
     conns: Mutex<HashMap<String, quinn::Connection>>,
     queues: Mutex<HashMap<String, mpsc::Sender<Message>>>,
     max_frame: u32,
+    /// Where what peers send goes, and until when (set by [`PeerEndpoint::accept`]): streams
+    /// a peer opens on a connection this endpoint dialled are served too, once inbound
+    /// connections are adopted.
+    inbound: Mutex<Option<(mpsc::Sender<Inbound>, CancellationToken)>>,
+    /// Adopt a peer's newest inbound connection as the way to it ([`PeerEndpoint::follow_inbound`]).
+    adopt_inbound: std::sync::atomic::AtomicBool,
     /// Drop all traffic to and from peers (a network partition, for tests and drills; only
     /// with the `partition-drill` feature, which production builds leave out).
     #[cfg(feature = "partition-drill")]
@@ -109,46 +116,28 @@ impl std::fmt::Debug for PeerEndpoint {
     }
 }
 
+// A panic while a lock was held leaves plain data (queues, addresses), still usable: the
+// locks below take it back instead of poisoning every later call.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
 impl PeerEndpoint {
     pub fn bind(listen: SocketAddr, tls: &PeerTls, alpn: &[u8], peers: BTreeMap<String, SocketAddr>) -> Result<Arc<PeerEndpoint>, PeerError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in load_certs(&tls.ca_cert).map_err(|source| PeerError::Tls { source })? {
-            roots.add(ca).map_err(|source| PeerError::Rustls { source })?;
-        }
-        let roots = Arc::new(roots);
-        let certs = load_certs(&tls.cert).map_err(|source| PeerError::Tls { source })?;
-        let key = load_key(&tls.key).map_err(|source| PeerError::Tls { source })?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| PeerError::Rustls { source: rustls::Error::General(e.to_string()) })?;
-        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|source| PeerError::Rustls { source })?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs.clone(), key.clone_key())
-            .map_err(|source| PeerError::Rustls { source })?;
-        server.alpn_protocols = vec![alpn.to_vec()];
-        let mut client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|source| PeerError::Rustls { source })?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)
-            .map_err(|source| PeerError::Rustls { source })?;
-        client.alpn_protocols = vec![alpn.to_vec()];
-        let quic_err = |e: quinn::crypto::rustls::NoInitialCipherSuite| PeerError::Rustls { source: rustls::Error::General(e.to_string()) };
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(2)));
-        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(10_000))));
-        let transport = Arc::new(transport);
-        let mut server_cfg = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(server).map_err(quic_err)?));
-        server_cfg.transport_config(transport.clone());
-        let mut client_cfg = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client).map_err(quic_err)?));
-        client_cfg.transport_config(transport);
+        PeerEndpoint::bind_reaching(listen, tls, alpn, peers.into_iter().map(|(n, a)| (n, PeerAddrs::one(a))).collect())
+    }
+
+    /// [`PeerEndpoint::bind`], with every address each peer may answer at.
+    pub fn bind_reaching(listen: SocketAddr, tls: &PeerTls, alpn: &[u8], peers: BTreeMap<String, PeerAddrs>) -> Result<Arc<PeerEndpoint>, PeerError> {
+        let (server_cfg, client_cfg) = quic_configs(tls, alpn)?;
         let mut endpoint = quinn::Endpoint::server(server_cfg, listen).map_err(|source| PeerError::Bind { addr: listen, source })?;
         endpoint.set_default_client_config(client_cfg.clone());
         Ok(Arc::new(PeerEndpoint {
@@ -158,6 +147,8 @@ impl PeerEndpoint {
             conns: Mutex::default(),
             queues: Mutex::default(),
             max_frame: truce_common::wire::MAX_FRAME_BYTES,
+            inbound: Mutex::default(),
+            adopt_inbound: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "partition-drill")]
             cut_off: AtomicBool::new(false),
         }))
@@ -169,26 +160,96 @@ impl PeerEndpoint {
 
     /// Add or move a peer (membership changes).
     pub fn set_peer(&self, name: String, addr: SocketAddr) {
-        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
-        if peers.insert(name.clone(), addr) != Some(addr) {
+        let mut peers = write(&self.peers);
+        if peers.get(&name).map(PeerAddrs::addrs) != Some(&[addr][..]) {
+            peers.insert(name.clone(), PeerAddrs::one(addr));
             lock(&self.conns).remove(&name);
         }
     }
 
-    fn addr_of(&self, peer: &str) -> Result<SocketAddr, PeerError> {
-        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
-        peers.get(peer).copied().ok_or_else(|| PeerError::UnknownPeer { peer: peer.to_string() })
+    /// From now on, a peer's newest authenticated inbound connection replaces the way this
+    /// endpoint sends to it, and streams the peer opens on connections dialled from here are
+    /// served. For federation: a replicated site's new leader dials its peers to publish its
+    /// status, and their votes then reach it, not the dead leader's connection (which would
+    /// swallow them until the idle timeout).
+    pub fn follow_inbound(&self) {
+        self.adopt_inbound.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    async fn connection(&self, peer: &str) -> Result<quinn::Connection, PeerError> {
-        if let Some(c) = lock(&self.conns).get(peer).filter(|c| c.close_reason().is_none()) {
-            return Ok(c.clone());
+    fn adopts_inbound(&self) -> bool {
+        self.adopt_inbound.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn is_peer(&self, peer: &str) -> bool {
+        read(&self.peers).contains_key(peer)
+    }
+
+    fn dial_order(&self, peer: &str) -> Result<Vec<SocketAddr>, PeerError> {
+        let peers = read(&self.peers);
+        peers.get(peer).map(PeerAddrs::dial_order).ok_or_else(|| PeerError::UnknownPeer { peer: peer.to_string() })
+    }
+
+    /// The live connection to `peer`, or a new one: its addresses are dialled in turn
+    /// ([`PeerAddrs::dial_order`]), each but the last for at most [`CONNECT_TIMEOUT`].
+    async fn connection(self: &Arc<Self>, peer: &str) -> Result<quinn::Connection, PeerError> {
+        if let Some(c) = self.live_connection(peer) {
+            return Ok(c);
         }
-        let addr = self.addr_of(peer)?;
+        let mut last = None;
+        let order = self.dial_order(peer)?;
+        let n = order.len();
+        for (i, addr) in order.into_iter().enumerate() {
+            let limit = (i + 1 < n).then_some(CONNECT_TIMEOUT);
+            match self.dial(peer, addr, limit).await {
+                Ok(conn) => {
+                    if let Some(p) = write(&self.peers).get_mut(peer) {
+                        p.answered(addr);
+                    }
+                    lock(&self.conns).insert(peer.to_string(), conn.clone());
+                    self.serve_dialled(&conn, peer);
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    debug!(peer, %addr, cause = %e, "peer address did not answer");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| PeerError::UnknownPeer { peer: peer.to_string() }))
+    }
+
+    fn live_connection(&self, peer: &str) -> Option<quinn::Connection> {
+        lock(&self.conns).get(peer).filter(|c| c.close_reason().is_none()).cloned()
+    }
+
+    /// Drop the connection `id` to `peer` if it is still the one in use (a newer one may have
+    /// been adopted meanwhile).
+    fn forget_connection(&self, peer: &str, id: usize) {
+        let mut conns = lock(&self.conns);
+        if conns.get(peer).is_some_and(|c| c.stable_id() == id) {
+            conns.remove(peer);
+        }
+    }
+
+    async fn dial(&self, peer: &str, addr: SocketAddr, limit: Option<Duration>) -> Result<quinn::Connection, PeerError> {
         let connecting = self.endpoint.connect_with(self.client.clone(), addr, peer).map_err(|source| PeerError::Connect { peer: peer.to_string(), source })?;
-        let conn = connecting.await.map_err(|source| PeerError::Connection { peer: peer.to_string(), source })?;
-        lock(&self.conns).insert(peer.to_string(), conn.clone());
-        Ok(conn)
+        let connected = |c: Result<quinn::Connection, quinn::ConnectionError>| c.map_err(|source| PeerError::Connection { peer: peer.to_string(), source });
+        let Some(limit) = limit else { return connected(connecting.await) };
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(conn) => connected(conn),
+            Err(_) => Err(PeerError::Unreachable { peer: peer.to_string(), addr, timeout: limit }),
+        }
+    }
+
+    /// Serve what `peer` sends on a connection dialled from here (when inbound connections
+    /// are adopted, the peer may send on it too).
+    fn serve_dialled(self: &Arc<Self>, conn: &quinn::Connection, peer: &str) {
+        if !self.adopts_inbound() {
+            return;
+        }
+        if let Some((tx, cancel)) = lock(&self.inbound).clone() {
+            tokio::spawn(self.clone().serve(conn.clone(), peer.to_string(), tx, cancel));
+        }
     }
 
     /// Queue `msg` for `peer` (in order; dropped with a log line while the peer is unreachable
@@ -197,7 +258,7 @@ impl PeerEndpoint {
         let mut queues = lock(&self.queues);
         let tx = queues.entry(peer.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(256);
-            tokio::spawn(sender(self.clone(), peer.to_string(), rx));
+            tokio::spawn(streams::sender(self.clone(), peer.to_string(), rx));
             tx
         });
         if let Err(e) = tx.try_send(msg) {
@@ -229,7 +290,7 @@ impl PeerEndpoint {
     }
 
     /// One request, one reply, bounded by `timeout`.
-    pub async fn request(&self, peer: &str, msg: &Message, timeout: Duration) -> Result<Message, PeerError> {
+    pub async fn request(self: &Arc<Self>, peer: &str, msg: &Message, timeout: Duration) -> Result<Message, PeerError> {
         #[cfg(feature = "partition-drill")]
         if self.is_cut_off() {
             // As a partition would: nothing comes back before the timeout.
@@ -239,7 +300,7 @@ impl PeerEndpoint {
         let exchange = async {
             let conn = self.connection(peer).await?;
             let (mut send, mut recv) = conn.open_bi().await.map_err(|source| {
-                lock(&self.conns).remove(peer);
+                self.forget_connection(peer, conn.stable_id());
                 PeerError::Connection { peer: peer.to_string(), source }
             })?;
             let frame_err = |source| PeerError::Frame { peer: peer.to_string(), source };
@@ -251,7 +312,15 @@ impl PeerEndpoint {
     }
 
     /// Accept peers until `cancel`, delivering what they send to `tx`.
-    pub async fn accept(self: Arc<Self>, tx: mpsc::Sender<Inbound>, cancel: CancellationToken) {
+    ///
+    /// Where inbound messages go is set at the call, not when the task first runs, so a
+    /// connection dialled right after is served too.
+    pub fn accept(self: Arc<Self>, tx: mpsc::Sender<Inbound>, cancel: CancellationToken) -> impl std::future::Future<Output = ()> + Send {
+        *lock(&self.inbound) = Some((tx.clone(), cancel.clone()));
+        self.accept_until_cancelled(tx, cancel)
+    }
+
+    async fn accept_until_cancelled(self: Arc<Self>, tx: mpsc::Sender<Inbound>, cancel: CancellationToken) {
         loop {
             let incoming = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -265,7 +334,7 @@ impl PeerEndpoint {
                     Err(cause) => return debug!(%peer, %cause, "peer handshake failed"),
                 };
                 let name = match peer_name(&conn) {
-                    Ok(n) if me.addr_of(&n).is_ok() => n,
+                    Ok(n) if me.is_peer(&n) => n,
                     Ok(n) => {
                         warn!(%peer, name = %n, "refused: not a configured peer");
                         return conn.close(1u32.into(), b"not a configured peer");
@@ -275,48 +344,14 @@ impl PeerEndpoint {
                         return conn.close(1u32.into(), reason.as_bytes());
                     }
                 };
+                if me.adopts_inbound() {
+                    debug!(%peer, name = %name, "peer connected; sending to it on this connection from now on");
+                    lock(&me.conns).insert(name.clone(), conn.clone());
+                }
                 me.serve(conn, name, tx, cancel).await;
             });
         }
         self.endpoint.close(0u32.into(), b"bye");
-    }
-
-    async fn serve(self: Arc<Self>, conn: quinn::Connection, from: String, tx: mpsc::Sender<Inbound>, cancel: CancellationToken) {
-        let max = self.max_frame;
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                uni = conn.accept_uni() => match uni {
-                    Ok(mut recv) => {
-                        let (tx, from, me) = (tx.clone(), from.clone(), self.clone());
-                        tokio::spawn(async move {
-                            loop {
-                                match read_frame(&mut recv, max).await {
-                                    Ok(_) if me.is_cut_off() => continue,
-                                    Ok(msg) => if tx.send(Inbound::OneWay { from: from.clone(), msg }).await.is_err() { return },
-                                    Err(FrameError::Finished) => return,
-                                    Err(e) => return debug!(peer = %from, cause = %e, "peer stream ended"),
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => return,
-                },
-                bi = conn.accept_bi() => match bi {
-                    Ok((reply, mut recv)) => {
-                        let (tx, from, me) = (tx.clone(), from.clone(), self.clone());
-                        tokio::spawn(async move {
-                            match read_frame(&mut recv, max).await {
-                                Ok(_) if me.is_cut_off() => drop(reply),
-                                Ok(msg) => { let _ = tx.send(Inbound::Request { from, msg, reply }).await; }
-                                Err(e) => debug!(peer = %from, cause = %e, "bad peer request"),
-                            }
-                        });
-                    }
-                    Err(_) => return,
-                },
-            }
-        }
     }
 
     /// Answer a request.
@@ -327,56 +362,12 @@ impl PeerEndpoint {
         let _ = stream.finish();
     }
 
+    /// Close every connection and end the per-peer senders, so the socket is released once
+    /// the tasks holding this endpoint end (a site's leader may bind it again later).
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"bye");
+        lock(&self.queues).clear();
+        lock(&self.conns).clear();
+        *lock(&self.inbound) = None;
     }
-}
-
-/// One ordered stream per peer; reconnects (after a pause) when the peer goes away.
-async fn sender(me: Arc<PeerEndpoint>, peer: String, mut rx: mpsc::Receiver<Message>) {
-    let mut stream: Option<quinn::SendStream> = None;
-    while let Some(msg) = rx.recv().await {
-        if me.is_cut_off() {
-            continue;
-        }
-        for attempt in 0..2 {
-            if stream.is_none() {
-                match me.connection(&peer).await {
-                    Ok(conn) => match conn.open_uni().await {
-                        Ok(s) => stream = Some(s),
-                        Err(e) => {
-                            lock(&me.conns).remove(&peer);
-                            debug!(peer, cause = %e, "cannot open a stream to the peer");
-                        }
-                    },
-                    Err(e) => debug!(peer, cause = %e, "peer unreachable"),
-                }
-            }
-            let Some(s) = stream.as_mut() else { break };
-            match write_frame(s, &msg, me.max_frame).await {
-                Ok(()) => break,
-                Err(e) => {
-                    debug!(peer, attempt, cause = %e, "write to peer failed; reconnecting");
-                    stream = None;
-                    lock(&me.conns).remove(&peer);
-                }
-            }
-        }
-    }
-}
-
-/// The peer's name: the single DNS SAN of a certificate that carries both serverAuth and
-/// clientAuth (a peer certificate; host certificates carry clientAuth only).
-pub fn peer_name(conn: &quinn::Connection) -> Result<String, String> {
-    let certs = conn
-        .peer_identity()
-        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .ok_or("no certificate")?;
-    let leaf = certs.first().ok_or("no certificate")?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| e.to_string())?;
-    let eku = cert.extended_key_usage().map_err(|e| e.to_string())?.ok_or("no extended key usage")?;
-    if !(eku.value.server_auth && eku.value.client_auth) {
-        return Err("a peer certificate needs both serverAuth and clientAuth".into());
-    }
-    crate::server::tls::host_of_certificate(leaf).map(|h| h.0).map_err(|e| e.to_string())
 }
