@@ -88,7 +88,7 @@ fn display(p: &Path) -> String {
 /// `cargo xtask docs`: rewrite the generated configuration reference in docs/operations.md
 /// (the renderer and the check that the committed file matches are in truce-tests).
 pub fn docs() -> Result<()> {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cmd = crate::util::cargo();
     cmd.current_dir(workspace_root())
         .args(["test", "--locked", "-p", "truce-tests", "--test", "operations_doc"])
         .env("TRUCE_BLESS", "1");

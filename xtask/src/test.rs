@@ -1,9 +1,8 @@
 //! `cargo xtask test`: the README's test command and what `.ci/run` calls.
 //! Setup, then unit tests, loopback tests and host privileged tests (`cargo test --workspace`),
 //! then the privileged suite inside Debian kernels (`vm-test --kernel all`).
-use crate::util::{run_step, workspace_root};
+use crate::util::{WORKSPACE, run_step, workspace_root};
 use anyhow::Result;
-use std::process::Command;
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -29,13 +28,13 @@ pub fn run(args: &Args) -> Result<()> {
     stage("workspace tests (unit, loopback, host privileged)", &mut || {
         // tests/tests/cluster_cli.rs runs the real `truce-arbiter` binary, which `cargo test`
         // does not build for another package's tests.
-        let mut build = Command::new("cargo");
-        build.current_dir(workspace_root()).args(["build", "--locked", "-p", "truce-arbiter", "--bin", "truce-arbiter"]);
+        let mut build = crate::util::cargo();
+        build.current_dir(workspace_root()).args(["build", "--locked"]).args(WORKSPACE).args(["--bin", "truce-arbiter"]);
         run_step("cargo build truce-arbiter", &mut build)?;
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), Into::into);
-        let mut cmd = Command::new("cargo");
+        let mut cmd = crate::util::cargo();
         cmd.current_dir(workspace_root()).env("TRUCE_ARBITER_BIN", target.join("debug/truce-arbiter"));
-        cmd.args(["test", "--workspace", "--exclude", "truce-agent-ebpf", "--locked", "--no-fail-fast"]);
+        cmd.arg("test").args(WORKSPACE).args(["--locked", "--no-fail-fast"]);
         if let Some(f) = &args.filter {
             cmd.args(["--", f]);
         }

@@ -15,6 +15,36 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache/truce")
 }
 
+/// A nested `cargo` (the one running xtask), without the package variables `cargo run` gave
+/// xtask. Build scripts that ask to rerun when one changes (ring's reads
+/// `CARGO_MANIFEST_DIR`) would otherwise see `/…/xtask` here and nothing in a plain
+/// `cargo build`, and rebuild ring and all that depends on it (most of the workspace, about
+/// ten minutes under load) every time the two alternate.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let from_cargo_run = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"].contains(&name.as_ref());
+        if from_cargo_run {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    // A CI run builds once on a fresh clone: incremental state would only take disk (about
+    // 1.5 GB for the workspace) that the test executables need.
+    if std::env::var_os("CI").is_some_and(|v| v == "true") && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
+    cmd
+}
+
+/// The packages every nested build and test selects. Cargo unifies features over the selected
+/// packages, so `-p truce-arbiter` alone (no `partition-drill`, which the tests enable) or
+/// `-p truce-tests` alone would build a second copy of the arbiter and its dependents beside
+/// the one `cargo test --workspace` builds: minutes of compiling and gigabytes of disk.
+pub const WORKSPACE: [&str; 3] = ["--workspace", "--exclude", "truce-agent-ebpf"];
+
 /// Print a step line, run the command, and fail with the step's name if it fails.
 pub fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {step}: {}", describe(cmd));

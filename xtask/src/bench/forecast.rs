@@ -69,7 +69,7 @@ pub fn run(rest: &[String]) -> Result<()> {
         }
         csvs.push(p);
     }
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = crate::util::cargo();
     cmd.current_dir(workspace_root())
         .args(["run", "--release", "-q", "-p", "truce-agent", "--example", "forecast_bench", "--"])
         .args(rest)

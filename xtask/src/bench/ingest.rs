@@ -6,10 +6,9 @@
 //! `decisions`); paste the table into docs/benchmarks.md ("ingest") with this command.
 use crate::util::{run_step, workspace_root};
 use anyhow::Result;
-use std::process::Command;
 
 pub fn run(rest: &[String]) -> Result<()> {
-    let mut cmd = Command::new("cargo");
+    let mut cmd = crate::util::cargo();
     cmd.current_dir(workspace_root())
         .args(["run", "--release", "--quiet", "-p", "truce-tests", "--bin", "ingest_bench", "--"])
         .args(rest);

@@ -10,7 +10,7 @@ mod deb;
 mod stage;
 pub mod systemd;
 
-use crate::util::{cargo_artifacts, run_step, workspace_root};
+use crate::util::{WORKSPACE, cargo_artifacts, run_step, workspace_root};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,9 +132,17 @@ pub fn version() -> &'static str {
 }
 
 fn build_binaries(profile: &str) -> Result<Vec<(String, PathBuf)>> {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.args(["build", "--locked", "--profile", profile, "-p", "truce-agent", "-p", "truce-arbiter", "--bins"])
-        .arg("--message-format=json-render-diagnostics");
+    let mut cmd = crate::util::cargo();
+    cmd.args(["build", "--locked", "--profile", profile]);
+    if profile == "dev" {
+        // The VM suite's packages: built with the test build's feature set so they reuse its
+        // artifacts instead of compiling the arbiter a second time (see `util::WORKSPACE`).
+        // That set adds `partition-drill`, a library method the binaries never call.
+        cmd.args(WORKSPACE).args(["--bin", "truce-agent", "--bin", "truce-arbiter"]);
+    } else {
+        cmd.args(["-p", "truce-agent", "-p", "truce-arbiter", "--bins"]);
+    }
+    cmd.arg("--message-format=json-render-diagnostics");
     let found = cargo_artifacts(&mut cmd, "bin")?;
     if found.is_empty() {
         bail!("cargo build produced no binaries");
