@@ -54,6 +54,81 @@ pub struct Setup {
     pub cpu_cut: String,
     /// The agent's `pressure_onset`: sample early on a PSI trigger.
     pub pressure_onset: bool,
+    /// An arbiter outside this machine (the VM's host), as in production; None runs it here.
+    pub remote: Option<RemoteArbiter>,
+}
+
+/// An arbiter another machine runs for this scenario: the benchmarks' host side
+/// (`cargo xtask bench reaction|mitigation --arbiter host`) starts and stops it on request
+/// over a control connection, each time with a fresh ledger and the config sent along.
+#[derive(Clone, Debug)]
+pub struct RemoteArbiter {
+    /// Where the agent reaches its QUIC endpoint.
+    pub endpoint: std::net::SocketAddr,
+    /// The control connection: one JSON line per request, one line back (`ok` or an error).
+    pub control: std::net::SocketAddr,
+    /// The certificates the remote arbiter was given (CA, arbiter, this host's), copied into
+    /// the scenario's own certs directory.
+    pub certs: PathBuf,
+}
+
+impl RemoteArbiter {
+    /// From `TRUCE_REMOTE_ARBITER`, `TRUCE_REMOTE_ARBITER_CONTROL` and
+    /// `TRUCE_REMOTE_ARBITER_CERTS`, which the benchmarks' host side sets in the guest.
+    pub fn from_env() -> Result<RemoteArbiter> {
+        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set (the host side of the benchmark sets it)"));
+        let addr = |name: &str| -> Result<std::net::SocketAddr> {
+            let v = var(name)?;
+            v.parse().with_context(|| format!("{name}={v:?} is not an address such as 10.0.2.2:7447"))
+        };
+        Ok(RemoteArbiter {
+            endpoint: addr("TRUCE_REMOTE_ARBITER")?,
+            control: addr("TRUCE_REMOTE_ARBITER_CONTROL")?,
+            certs: PathBuf::from(var("TRUCE_REMOTE_ARBITER_CERTS")?),
+        })
+    }
+}
+
+/// The scenario's arbiter, wherever it runs.
+pub enum Arbiter {
+    Local(Proc),
+    Remote(RemoteSession),
+}
+
+impl Arbiter {
+    /// Stop it (SIGTERM here, a `stop` request there); true when it exited cleanly.
+    pub fn terminate(self, grace: Duration) -> bool {
+        match self {
+            Arbiter::Local(p) => p.terminate(grace),
+            Arbiter::Remote(r) => r.stop(grace).map_err(|e| eprintln!("stopping the remote arbiter: {e:#}")).is_ok(),
+        }
+    }
+}
+
+/// A remote arbiter that is running; dropping it without `stop` closes the control
+/// connection, which stops it too.
+pub struct RemoteSession {
+    control: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl RemoteSession {
+    fn request(&mut self, line: &serde_json::Value, grace: Duration) -> Result<()> {
+        use std::io::{BufRead, Write};
+        let stream = self.control.get_mut();
+        stream.set_read_timeout(Some(grace))?;
+        writeln!(stream, "{line}")?;
+        let mut answer = String::new();
+        self.control.read_line(&mut answer).context("reading the remote arbiter's answer")?;
+        match answer.trim() {
+            "ok" => Ok(()),
+            "" => bail!("the control connection closed without an answer"),
+            other => bail!("the remote arbiter's host answered: {other}"),
+        }
+    }
+
+    fn stop(mut self, grace: Duration) -> Result<()> {
+        self.request(&serde_json::json!({"stop": true}), grace + Duration::from_secs(5))
+    }
 }
 
 impl Setup {
@@ -68,6 +143,7 @@ impl Setup {
             port: 7447,
             cpu_cut: "quota".into(),
             pressure_onset: true,
+            remote: None,
         }
     }
 
@@ -81,6 +157,11 @@ impl Setup {
 
     pub fn latency_file(&self) -> PathBuf {
         self.dir.join("victim.p99")
+    }
+
+    /// The victim's requests of the last run, one "arrival_ms latency_us" per line.
+    pub fn requests_file(&self) -> PathBuf {
+        self.dir.join("victim.requests")
     }
 
     pub fn journal(&self) -> PathBuf {
@@ -105,7 +186,10 @@ impl Setup {
         }
         std::fs::create_dir_all(self.system_cgroup())?;
         let certs = self.dir.join("certs");
-        if !certs.join("ca.pem").exists() {
+        if let Some(remote) = &self.remote {
+            // The remote arbiter's CA signed both ends: take its files, not fresh ones.
+            copy_dir(&remote.certs, &certs)?;
+        } else if !certs.join("ca.pem").exists() {
             let arbiter = binary("TRUCE_ARBITER_BIN", "truce-arbiter");
             run(Command::new(&arbiter)
                 .args(["certs", "init", "--dir"])
@@ -128,28 +212,31 @@ impl Setup {
         std::fs::write(
             self.agent_config(),
             format!(
-                "host = \"{HOST}\"\nperiod = \"{period}ms\"\npressure_onset = {onset}\nworkloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"127.0.0.1:{port}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n",
+                "host = \"{HOST}\"\nperiod = \"{period}ms\"\npressure_onset = {onset}\nworkloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"{endpoint}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n",
                 period = self.period_ms,
                 onset = self.pressure_onset,
                 w = workloads.display(),
-                port = self.port,
+                endpoint = self.remote.as_ref().map_or_else(|| format!("127.0.0.1:{}", self.port), |r| r.endpoint.to_string()),
                 certs = certs.display(),
                 journal = self.journal().display(),
             ),
         )?;
-        std::fs::write(
-            self.dir.join("arbiter.toml"),
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ncerts_dir = \"{certs}\"\nstate_dir = \"{state}\"\nround_period_ms = {round}\n\n[capacity]\nmin_lease_ms = 1000\nmax_lease_ms = 120000\n\n[market]\nincome_per_second = 10.0\nfloor_fraction = 0.25\ndefault_lease_ms = {lease}\ncpu_cut = \"{cut}\"\n",
-                port = self.port,
-                certs = certs.display(),
-                state = self.dir.join("state").display(),
-                round = self.round_ms,
-                lease = self.lease_ms,
-                cut = self.cpu_cut,
-            ),
-        )?;
+        std::fs::write(self.dir.join("arbiter.toml"), self.arbiter_toml(&certs))?;
         Ok(())
+    }
+
+    /// The arbiter's configuration. A remote arbiter's host replaces `listen`, `certs_dir` and
+    /// `state_dir` with its own.
+    fn arbiter_toml(&self, certs: &Path) -> String {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ncerts_dir = \"{certs}\"\nstate_dir = \"{state}\"\nround_period_ms = {round}\n\n[capacity]\nmin_lease_ms = 1000\nmax_lease_ms = 120000\n\n[market]\nincome_per_second = 10.0\nfloor_fraction = 0.25\ndefault_lease_ms = {lease}\ncpu_cut = \"{cut}\"\n",
+            port = self.port,
+            certs = certs.display(),
+            state = self.dir.join("state").display(),
+            round = self.round_ms,
+            lease = self.lease_ms,
+            cut = self.cpu_cut,
+        )
     }
 
     /// Start the arbiter (after rewriting its config, so `cpu_cut` may change between runs).
@@ -158,6 +245,18 @@ impl Setup {
         cmd.args(["serve", "--config"])
             .arg(self.dir.join("arbiter.toml"));
         Proc::spawn("arbiter", cmd, &self.dir.join("arbiter.log"), Some(&self.system_cgroup()))
+    }
+
+    /// Start the arbiter here, or ask the remote one's host to start it (fresh ledger, this
+    /// run's config) when [`Setup::remote`] is set.
+    pub fn start_arbiter_anywhere(&self) -> Result<Arbiter> {
+        let Some(remote) = &self.remote else { return self.start_arbiter().map(Arbiter::Local) };
+        let stream = std::net::TcpStream::connect_timeout(&remote.control, Duration::from_secs(10))
+            .with_context(|| format!("connecting to the remote arbiter's control at {}", remote.control))?;
+        let mut session = RemoteSession { control: std::io::BufReader::new(stream) };
+        let config = self.arbiter_toml(&self.dir.join("certs"));
+        session.request(&serde_json::json!({"start": config}), Duration::from_secs(60))?;
+        Ok(Arbiter::Remote(session))
     }
 
     pub fn start_agent(&self) -> Result<Proc> {
@@ -237,6 +336,21 @@ fn enable_controllers(cgroup: &Path, wanted: &[&str]) -> Result<()> {
             let file = cgroup.join("cgroup.subtree_control");
             std::fs::write(&file, format!("+{c}"))
                 .with_context(|| format!("enabling {c} in {}", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy the files of `from` (and its subdirectories) into `to`.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest).with_context(|| format!("copying {} to {}", entry.path().display(), dest.display()))?;
         }
     }
     Ok(())

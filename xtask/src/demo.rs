@@ -32,12 +32,73 @@ pub struct Args {
     /// between vCPUs (up to 100 ms under TCG) out of the victim's latency.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub vcpus: u32,
+    /// Where the arbiter runs: in the VM next to the agent, or on this host as in production
+    /// (a separate service on another machine), reached over qemu's user-mode network.
+    #[arg(long, value_enum, default_value_t = Place::Vm)]
+    pub arbiter: Place,
+}
+
+/// Where the arbiter runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Vm,
+    Host,
+}
+
+impl Place {
+    pub fn parse(s: &str) -> Result<Place> {
+        match s.trim() {
+            "vm" => Ok(Place::Vm),
+            "host" => Ok(Place::Host),
+            other => bail!("--arbiter: {other:?} is neither vm nor host"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::Vm => "vm",
+            Place::Host => "host",
+        }
+    }
+
+    /// The scenario's `--arbiter` value for this place.
+    pub fn scenario_arg(self) -> &'static str {
+        match self {
+            Place::Vm => "here",
+            Place::Host => "remote",
+        }
+    }
+}
+
+/// Boot the VM and run `script` there, with the arbiter on this host when `place` says so.
+pub fn boot_with_arbiter(kernel: &str, script: &str, budget: u64, prefix: &str, vcpus: u32, place: Place) -> Result<Vec<String>> {
+    let mut extras = crate::vm::CommandExtras::vcpus(vcpus);
+    let host_arbiter = match place {
+        Place::Vm => None,
+        Place::Host => Some(crate::bench::HostArbiter::start(&crate::vm::release_binaries()?.arbiter)?),
+    };
+    let script = match &host_arbiter {
+        Some(h) => {
+            extras.net = true;
+            extras.files = h.files.clone();
+            format!("{}\n{script}", h.env)
+        }
+        None => script.to_string(),
+    };
+    let console = crate::vm::command_on(kernel, &script, budget, prefix, &extras)?.console;
+    if let Some(h) = host_arbiter {
+        eprintln!("xtask: host arbiter: logs kept in {}", h.dir.display());
+    }
+    Ok(console)
 }
 
 /// Run the demo; returns its JSON summary line (`{"demo": [...]}`) for the benchmarks.
 pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     if !is_root() {
         bail!("the demo loads eBPF probes and creates cgroups: run it as root");
+    }
+    if args.host && args.arbiter == Place::Host {
+        bail!("--arbiter host is for the VM: with --host the arbiter already runs on this host");
     }
     crate::setup::run(&crate::setup::Args { no_vm: args.host })?;
     let common = format!("demo --phase-seconds {} --rounds {} --period-ms {} --cuts {cuts}", args.seconds, args.rounds, args.period_ms);
@@ -60,8 +121,8 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
         }
         text.lines().map(str::to_string).collect()
     } else {
-        let script = format!("truce-demo-scenario {common} --dir /tmp/truce-demo --io-device /dev/vda");
-        crate::vm::command_on(&args.kernel, &script, budget, "[demo] ", args.vcpus)?.console
+        let script = format!("truce-demo-scenario {common} --dir /tmp/truce-demo --io-device /dev/vda --arbiter {}", args.arbiter.scenario_arg());
+        boot_with_arbiter(&args.kernel, &script, budget, "[demo] ", args.vcpus, args.arbiter)?
     };
     let line = lines.iter().rev().find_map(|l| l.find("{\"demo\":").map(|i| &l[i..])).context("the demo printed no summary")?;
     serde_json::from_str(line).context("parsing the demo's summary")
@@ -102,9 +163,8 @@ fn host_preflight() -> Result<()> {
 fn build_release() -> Result<PathBuf> {
     run_step(
         "build the release binaries",
-        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())).current_dir(workspace_root()).args([
-            "build", "--release", "-p", "truce-agent", "-p", "truce-arbiter", "-p", "truce-tests", "--bin", "truce-agent", "--bin", "truce-arbiter", "--bin",
-            "demo_load", "--bin", "demo_scenario",
+        crate::util::cargo().current_dir(workspace_root()).args(["build", "--release"]).args(crate::util::WORKSPACE).args([
+            "--bin", "truce-agent", "--bin", "truce-arbiter", "--bin", "demo_load", "--bin", "demo_scenario",
         ]),
     )?;
     Ok(workspace_root().join("target/release"))

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use truce_tests::phase_stats::percentile_ms;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> Result<T> {
     match args.iter().position(|a| a == name) {
@@ -51,12 +52,9 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// `percentile_ms`, NaN (JSON null) without requests.
 fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+    percentile_ms(sorted, p).unwrap_or(f64::NAN)
 }
 
 fn victim(args: &[String]) -> Result<()> {
@@ -64,6 +62,10 @@ fn victim(args: &[String]) -> Result<()> {
     let interval = Duration::from_millis(arg(args, "--interval-ms", Some(10))?);
     let work_ns = arg::<u64>(args, "--work-us", Some(2000))? * 1000;
     let latency_file: Option<String> = arg(args, "--latency-file", Some(String::new())).ok().filter(|s| !s.is_empty());
+    // Every request as "arrival_ms latency_us", written at the end: the demo splits the phase
+    // into before and after truce's first write.
+    let requests_file: Option<String> = arg(args, "--requests-file", Some(String::new())).ok().filter(|s| !s.is_empty());
+    let mut requests: Vec<(u64, u64)> = Vec::new();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let mut all_us: Vec<u64> = Vec::new();
@@ -81,6 +83,9 @@ fn victim(args: &[String]) -> Result<()> {
         }
         let latency = Instant::now().duration_since(arrival).as_micros() as u64;
         all_us.push(latency);
+        if requests_file.is_some() {
+            requests.push((arrival.duration_since(start).as_millis() as u64, latency));
+        }
         second_us.push(latency);
         arrival += interval;
         if Instant::now() >= next_report {
@@ -94,6 +99,10 @@ fn victim(args: &[String]) -> Result<()> {
             second_us.clear();
             next_report += Duration::from_secs(1);
         }
+    }
+    if let Some(f) = &requests_file {
+        let text: String = requests.iter().map(|(at, us)| format!("{at} {us}\n")).collect();
+        std::fs::write(f, text).with_context(|| format!("writing {f}"))?;
     }
     all_us.sort_unstable();
     println!(

@@ -2,9 +2,14 @@
 //! test VM, or on a host with `cargo xtask demo --host`).
 //!
 //! ```text
-//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda] [--cuts quota,weight]
-//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off]
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda] [--cuts quota,weight] [--arbiter here|remote]
+//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote]
 //! ```
+//!
+//! `--arbiter remote` leaves the arbiter to another machine, as in production (the VM's host
+//! in `cargo xtask bench ... --arbiter host`): it is found through `TRUCE_REMOTE_ARBITER*`
+//! (see `RemoteArbiter::from_env`), and started fresh for each phase or trial over its
+//! control connection. The default `here` runs it next to the agent.
 //!
 //! `demo` runs phases in one boot: the victim alone (isolated), then with a CPU and an I/O
 //! antagonist without truce and with truce (arbiter + agent running), `--rounds` times. It
@@ -16,7 +21,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, Setup, VICTIM, summary, wait_for};
+use truce_tests::phase_stats::{settled_p99, thread_shares};
+use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, RemoteArbiter, Setup, VICTIM, summary, wait_for};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
     match args.iter().position(|a| a == name) {
@@ -26,6 +32,15 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<
             .parse()
             .map_err(|_| anyhow::anyhow!("{name}: invalid value")),
         None => Ok(default),
+    }
+}
+
+/// `--arbiter here|remote`: where the arbiter runs (see the header).
+fn remote_arbiter(args: &[String]) -> Result<Option<RemoteArbiter>> {
+    match arg(args, "--arbiter", "here".to_string())?.as_str() {
+        "here" => Ok(None),
+        "remote" => RemoteArbiter::from_env().map(Some),
+        other => bail!("--arbiter: {other:?} is neither here nor remote"),
     }
 }
 
@@ -48,30 +63,15 @@ struct Phase {
     cpu: Option<Value>,
     io: Option<Value>,
     leases_seen: usize,
+    /// The victim after truce's first write: `{"from_s", "p99_ms", "requests"}` (the phase
+    /// before it is reaction, which `reaction` measures on its own).
+    settled: Option<Value>,
     /// The agent's own CPU use over the phase, in % of one CPU, when it ran.
     agent_cpu_pct: Option<f64>,
     /// The same by thread name (tokio's workers share one), largest first.
     agent_threads: Vec<(String, f64)>,
 }
 
-/// Per thread name, the CPU used between two snapshots in % of one CPU over `wall`.
-fn thread_shares(
-    before: &std::collections::BTreeMap<u32, (String, Duration)>,
-    after: &std::collections::BTreeMap<u32, (String, Duration)>,
-    wall: Duration,
-) -> Vec<(String, f64)> {
-    let mut by_name = std::collections::BTreeMap::<String, Duration>::new();
-    for (tid, (name, t1)) in after {
-        let t0 = before.get(tid).map_or(Duration::ZERO, |(_, t)| *t);
-        *by_name.entry(name.clone()).or_default() += t1.saturating_sub(t0);
-    }
-    let mut out: Vec<(String, f64)> = by_name
-        .into_iter()
-        .map(|(n, t)| (n, t.as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9)))
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1));
-    out
-}
 
 fn victim_args(s: &Setup, seconds: u64) -> Vec<String> {
     [
@@ -84,6 +84,8 @@ fn victim_args(s: &Setup, seconds: u64) -> Vec<String> {
         "3000",
         "--latency-file",
         &s.latency_file().to_string_lossy(),
+        "--requests-file",
+        &s.requests_file().to_string_lossy(),
     ]
     .map(String::from)
     .to_vec()
@@ -120,6 +122,8 @@ fn phase(
     };
     let start = Instant::now();
     let mut leases_seen = 0;
+    // When a truce write was first seen (polled once a second, so up to a second late).
+    let mut first_write: Option<Duration> = None;
     let mut agent_cpu_pct = None;
     let mut agent_threads = Vec::new();
     while start.elapsed() < Duration::from_secs(seconds) {
@@ -136,6 +140,9 @@ fn phase(
             .filter(|(_, f, v)| is_set(f, v))
             .map(|(c, f, v)| format!("{c}/{f}={v}"))
             .collect();
+        if !knobs.is_empty() && first_write.is_none() {
+            first_write = Some(start.elapsed());
+        }
         let score = |cg: &str| {
             status
                 .as_ref()
@@ -171,6 +178,7 @@ fn phase(
     }
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
+    let settled = first_write.map(|at| settled_p99(&s.requests_file(), at)).transpose()?;
     let cpu = cpu
         .map(|p| p.wait_output(limit).and_then(|o| summary(&o)))
         .transpose()?;
@@ -183,10 +191,12 @@ fn phase(
         cpu,
         io,
         leases_seen,
+        settled,
         agent_cpu_pct,
         agent_threads,
     })
 }
+
 
 /// A knob away from the kernel's default.
 fn is_set(file: &str, value: &str) -> bool {
@@ -208,6 +218,7 @@ fn demo(args: &[String]) -> Result<()> {
     let io_device = (!io_device.is_empty()).then_some(io_device.as_str());
     let mut s = Setup::new(&dir, &mount()?);
     s.period_ms = arg(args, "--period-ms", 500)?;
+    s.remote = remote_arbiter(args)?;
     s.prepare()?;
     let originals = s.knobs();
     let mut phases = vec![phase(&s, "isolated", seconds, false, None, None)?];
@@ -229,7 +240,7 @@ fn demo(args: &[String]) -> Result<()> {
                 s.cpu_cut = cut.to_string();
             }
             s.prepare()?;
-            let arbiter = if observe_only { None } else { Some(s.start_arbiter()?) };
+            let arbiter = if observe_only { None } else { Some(s.start_arbiter_anywhere()?) };
             let agent = s.start_agent()?;
             // truce is a daemon that runs all the time: its start-up (loading the probes, which is
             // slow under TCG) is not part of the phase. Wait for its first status, then 3 periods.
@@ -280,8 +291,8 @@ fn demo(args: &[String]) -> Result<()> {
 fn report(phases: &[Phase]) -> Result<()> {
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     println!(
-        "\n{:<20} {:>12} {:>12} {:>16} {:>14} {:>8}",
-        "phase", "victim p50", "victim p99", "cpu-hog units/s", "io-hog MB/s", "leases"
+        "\n{:<20} {:>12} {:>12} {:>22} {:>16} {:>14} {:>8}",
+        "phase", "victim p50", "victim p99", "p99 after first write", "cpu-hog units/s", "io-hog MB/s", "leases"
     );
     for p in phases {
         let cpu = p
@@ -293,15 +304,20 @@ fn report(phases: &[Phase]) -> Result<()> {
             p.io.as_ref()
                 .map(|c| format!("{:.1}", num(c, "bytes_per_s") / 1e6))
                 .unwrap_or_else(|| "-".into());
+        let settled = p
+            .settled
+            .as_ref()
+            .map(|v| format!("{:.2} ms from {:.0} s", num(v, "p99_ms"), num(v, "from_s")))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<20} {:>9.2} ms {:>9.2} ms {cpu:>16} {io:>14} {:>8}",
+            "{:<20} {:>9.2} ms {:>9.2} ms {settled:>22} {cpu:>16} {io:>14} {:>8}",
             p.name,
             num(&p.victim, "p50_ms"),
             num(&p.victim, "p99_ms"),
             p.leases_seen
         );
     }
-    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen, "agent_cpu_pct": p.agent_cpu_pct, "agent_threads": p.agent_threads})).collect();
+    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "settled": p.settled, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen, "agent_cpu_pct": p.agent_cpu_pct, "agent_threads": p.agent_threads})).collect();
     println!("{}", json!({ "demo": out }));
     Ok(())
 }
@@ -315,12 +331,13 @@ fn reaction(args: &[String]) -> Result<()> {
     s.round_ms = arg(args, "--round-ms", 100)?;
     s.pressure_onset = arg(args, "--onset", "on".to_string())? != "off";
     s.lease_ms = 10_000;
+    s.remote = remote_arbiter(args)?;
     let mut times = Vec::new();
     for trial in 1..=trials {
         s.prepare()?;
         let _ = std::fs::remove_file(s.journal());
         let originals = s.knobs();
-        let arbiter = s.start_arbiter()?;
+        let arbiter = s.start_arbiter_anywhere()?;
         let agent = s.start_agent()?;
         let _victim = s.start_load(VICTIM, &refs(&victim_args(&s, 600)))?;
         // Quiet first: the agent is up (status written) and the victim runs alone for a while.
@@ -341,7 +358,7 @@ fn reaction(args: &[String]) -> Result<()> {
             Some(t) => {
                 println!(
                     "{}",
-                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "onset_unix_ms": onset_unix_ms})
+                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "arbiter": if s.remote.is_some() { "remote" } else { "here" }, "onset_unix_ms": onset_unix_ms})
                 );
                 times.push(t);
             }

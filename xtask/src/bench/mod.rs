@@ -2,11 +2,19 @@
 use anyhow::{Result, bail};
 
 mod forecast;
+mod host_arbiter;
 mod ingest;
 mod mitigation;
 mod overhead;
 mod reaction;
 mod round;
+
+pub use host_arbiter::HostArbiter;
+
+/// A flag's comma-separated list of numbers (`--vcpus 1,2`, `--periods 500,1000`).
+fn numbers<T: std::str::FromStr>(list: &str, flag: &str) -> Result<Vec<T>> {
+    list.split(',').map(|v| v.trim().parse().map_err(|_| anyhow::anyhow!("{flag}: {list:?} is not a comma-separated list of numbers"))).collect()
+}
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -5,7 +5,11 @@
 //!
 //! Extra arguments: `--trials N` per variant (default 8), `--periods A,B` in ms (default 500),
 //! `--onset off,on` (default both), `--vcpus A,B` (default 1,2; one boot each: see bench
-//! mitigation for why one vCPU takes qemu's turn-taking out of the measurement).
+//! mitigation for why one vCPU takes qemu's turn-taking out of the measurement), `--arbiter
+//! vm,host` (default host: on this host, reached over qemu's user-mode network, as in
+//! production where the arbiter is another machine; `vm` runs it in the guest next to the
+//! agent, sharing its vCPUs; both side by side in one boot).
+use crate::demo::Place;
 use anyhow::{Context, Result, bail};
 
 fn flag(rest: &[String], name: &str, default: &str) -> String {
@@ -18,7 +22,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub fn run(rest: &[String]) -> Result<()> {
     let trials: u32 = flag(rest, "--trials", "8").parse().context("--trials")?;
-    let periods: Vec<u64> = flag(rest, "--periods", "500").split(',').map(|p| p.trim().parse()).collect::<Result<_, _>>().context("--periods")?;
+    let periods: Vec<u64> = super::numbers(&flag(rest, "--periods", "500"), "--periods")?;
     let onsets: Vec<bool> = flag(rest, "--onset", "off,on")
         .split(',')
         .map(|o| match o.trim() {
@@ -27,39 +31,54 @@ pub fn run(rest: &[String]) -> Result<()> {
             other => bail!("--onset: {other:?} is neither on nor off"),
         })
         .collect::<Result<_>>()?;
-    let variants: Vec<(u64, bool)> = periods.iter().flat_map(|&p| onsets.iter().map(move |&o| (p, o))).collect();
+    let places: Vec<Place> = flag(rest, "--arbiter", "host").split(',').map(Place::parse).collect::<Result<_>>()?;
+    let mut variants: Vec<(u64, bool, Place)> = Vec::new();
+    for &p in &periods {
+        for &o in &onsets {
+            variants.extend(places.iter().map(|&a| (p, o, a)));
+        }
+    }
     crate::setup::run(&crate::setup::Args { no_vm: false })?;
     let on_off = |o: bool| if o { "on" } else { "off" };
     let script = variants
         .iter()
-        .map(|&(p, o)| {
-            format!("truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{} --trials {trials} --period-ms {p} --round-ms 100 --onset {}", on_off(o), on_off(o))
+        .map(|&(p, o, a)| {
+            format!(
+                "truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{}-{} --trials {trials} --period-ms {p} --round-ms 100 --onset {} --arbiter {}",
+                on_off(o),
+                a.name(),
+                on_off(o),
+                a.scenario_arg()
+            )
         })
         .collect::<Vec<_>>()
         .join(" && ");
-    let vcpus: Vec<u32> = flag(rest, "--vcpus", "1,2").split(',').map(|v| v.trim().parse()).collect::<Result<_, _>>().context("--vcpus")?;
+    let remote = if places.contains(&Place::Host) { Place::Host } else { Place::Vm };
+    let vcpus: Vec<u32> = super::numbers(&flag(rest, "--vcpus", "1,2"), "--vcpus")?;
     let budget = u64::from(trials) * variants.len() as u64 * 90 + 120;
     let mut tables = Vec::new();
     for &n in &vcpus {
-        let console = crate::vm::command_on("6.12", &script, budget, &format!("[reaction {n} vCPU] "), n.max(1))?.console;
+        let console = crate::demo::boot_with_arbiter("6.12", &script, budget, &format!("[reaction {n} vCPU] "), n.max(1), remote)?;
         tables.push((n, console));
     }
     println!("\nbench reaction (VM, TCG; onset = antagonist start, end = first cgroup write truce made)");
-    println!("{:>6} {:>10} {:>15} {:>7} {:>10} {:>10} {:>10}", "vCPUs", "period", "pressure_onset", "trials", "p50", "p99", "max");
+    println!("{:>6} {:>10} {:>15} {:>8} {:>7} {:>10} {:>10} {:>10}", "vCPUs", "period", "pressure_onset", "arbiter", "trials", "p50", "p99", "max");
     for (n, console) in &tables {
-        for &(p, o) in &variants {
+        for &(p, o, a) in &variants {
             let mut ms: Vec<f64> = console
                 .iter()
                 .filter_map(|l| l.find('{').map(|i| &l[i..]))
                 .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
                 .filter(|v| v["period_ms"].as_u64() == Some(p) && v["onset"].as_bool() == Some(o))
+                // Runs from before the arbiter could move name no place: the VM.
+                .filter(|v| v["arbiter"].as_str().unwrap_or("here") == a.scenario_arg())
                 .filter_map(|v| v["reaction_ms"].as_f64())
                 .collect();
             if ms.is_empty() {
-                bail!("no reaction measured with {n} vCPU at period {p} ms with pressure_onset {}", on_off(o));
+                bail!("no reaction measured with {n} vCPU at period {p} ms with pressure_onset {} and the arbiter on the {}", on_off(o), a.name());
             }
             ms.sort_by(f64::total_cmp);
-            println!("{:>6} {:>7} ms {:>15} {:>7} {:>7.0} ms {:>7.0} ms {:>7.0} ms", n, p, on_off(o), ms.len(), percentile(&ms, 0.5), percentile(&ms, 0.99), ms[ms.len() - 1]);
+            println!("{:>6} {:>7} ms {:>15} {:>8} {:>7} {:>7.0} ms {:>7.0} ms {:>7.0} ms", n, p, on_off(o), a.name(), ms.len(), percentile(&ms, 0.5), percentile(&ms, 0.99), ms[ms.len() - 1]);
         }
     }
     println!("goal: p99 <= 300 ms");

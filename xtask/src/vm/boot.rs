@@ -32,6 +32,9 @@ pub struct BootSpec<'a> {
     /// delays the other's tasks in a way no guest scheduler or cgroup setting can see. With
     /// 1, the guest's scheduler alone decides who runs.
     pub vcpus: u32,
+    /// A virtio NIC on qemu's user-mode network (slirp): the guest is 10.0.2.15 and reaches
+    /// the host's loopback services at 10.0.2.2 (the benchmarks' host-side arbiter).
+    pub net: bool,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +90,11 @@ fn command(spec: &BootSpec) -> Command {
     cmd.arg("-serial").arg(format!("file:{}", spec.serial_file.display()));
     for disk in [spec.disk, spec.scratch] {
         cmd.arg("-drive").arg(format!("file={},if=virtio,format=raw,cache=unsafe", disk.display()));
+    }
+    if spec.net {
+        // Outbound only: no hostfwd, nothing on the host is exposed to the guest but what
+        // listens on the host's loopback, which slirp maps to 10.0.2.2.
+        cmd.args(["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]);
     }
     cmd
 }

@@ -44,6 +44,10 @@ else
   echo "truce-vm: no scratch file system on /dev/vdb"
 fi
 ip link set lo up 2>/dev/null
+# A NIC only when the boot asked for one (qemu user networking: the host is 10.0.2.2).
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || echo "truce-vm: cannot configure eth0"
+fi
 echo "truce-vm: started kernel=$(uname -r) controllers=[$(cat /sys/fs/cgroup/cgroup.subtree_control)]"
 if [ -e /payload.interactive ]; then
   echo "truce-vm: interactive shell; 'exit' powers off (qemu: Ctrl-A X quits)"

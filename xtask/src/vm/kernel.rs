@@ -12,7 +12,7 @@ pub const LABELS: [&str; 2] = ["6.12", "6.1"];
 /// Modules the initramfs loads: virtio for /dev/vda (io.max tests) and /dev/vdb, ext4 (which
 /// also mounts ext2) for the scratch file system on /dev/vdb, and crc32c, which ext4 asks the
 /// crypto API for (not a modules.dep dependency, so it must be named).
-pub const MODULES: [&str; 4] = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"];
+pub const MODULES: [&str; 5] = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "virtio_net"];
 
 #[derive(Clone, Debug)]
 pub struct Kernel {

@@ -18,6 +18,7 @@ mod payload;
 mod qemu_setup;
 mod run;
 
+pub use payload::GuestFile;
 pub use qemu_setup::QemuSource;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -131,9 +132,15 @@ fn ensure_assets(kernel: &str, qemu: QemuSource) -> Result<Assets> {
     Ok(Assets { qemu, kernels })
 }
 
+/// How recently another checkout must have written a cached version for it to be kept.
+pub(crate) const PRUNE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Drop cached versions that are no longer current (a 6.1 kernel tree is 400 MB, and the
 /// security archive moves every few weeks). Only after a full setup, so `--kernel 6.12` never
-/// removes the 6.1 kernel; in-progress `.partial-<pid>` directories are left alone.
+/// removes the 6.1 kernel; in-progress `.partial-<pid>` directories are left alone, and so is
+/// anything written within [`PRUNE_AFTER`]: another checkout on this machine (a worktree with
+/// other agent code, so another initramfs) may be booting it right now. That once removed a
+/// CI run's initramfs between its setup and its boot.
 fn prune(cache: &std::path::Path, keep: &[PathBuf]) {
     let Ok(entries) = std::fs::read_dir(cache) else { return };
     for entry in entries.filter_map(Result::ok) {
@@ -141,6 +148,10 @@ fn prune(cache: &std::path::Path, keep: &[PathBuf]) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let versioned = ["kernel-", "initramfs-", "busybox-", "qemu-"].iter().any(|p| name.starts_with(p));
         if !versioned || name.contains(".partial-") || keep.contains(&path) {
+            continue;
+        }
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if age.is_none_or(|a| a < PRUNE_AFTER) {
             continue;
         }
         eprintln!("xtask: vm-setup: removing the outdated {}", path.display());
@@ -158,10 +169,32 @@ pub fn test(args: &TestArgs) -> Result<()> {
     run::run_suites(&assets, args)
 }
 
-/// Boot `kernel` on a guest with `vcpus` CPUs and run `script`.
-pub fn command_on(kernel: &str, script: &str, timeout_secs: u64, prefix: &str, vcpus: u32) -> Result<boot::BootOutcome> {
+/// What a command boot gets besides its script.
+#[derive(Clone, Debug)]
+pub struct CommandExtras {
+    /// Guest CPUs.
+    pub vcpus: u32,
+    /// A NIC on qemu's user-mode network: the guest reaches the host's loopback at 10.0.2.2.
+    pub net: bool,
+    /// Data files copied into the guest.
+    pub files: Vec<GuestFile>,
+}
+
+impl CommandExtras {
+    pub fn vcpus(vcpus: u32) -> CommandExtras {
+        CommandExtras { vcpus, net: false, files: Vec::new() }
+    }
+}
+
+/// Boot `kernel` and run `script`, with the guest CPUs, network and files of `extras`.
+pub fn command_on(kernel: &str, script: &str, timeout_secs: u64, prefix: &str, extras: &CommandExtras) -> Result<boot::BootOutcome> {
     let assets = ensure_assets(kernel, QemuSource::Auto)?;
-    run::command(&assets, script, timeout_secs, prefix, vcpus)
+    run::command(&assets, script, timeout_secs, prefix, extras)
+}
+
+/// The release binaries the command boots run (cargo: a no-op when they are current).
+pub fn release_binaries() -> Result<payload::Built> {
+    payload::build_with(&[], true)
 }
 
 /// Boot one kernel with the agent (and optionally the suites) and a shell on the console.

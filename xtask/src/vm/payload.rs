@@ -1,7 +1,7 @@
 //! What a run puts into the guest: the test binaries and the agent built by cargo, their
 //! shared libraries (as `ldd` resolves them on the host), and the command to run.
 use super::cpio::Cpio;
-use crate::util::{cargo_artifacts, workspace_root};
+use crate::util::{WORKSPACE, cargo_artifacts, workspace_root};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,7 +60,7 @@ pub struct Built {
 }
 
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    crate::util::cargo()
 }
 
 /// The suites of [`VM_SUITES`] that exist in the source tree (and pass `only`, if given).
@@ -92,7 +92,7 @@ pub fn build_with(suites: &[&str], release: bool) -> Result<Built> {
     let mut built = Built { suites: Vec::new(), agent: PathBuf::new(), arbiter: PathBuf::new(), load: PathBuf::new(), scenario: PathBuf::new() };
     if !suites.is_empty() {
         let mut cmd = cargo();
-        cmd.args(["test", "-p", "truce-tests", "--no-run", "--message-format=json-render-diagnostics"]);
+        cmd.arg("test").args(WORKSPACE).args(["--no-run", "--message-format=json-render-diagnostics"]);
         for s in suites {
             cmd.args(["--test", s]);
         }
@@ -108,7 +108,7 @@ pub fn build_with(suites: &[&str], release: bool) -> Result<Built> {
         }
     }
     let mut cmd = cargo();
-    cmd.args(["build", "-p", "truce-agent", "-p", "truce-arbiter", "-p", "truce-tests"]);
+    cmd.arg("build").args(WORKSPACE);
     if release {
         cmd.arg("--release");
     }
@@ -165,8 +165,9 @@ pub enum Job<'a> {
     Suite { name: &'a str, binary: &'a Path, filter: Option<&'a str>, timeout_secs: u64, kernel_label: &'a str, files: &'a [GuestFile] },
     /// An interactive shell with the given binaries available.
     Shell { extra: Vec<(String, PathBuf)> },
-    /// One shell command line (the demo and the VM benchmarks), with a time limit.
-    Command { script: &'a str, timeout_secs: u64 },
+    /// One shell command line (the demo and the VM benchmarks), with a time limit and data
+    /// files (the host-side arbiter's certificates).
+    Command { script: &'a str, timeout_secs: u64, files: &'a [GuestFile] },
 }
 
 /// The per-run archive: binaries, libraries, and `/payload.sh` or `/payload.interactive`.
@@ -208,7 +209,7 @@ pub fn archive(job: &Job, built: &Built, scratch_dir: &Path) -> Result<Vec<u8>> 
     let mut env = format!(
         "export TRUCE_VM_GUEST=1 TRUCE_AGENT_BIN={GUEST_AGENT} TRUCE_ARBITER_BIN={GUEST_ARBITER} TRUCE_LOAD_BIN={GUEST_LOAD} RUST_BACKTRACE=1 LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu\n"
     );
-    if let Job::Suite { files, .. } = job {
+    if let Job::Suite { files, .. } | Job::Command { files, .. } = job {
         for f in files.iter() {
             let data = std::fs::read(&f.host).with_context(|| format!("reading {}", f.host.display()))?;
             c.file(&f.guest, 0o644, &data);
@@ -226,7 +227,7 @@ pub fn archive(job: &Job, built: &Built, scratch_dir: &Path) -> Result<Vec<u8>> 
             c.file("payload.sh", 0o755, script.as_bytes());
             c.file("payload.timeout", 0o644, format!("{timeout_secs}\n").as_bytes());
         }
-        Job::Command { script, timeout_secs } => {
+        Job::Command { script, timeout_secs, .. } => {
             c.file("payload.sh", 0o755, format!("{env}cd /tmp\n{script}\n").as_bytes());
             c.file("payload.timeout", 0o644, format!("{timeout_secs}\n").as_bytes());
         }

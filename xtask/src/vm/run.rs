@@ -158,15 +158,23 @@ pub fn shell(assets: &Assets, args: &ShellArgs) -> Result<()> {
 /// vCPUs of every boot unless a command asks otherwise.
 pub const DEFAULT_VCPUS: u32 = 2;
 
-pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str, vcpus: u32) -> Result<BootOutcome> {
+pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str, extras: &super::CommandExtras) -> Result<BootOutcome> {
     let built = payload::build_with(&[], true)?;
     let Some((kernel, base)) = assets.kernels.first() else { bail!("no kernel set up") };
     let dir = run_dir(&format!("cmd-{}", kernel.label))?;
-    let files = BootFiles::prepare(&dir, base, &payload::archive(&Job::Command { script, timeout_secs }, &built, &dir)?)?;
+    let job = Job::Command { script, timeout_secs, files: &extras.files };
+    let files = BootFiles::prepare(&dir, base, &payload::archive(&job, &built, &dir)?)?;
     let (_, accel) = boot::accel_args();
-    eprintln!("xtask: vm-test: booting {} ({}) [{accel}, {vcpus} vCPU], initrd {} MiB", kernel.label, kernel.release, files.initrd_mib());
+    let vcpus = extras.vcpus;
+    eprintln!(
+        "xtask: vm-test: booting {} ({}) [{accel}, {vcpus} vCPU{}], initrd {} MiB",
+        kernel.label,
+        kernel.release,
+        if extras.net { ", user-mode network" } else { "" },
+        files.initrd_mib()
+    );
     let timeout = Duration::from_secs(timeout_secs) + BOOT_MARGIN;
-    let outcome = boot::run(&BootSpec { vcpus, ..files.spec(assets, kernel, prefix.to_string(), timeout, false) })?;
+    let outcome = boot::run(&BootSpec { vcpus, net: extras.net, ..files.spec(assets, kernel, prefix.to_string(), timeout, false) })?;
     if let Err(why) = judge(&outcome) {
         bail!("the guest command failed: {why} (console: {})", dir.join("console.log").display());
     }
@@ -216,6 +224,7 @@ impl BootFiles {
             host_timeout,
             interactive,
             vcpus: DEFAULT_VCPUS,
+            net: false,
         }
     }
 }
