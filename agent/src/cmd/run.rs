@@ -87,13 +87,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     tracing::info!(host = %cfg.host, roots = ?cfg.roots, status = %status_file.display(), "truce-agent running");
     let result: Result<()> = loop {
         // Leases revert at their expiry, not at the next period: "lease + at most a moment".
-        let next_expiry = enforcer.leases().next_expiry();
-        let lapse = async {
-            match next_expiry {
-                Some(at) => tokio::time::sleep(Duration::from_millis(at.0.saturating_sub(now().0))).await,
-                None => std::future::pending().await,
-            }
-        };
+        let lapse = lapse_at(enforcer.leases().next_expiry());
         let sample_now = tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
@@ -127,22 +121,10 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             // Also here: retries of reverts that failed earlier.
             revert_lapsed(&mut enforcer, &mut telemetry);
             let sampling = std::time::Instant::now();
-            // Decisions that arrive while the sample is taken are applied at once: under
-            // contention a sample takes hundreds of ms, and a decision is what relieves it.
-            let sampled = {
-                let tick = sampler.tick();
-                tokio::pin!(tick);
-                loop {
-                    tokio::select! {
-                        r = &mut tick => break Ok(r),
-                        msg = inbound.recv() => {
-                            if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
-                                break Err(anyhow::anyhow!("the arbiter client stopped"));
-                            }
-                        }
-                    }
-                }
-            };
+            // Decisions and lease expiries are served while the sample is taken.
+            let sampled = Duties::new(enforcing, &mut enforcer, &mut telemetry, &mut inbound, &cfg, &status_file, last_round.as_ref(), &last_bids)
+                .meanwhile(sampler.tick())
+                .await;
             let sample = match sampled {
                 Ok(Ok(Some(s))) => s,
                 Ok(Ok(None)) => continue,
@@ -157,26 +139,18 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     inputs.external_latency_ms.insert(w.workload.id, ms);
                 }
             }
-            // The brain decides off this task, so that a decision arriving meanwhile is applied
-            // at once (tens of ms under contention in the VM, where a decision is what relieves it).
+            // The brain decides off this task, so that its duties go on meanwhile (it takes
+            // tens of ms under contention in the VM).
             let deciding = {
                 let forecasts = forecaster.latest();
                 let job = tokio::task::spawn_blocking(move || {
                     let round = brain.decide(&sample, &inputs, forecasts);
                     (brain, sample, inputs, round)
                 });
-                tokio::pin!(job);
-                loop {
-                    tokio::select! {
-                        r = &mut job => break r.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")),
-                        msg = inbound.recv() => {
-                            if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
-                                // Let the brain finish: its state comes back with the round.
-                                let _ = (&mut job).await;
-                                break Err(anyhow::anyhow!("the arbiter client stopped"));
-                            }
-                        }
-                    }
+                let mut duties = Duties::new(enforcing, &mut enforcer, &mut telemetry, &mut inbound, &cfg, &status_file, last_round.as_ref(), &last_bids);
+                match duties.meanwhile(job).await {
+                    Ok(joined) => joined.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")),
+                    Err(e) => Err(e),
                 }
             };
             let (returned, sample, inputs, round) = match deciding {
@@ -255,6 +229,63 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     telemetry.shutdown().await;
     sampler.shutdown().await;
     result
+}
+
+/// Sleeps until the earliest lease expiry (for ever when none is held).
+async fn lapse_at(expiry: Option<truce_common::model::Timestamp>) {
+    match expiry {
+        Some(at) => tokio::time::sleep(Duration::from_millis(at.0.saturating_sub(now().0))).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the daemon keeps doing while a sample is taken or the brain decides: apply the
+/// arbiter's decisions at once (under contention a sample takes hundreds of ms, and a decision
+/// is what relieves it) and revert leases at their expiry (a lease that lapsed during a sample
+/// used to wait for its end: reverted 1.1 s after expiry once under TCG, in session 8's CI).
+struct Duties<'a> {
+    enforcing: bool,
+    enforcer: &'a mut Enforcer,
+    telemetry: &'a mut Telemetry,
+    inbound: &'a mut tokio::sync::mpsc::Receiver<Inbound>,
+    cfg: &'a AgentConfig,
+    status_file: &'a Path,
+    last_round: Option<&'a SeenRound>,
+    last_bids: &'a HashMap<WorkloadId, Bid>,
+}
+
+impl<'a> Duties<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        enforcing: bool,
+        enforcer: &'a mut Enforcer,
+        telemetry: &'a mut Telemetry,
+        inbound: &'a mut tokio::sync::mpsc::Receiver<Inbound>,
+        cfg: &'a AgentConfig,
+        status_file: &'a Path,
+        last_round: Option<&'a SeenRound>,
+        last_bids: &'a HashMap<WorkloadId, Bid>,
+    ) -> Self {
+        Duties { enforcing, enforcer, telemetry, inbound, cfg, status_file, last_round, last_bids }
+    }
+
+    /// Drive `work` to its end while doing the duties. Fails when the arbiter client stopped
+    /// meanwhile (`work` is dropped then; a blocking job runs on and its result is discarded).
+    async fn meanwhile<T>(&mut self, work: impl std::future::Future<Output = T>) -> Result<T> {
+        tokio::pin!(work);
+        loop {
+            let lapse = lapse_at(self.enforcer.leases().next_expiry());
+            tokio::select! {
+                r = &mut work => return Ok(r),
+                () = lapse => revert_lapsed(self.enforcer, self.telemetry),
+                msg = self.inbound.recv() => {
+                    if !on_inbound(msg, self.enforcing, self.enforcer, self.telemetry, self.cfg, self.status_file, self.last_round, self.last_bids) {
+                        return Err(anyhow::anyhow!("the arbiter client stopped"));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// How often the period rewrites the status file at most (decisions rewrite it at once).
