@@ -6,6 +6,7 @@ pub mod workloads;
 pub mod enforce;
 pub mod vm_guest;
 pub mod loopback;
+pub mod agent_trace;
 pub mod phase_stats;
 pub mod proc;
 pub mod scenario;

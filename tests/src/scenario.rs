@@ -56,6 +56,8 @@ pub struct Setup {
     pub pressure_onset: bool,
     /// An arbiter outside this machine (the VM's host), as in production; None runs it here.
     pub remote: Option<RemoteArbiter>,
+    /// The agent logs JSON at debug level, for a timeline (`agent_trace`).
+    pub trace_agent: bool,
 }
 
 /// An arbiter another machine runs for this scenario: the benchmarks' host side
@@ -144,6 +146,7 @@ impl Setup {
             cpu_cut: "quota".into(),
             pressure_onset: true,
             remote: None,
+            trace_agent: false,
         }
     }
 
@@ -262,6 +265,9 @@ impl Setup {
     pub fn start_agent(&self) -> Result<Proc> {
         let mut cmd = Command::new(binary("TRUCE_AGENT_BIN", "truce-agent"));
         cmd.args(["run", "--config"]).arg(self.agent_config());
+        if self.trace_agent {
+            cmd.env("TRUCE_LOG", "info,truce_agent=debug").env("TRUCE_LOG_FORMAT", "json");
+        }
         Proc::spawn("agent", cmd, &self.dir.join("agent.log"), Some(&self.system_cgroup()))
     }
 

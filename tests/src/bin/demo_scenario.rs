@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda] [--cuts quota,weight] [--arbiter here|remote]
-//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote]
+//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace]
 //! ```
 //!
 //! `--arbiter remote` leaves the arbiter to another machine, as in production (the VM's host
@@ -332,6 +332,7 @@ fn reaction(args: &[String]) -> Result<()> {
     s.pressure_onset = arg(args, "--onset", "on".to_string())? != "off";
     s.lease_ms = 10_000;
     s.remote = remote_arbiter(args)?;
+    s.trace_agent = args.iter().any(|a| a == "--trace");
     let mut times = Vec::new();
     for trial in 1..=trials {
         s.prepare()?;
@@ -368,6 +369,16 @@ fn reaction(args: &[String]) -> Result<()> {
         arbiter.terminate(Duration::from_secs(10));
         drop(_hog);
         drop(_victim);
+        if s.trace_agent {
+            // From a period before the onset to a moment after the write (or 3 s without one).
+            let to = acted.map_or(3000, |t| t.as_millis() as i64 + 100);
+            let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
+            let events: Vec<Value> = truce_tests::agent_trace::timeline(&log, onset_unix_ms, -(s.period_ms as i64), to)
+                .into_iter()
+                .map(|(ms, message, fields)| json!([ms, message, fields]))
+                .collect();
+            println!("{}", json!({"trace": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "events": events}));
+        }
     }
     s.remove_cgroups();
     if times.is_empty() {

@@ -8,7 +8,8 @@
 //! mitigation for why one vCPU takes qemu's turn-taking out of the measurement), `--arbiter
 //! vm,host` (default host: on this host, reached over qemu's user-mode network, as in
 //! production where the arbiter is another machine; `vm` runs it in the guest next to the
-//! agent, sharing its vCPUs; both side by side in one boot).
+//! agent, sharing its vCPUs; both side by side in one boot), `--trace` (the agent logs at debug
+//! level and each trial's timeline is printed: trigger, samples, bids, writes, ms from onset).
 use crate::demo::Place;
 use anyhow::{Context, Result, bail};
 
@@ -39,16 +40,18 @@ pub fn run(rest: &[String]) -> Result<()> {
         }
     }
     crate::setup::run(&crate::setup::Args { no_vm: false })?;
+    let trace = rest.iter().any(|a| a == "--trace");
     let on_off = |o: bool| if o { "on" } else { "off" };
     let script = variants
         .iter()
         .map(|&(p, o, a)| {
             format!(
-                "truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{}-{} --trials {trials} --period-ms {p} --round-ms 100 --onset {} --arbiter {}",
+                "truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{}-{} --trials {trials} --period-ms {p} --round-ms 100 --onset {} --arbiter {}{}",
                 on_off(o),
                 a.name(),
                 on_off(o),
-                a.scenario_arg()
+                a.scenario_arg(),
+                if trace { " --trace" } else { "" }
             )
         })
         .collect::<Vec<_>>()
@@ -60,6 +63,11 @@ pub fn run(rest: &[String]) -> Result<()> {
     for &n in &vcpus {
         let console = crate::demo::boot_with_arbiter("6.12", &script, budget, &format!("[reaction {n} vCPU] "), n.max(1), remote)?;
         tables.push((n, console));
+    }
+    if trace {
+        for (n, console) in &tables {
+            print_traces(*n, console);
+        }
     }
     println!("\nbench reaction (VM, TCG; onset = antagonist start, end = first cgroup write truce made)");
     println!("{:>6} {:>10} {:>15} {:>8} {:>7} {:>10} {:>10} {:>10}", "vCPUs", "period", "pressure_onset", "arbiter", "trials", "p50", "p99", "max");
@@ -83,4 +91,16 @@ pub fn run(rest: &[String]) -> Result<()> {
     }
     println!("goal: p99 <= 300 ms");
     Ok(())
+}
+
+/// Each traced trial's timeline: one line per agent event, in ms from the onset.
+fn print_traces(vcpus: u32, console: &[String]) {
+    let traces = console.iter().filter_map(|l| l.find('{').map(|i| &l[i..])).filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok()).filter(|v| v["trace"].is_u64());
+    for t in traces {
+        println!("\ntrace: {vcpus} vCPU, period {} ms, pressure_onset {}, trial {}", t["period_ms"], t["onset"], t["trace"]);
+        for e in t["events"].as_array().into_iter().flatten() {
+            let fields = e[2].as_object().map(|f| f.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+            println!("  {:>+6} ms  {}  {}", e[0].as_i64().unwrap_or(0), e[1].as_str().unwrap_or(""), fields);
+        }
+    }
 }
