@@ -122,7 +122,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             revert_lapsed(&mut enforcer, &mut telemetry);
             let sampling = std::time::Instant::now();
             // Decisions and lease expiries are served while the sample is taken.
-            let sampled = Duties::new(enforcing, &mut enforcer, &mut telemetry, &mut inbound, &cfg, &status_file, last_round.as_ref(), &last_bids)
+            let sampled = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, cfg: &cfg, status_file: &status_file, last_round: last_round.as_ref(), last_bids: &last_bids }
                 .meanwhile(sampler.tick())
                 .await;
             let sample = match sampled {
@@ -147,7 +147,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     let round = brain.decide(&sample, &inputs, forecasts);
                     (brain, sample, inputs, round)
                 });
-                let mut duties = Duties::new(enforcing, &mut enforcer, &mut telemetry, &mut inbound, &cfg, &status_file, last_round.as_ref(), &last_bids);
+                let mut duties = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, cfg: &cfg, status_file: &status_file, last_round: last_round.as_ref(), last_bids: &last_bids };
                 match duties.meanwhile(job).await {
                     Ok(joined) => joined.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")),
                     Err(e) => Err(e),
@@ -254,21 +254,7 @@ struct Duties<'a> {
     last_bids: &'a HashMap<WorkloadId, Bid>,
 }
 
-impl<'a> Duties<'a> {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        enforcing: bool,
-        enforcer: &'a mut Enforcer,
-        telemetry: &'a mut Telemetry,
-        inbound: &'a mut tokio::sync::mpsc::Receiver<Inbound>,
-        cfg: &'a AgentConfig,
-        status_file: &'a Path,
-        last_round: Option<&'a SeenRound>,
-        last_bids: &'a HashMap<WorkloadId, Bid>,
-    ) -> Self {
-        Duties { enforcing, enforcer, telemetry, inbound, cfg, status_file, last_round, last_bids }
-    }
-
+impl Duties<'_> {
     /// Drive `work` to its end while doing the duties. Fails when the arbiter client stopped
     /// meanwhile (`work` is dropped then; a blocking job runs on and its result is discarded).
     async fn meanwhile<T>(&mut self, work: impl std::future::Future<Output = T>) -> Result<T> {
