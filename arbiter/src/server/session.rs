@@ -235,6 +235,12 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
     close(&conn, code, &reason);
 }
 
+/// How long a round waits after the first bid of a batch. An agent sends its period's bids as
+/// back-to-back frames; a round run on the first of them would take the others as absent, and
+/// a workload whose bid was still in flight lost its loan, reopened a round later
+/// (loopback_market saw every lease reopened, 1 run in 5, when rounds split the batch).
+const GATHER: Duration = Duration::from_millis(10);
+
 async fn session_loop(
     conn: &quinn::Connection,
     send: quinn::SendStream,
@@ -251,11 +257,18 @@ async fn session_loop(
     let reader = tokio::spawn(read_loop(recv, in_tx, shared.clone()).in_current_span());
     state.out = Some(out_tx);
     // A round runs when bids wait, at most once per period: a bid after a quiet spell is
-    // decided at once, a steady stream is batched per period, and idle hosts cost no timer.
+    // decided after GATHER, a steady stream is batched per period, and idle hosts cost no timer.
     let period = cfg.round_period;
     let mut last_round: Option<Instant> = None;
+    let mut pending_since: Option<Instant> = None;
     let end = loop {
-        let due = state.has_pending().then(|| last_round.map_or_else(Instant::now, |t| (t + period).max(Instant::now())));
+        if !state.has_pending() {
+            pending_since = None;
+        }
+        let due = state.has_pending().then(|| {
+            let gathered = *pending_since.get_or_insert_with(Instant::now) + GATHER;
+            last_round.map_or(gathered, |t| (t + period).max(gathered))
+        });
         // Due already: run it now rather than through a timer that fires on the next tick.
         if due.is_some_and(|t| t <= Instant::now()) {
             last_round = Some(Instant::now());
