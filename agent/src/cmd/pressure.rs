@@ -193,6 +193,16 @@ impl FollowUps {
     }
 }
 
+/// How close an early sample (an onset, or a follow-up after one) may come to the previous
+/// sample: a quarter period, between 50 and 125 ms. The floor bounds what a victim's triggers
+/// can cost in quiet periods; the ceiling keeps a long period from delaying an onset: at the
+/// shipped 1 s period a quarter is 250 ms, and an onset that fired soon after a regular sample
+/// waited for it (bench reaction, session 9: first write 251 ms at the median against 175 ms
+/// at a 500 ms period in the same boot).
+pub fn early_gap(period: Duration) -> Duration {
+    (period / 4).clamp(Duration::from_millis(50), Duration::from_millis(125))
+}
+
 /// A firing is an onset when the cgroup's 10 s average (percent) was below the trigger's own
 /// share of its window: it was not already known to be contended.
 pub fn is_onset(avg10_before: f64, stall: Duration, window: Duration) -> bool {
@@ -202,6 +212,15 @@ pub fn is_onset(avg10_before: f64, stall: Duration, window: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_early_gap_is_a_quarter_period_between_50_and_125_ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(early_gap(ms(100)), ms(50));
+        assert_eq!(early_gap(ms(400)), ms(100));
+        assert_eq!(early_gap(ms(1000)), ms(125));
+        assert_eq!(early_gap(ms(10_000)), ms(125));
+    }
 
     #[test]
     fn follow_ups_stop_at_the_first_ask_or_after_three_samples() {

@@ -80,7 +80,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let mut sent_inventory: Option<(Inventory, u64)> = None;
     let mut onsets = OnsetWatch::new(OnsetParams::default());
     // Pressure may pull a sample forward, never closer than this to the previous one.
-    let min_gap = (cfg.period / 4).max(Duration::from_millis(50));
+    let min_gap = super::pressure::early_gap(cfg.period);
     let mut last_sample = tokio::time::Instant::now();
     let mut follow_ups = FollowUps::default();
     let mut status_written: Option<std::time::Instant> = None;
