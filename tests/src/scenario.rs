@@ -58,6 +58,8 @@ pub struct Setup {
     pub remote: Option<RemoteArbiter>,
     /// The agent logs JSON at debug level, for a timeline (`agent_trace`).
     pub trace_agent: bool,
+    /// The agent's `forecast.cpu_share` (None: its default; 0 turns forecasting off).
+    pub forecast_cpu_share: Option<f64>,
 }
 
 /// An arbiter another machine runs for this scenario: the benchmarks' host side
@@ -147,6 +149,7 @@ impl Setup {
             pressure_onset: true,
             remote: None,
             trace_agent: false,
+            forecast_cpu_share: None,
         }
     }
 
@@ -222,7 +225,7 @@ impl Setup {
                 endpoint = self.remote.as_ref().map_or_else(|| format!("127.0.0.1:{}", self.port), |r| r.endpoint.to_string()),
                 certs = certs.display(),
                 journal = self.journal().display(),
-            ),
+            ) + &self.forecast_cpu_share.map_or_else(String::new, |share| format!("\n[forecast]\ncpu_share = {share:?}\n")),
         )?;
         std::fs::write(self.dir.join("arbiter.toml"), self.arbiter_toml(&certs))?;
         Ok(())

@@ -36,6 +36,10 @@ pub struct Args {
     /// (a separate service on another machine), reached over qemu's user-mode network.
     #[arg(long, value_enum, default_value_t = Place::Vm)]
     pub arbiter: Place,
+    /// The agent's `forecast.cpu_share` (default: the agent's own, 0.05; 0 turns forecasting
+    /// off), to see what the forecaster costs the victim.
+    #[arg(long)]
+    pub forecast_share: Option<f64>,
 }
 
 /// Where the arbiter runs.
@@ -101,7 +105,10 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
         bail!("--arbiter host is for the VM: with --host the arbiter already runs on this host");
     }
     crate::setup::run(&crate::setup::Args { no_vm: args.host })?;
-    let common = format!("demo --phase-seconds {} --rounds {} --period-ms {} --cuts {cuts}", args.seconds, args.rounds, args.period_ms);
+    let mut common = format!("demo --phase-seconds {} --rounds {} --period-ms {} --cuts {cuts}", args.seconds, args.rounds, args.period_ms);
+    if let Some(share) = args.forecast_share {
+        common += &format!(" --forecast-share {share}");
+    }
     // Isolated, then per round without truce and with it per cut style; agent start-up on top.
     let styles = cuts.split(',').count() as u32;
     let budget = u64::from(args.seconds + 40) * u64::from(1 + (1 + styles) * args.rounds) + 120;

@@ -2,7 +2,7 @@
 //! test VM, or on a host with `cargo xtask demo --host`).
 //!
 //! ```text
-//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--io-device /dev/vda] [--cuts quota,weight] [--arbiter here|remote]
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts quota,weight] [--arbiter here|remote] [--forecast-share S]
 //! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace]
 //! ```
 //!
@@ -218,6 +218,7 @@ fn demo(args: &[String]) -> Result<()> {
     let io_device = (!io_device.is_empty()).then_some(io_device.as_str());
     let mut s = Setup::new(&dir, &mount()?);
     s.period_ms = arg(args, "--period-ms", 500)?;
+    s.forecast_cpu_share = args.iter().any(|a| a == "--forecast-share").then(|| arg(args, "--forecast-share", 0.05)).transpose()?;
     s.remote = remote_arbiter(args)?;
     s.prepare()?;
     let originals = s.knobs();

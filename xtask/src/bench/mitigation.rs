@@ -9,7 +9,8 @@
 //!
 //! Extra arguments: `--seconds N` per phase (default 20), `--rounds N` (default 2),
 //! `--period-ms A,B` (the agent's period; default 500, one boot each), `--host` (run on this host instead of the VM), `--vcpus A,B` (default
-//! 1,2: one boot each, printed one after the other), `--arbiter vm,host` (default host: the
+//! 1,2: one boot each, printed one after the other), `--forecast-share A,B` (the agent's
+//! `forecast.cpu_share`, one boot each; 0 turns forecasting off), `--arbiter vm,host` (default host: the
 //! arbiter on this host, as in production where it is another machine; `vm` runs it in the
 //! guest, sharing the victim's vCPUs; one boot each). Under single-threaded TCG the vCPUs take
 //! turns on one host thread, up to 100 ms each while both are busy, so with 2 vCPUs a busy
@@ -44,9 +45,18 @@ pub fn run(rest: &[String]) -> Result<()> {
     let places: Vec<Place> =
         if host { vec![Place::Vm] } else { flag(rest, "--arbiter", "host".to_string()).split(',').map(Place::parse).collect::<Result<_>>()? };
     let periods: Vec<u64> = super::numbers(&flag(rest, "--period-ms", "500".to_string()), "--period-ms")?;
+    let shares: Vec<Option<f64>> = match rest.iter().position(|a| a == "--forecast-share") {
+        Some(i) => rest
+            .get(i + 1)
+            .context("--forecast-share needs a value")?
+            .split(',')
+            .map(|v| v.trim().parse::<f64>().ok().filter(|s| (0.0..=1.0).contains(s)).map(Some).with_context(|| format!("--forecast-share: {v:?} is not a share between 0 and 1")))
+            .collect::<Result<_>>()?,
+        None => vec![None],
+    };
     for n in vcpus {
         for &arbiter in &places {
-            for &period_ms in &periods {
+            for (&period_ms, &forecast_share) in periods.iter().flat_map(|p| shares.iter().map(move |s| (p, s))) {
                 let args = demo::Args {
                     seconds: flag(rest, "--seconds", 20),
                     rounds: flag(rest, "--rounds", 2),
@@ -55,6 +65,7 @@ pub fn run(rest: &[String]) -> Result<()> {
                     kernel: flag(rest, "--kernel", "6.12".to_string()),
                     vcpus: n.max(1),
                     arbiter,
+                    forecast_share,
                 };
                 one_boot(&args)?;
             }
@@ -94,7 +105,8 @@ fn one_boot(args: &demo::Args) -> Result<()> {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "-".into(),
     };
-    println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host".to_string() } else { format!("VM, TCG, {} vCPU, arbiter on the {}", args.vcpus, args.arbiter.name()) });
+    let forecast = args.forecast_share.map_or_else(String::new, |s| format!(", forecast.cpu_share {s}"));
+    println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms{forecast}, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host".to_string() } else { format!("VM, TCG, {} vCPU, arbiter on the {}", args.vcpus, args.arbiter.name()) });
     println!(
         "{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14} {:>12}",
         "phase", "victim p50", "victim p99", "p99/isolated", "settled p99/iso", "cpu-hog kept", "io-hog kept", "agent CPU %"
