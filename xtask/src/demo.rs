@@ -36,7 +36,7 @@ pub struct Args {
     /// (a separate service on another machine), reached over qemu's user-mode network.
     #[arg(long, value_enum, default_value_t = Place::Vm)]
     pub arbiter: Place,
-    /// The agent's `forecast.cpu_share` (default: the agent's own, 0.05; 0 turns forecasting
+    /// The agent's `forecast.cpu_share` (default: the agent's own, 0.01; 0 turns forecasting
     /// off), to see what the forecaster costs the victim.
     #[arg(long)]
     pub forecast_share: Option<f64>,

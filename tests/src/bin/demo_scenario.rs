@@ -218,7 +218,7 @@ fn demo(args: &[String]) -> Result<()> {
     let io_device = (!io_device.is_empty()).then_some(io_device.as_str());
     let mut s = Setup::new(&dir, &mount()?);
     s.period_ms = arg(args, "--period-ms", 500)?;
-    s.forecast_cpu_share = args.iter().any(|a| a == "--forecast-share").then(|| arg(args, "--forecast-share", 0.05)).transpose()?;
+    s.forecast_cpu_share = args.iter().any(|a| a == "--forecast-share").then(|| arg(args, "--forecast-share", 0.01)).transpose()?;
     s.remote = remote_arbiter(args)?;
     s.prepare()?;
     let originals = s.knobs();
