@@ -148,10 +148,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     (brain, sample, inputs, round)
                 });
                 let mut duties = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, cfg: &cfg, status_file: &status_file, last_round: last_round.as_ref(), last_bids: &last_bids };
-                match duties.meanwhile(job).await {
-                    Ok(joined) => joined.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")),
-                    Err(e) => Err(e),
-                }
+                duties.meanwhile(job).await.and_then(|joined| joined.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")))
             };
             let (returned, sample, inputs, round) = match deciding {
                 Ok(v) => v,
