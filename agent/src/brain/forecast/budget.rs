@@ -25,8 +25,8 @@ use std::time::Duration;
 const BURST_WINDOW: Duration = Duration::from_secs(10);
 
 /// What one series' costly refit is assumed to cost before one was measured: pessimistic on
-/// hardware (a few ms to 30 ms), so the first refit waits until the bucket holds it (5 s at
-/// the default 5 %) rather than overspending at start-up; under emulation it is about a second.
+/// hardware (a few ms to 30 ms), so the first refit waits until the bucket holds it (25 s at
+/// the default 1 %) rather than overspending at start-up; under emulation it is about a second.
 const FIRST_REFIT_ESTIMATE: Duration = Duration::from_millis(250);
 
 /// How much of its work the forecaster may do this period.
