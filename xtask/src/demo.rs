@@ -50,12 +50,9 @@ pub enum Place {
 }
 
 impl Place {
+    /// One entry of the benches' `--arbiter vm,host` list, by the names `--arbiter` takes here.
     pub fn parse(s: &str) -> Result<Place> {
-        match s.trim() {
-            "vm" => Ok(Place::Vm),
-            "host" => Ok(Place::Host),
-            other => bail!("--arbiter: {other:?} is neither vm nor host"),
-        }
+        <Place as clap::ValueEnum>::from_str(s.trim(), false).map_err(|_| anyhow::anyhow!("--arbiter: {:?} is neither vm nor host", s.trim()))
     }
 
     pub fn name(self) -> &'static str {
