@@ -94,6 +94,21 @@ impl Cgroup {
             if listed {
                 return Ok(child);
             }
+            // A short job (an unthrottled write) may join and finish before a look finds it
+            // listed: gone from cgroup.procs, it still proves the join by its exit (exit 10 is
+            // the join failing). Looked at without reaping, so `wait_success` still gets it.
+            // SAFETY: waitid on our own child into a zeroed siginfo; si_pid/si_status read
+            // the fields waitid filled for a CLD_EXITED child.
+            let exited = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let rc = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+                (rc == 0 && info.si_pid() == pid).then(|| (info.si_code, info.si_status()))
+            };
+            match exited {
+                Some((libc::CLD_EXITED, 10)) => bail!("child {pid} could not join {} (exit 10)", self.path.display()),
+                Some(_) => return Ok(child),
+                None => {}
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         bail!("child {pid} never appeared in {}", self.path.display())
