@@ -88,12 +88,19 @@ impl Enforcer {
         let current = std::fs::read_to_string(&file).map_err(|e| io_err("read", e))?;
         let old = original_of(&planned.slot, &current);
         self.journal.record_original(&cgroup, &planned.slot, &old)?;
-        std::fs::write(&file, &planned.value).map_err(|e| io_err("write", e))?;
-        tracing::info!(
-            target: "truce::audit", cgroup = %cgroup, file = %planned.slot, old = %old, new = %planned.value,
-            floored = planned.floored.unwrap_or(""), decision = d.id.0, lease = d.lease.id.0,
-            bids = ?d.caused_by.iter().map(|b| b.0).collect::<Vec<_>>(), expiry_ms = d.lease.expiry.0, "cgroup write"
-        );
+        // A renewal finds its value in force, and writing it again is not free: a cpu.max write
+        // refills the quota and unthrottles the group, an io.max write restarts blk-throttle's
+        // slice, so each rewrite would let a cut workload burst past its limit once a period.
+        if in_force(&planned, &old) {
+            tracing::debug!(cgroup = %cgroup, file = %planned.slot, value = %planned.value, decision = d.id.0, lease = d.lease.id.0, "value already in force: lease held, nothing written");
+        } else {
+            std::fs::write(&file, &planned.value).map_err(|e| io_err("write", e))?;
+            tracing::info!(
+                target: "truce::audit", cgroup = %cgroup, file = %planned.slot, old = %old, new = %planned.value,
+                floored = planned.floored.unwrap_or(""), decision = d.id.0, lease = d.lease.id.0,
+                bids = ?d.caused_by.iter().map(|b| b.0).collect::<Vec<_>>(), expiry_ms = d.lease.expiry.0, "cgroup write"
+            );
+        }
         self.leases.grant(
             ActiveLease {
                 id: d.lease.id,
@@ -164,7 +171,7 @@ impl Enforcer {
         }
     }
 
-    /// Write the journaled original back. A vanished cgroup has nothing left to restore.
+        /// Write the journaled original back. A vanished cgroup has nothing left to restore.
     fn restore(&mut self, cgroup: &str, slot: &Slot, why: &'static str) {
         let Some(original) = self.journal.original(cgroup, slot).map(str::to_string) else { return };
         let result = match self.confine.resolve(cgroup) {
@@ -185,5 +192,78 @@ impl Enforcer {
             }
             Err(e) => tracing::error!(cgroup = %cgroup, file = %slot, cause = %e, reason = why, "revert failed; will retry"),
         }
+    }
+}
+
+/// Whether `current` (the slot's value now, as [`original_of`] reads it) already says what
+/// `planned` would write. A keyed file shows every key of a device's line (io.max adds
+/// `riops=max wiops=max`), so there the planned keys need only all be among them.
+fn in_force(planned: &PlannedWrite, current: &str) -> bool {
+    match planned.slot.dev {
+        None => planned.value == current,
+        Some(_) => {
+            let shown: Vec<&str> = current.split_whitespace().collect();
+            planned.value.split_whitespace().all(|k| shown.contains(&k))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+    use truce_common::model::{BidId, DecisionId, DeviceId, Lease, Lender, Setting, WorkloadId, WorkloadRef};
+
+    fn decision(lease: u64, setting: Setting) -> Decision {
+        let resource = setting.resource();
+        Decision {
+            id: DecisionId(lease),
+            round: 1,
+            workload: WorkloadRef { id: WorkloadId(1), path: "/work/a".into() },
+            lease: Lease { id: LeaseId(lease), holder: WorkloadId(1), lender: Lender::Pool, resource, amount: 300, price: 0.0, start: Timestamp(0), expiry: Timestamp(60_000) },
+            setting,
+            caused_by: vec![BidId(1)],
+            reasons: Vec::new(),
+        }
+    }
+
+    /// Backdate `file` and say whether a later call finds it written since.
+    fn backdate(file: std::path::PathBuf) -> impl Fn() -> bool {
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options().write(true).open(&file).and_then(|f| f.set_modified(old)).expect("backdate");
+        move || std::fs::metadata(&file).and_then(|m| m.modified()).expect("mtime") != old
+    }
+
+    #[test]
+    fn a_renewal_whose_value_is_in_force_writes_nothing() {
+        // A directory stands in for the cgroup (the writes themselves are tested in the VM).
+        let tmp = std::env::temp_dir().join(format!("truce-enforce-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let cg = tmp.join("work/a");
+        std::fs::create_dir_all(&cg).expect("mkdir");
+        std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
+        let vda = DeviceId { major: 254, minor: 0 };
+        std::fs::write(cg.join("io.max"), "").expect("io.max");
+        let (mut e, _) = Enforcer::open(tmp.clone(), vec!["/work".into()], &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
+        let quota = Setting::CpuMax { millicores: 300, period_us: 100_000 };
+        e.apply(&decision(1, quota.clone()), Timestamp(1)).expect("first write");
+        assert_eq!(std::fs::read_to_string(cg.join("cpu.max")).expect("read"), "30000 100000");
+        let written = backdate(cg.join("cpu.max"));
+        e.apply(&decision(1, quota), Timestamp(2)).expect("renewal");
+        assert!(!written(), "the same quota was written again");
+        e.apply(&decision(1, Setting::CpuMax { millicores: 400, period_us: 100_000 }), Timestamp(3)).expect("new quota");
+        assert!(written(), "a new quota was not written");
+        assert_eq!(std::fs::read_to_string(cg.join("cpu.max")).expect("read"), "40000 100000");
+        // io.max shows every key of the line; the planned ones being among them is enough.
+        std::fs::write(cg.join("io.max"), "254:0 rbps=2097152 wbps=2097152 riops=max wiops=max\n").expect("io.max");
+        let written = backdate(cg.join("io.max"));
+        e.apply(&decision(2, Setting::IoMax { dev: vda, rbps: Some(2 << 20), wbps: Some(2 << 20) }), Timestamp(4)).expect("io renewal");
+        assert!(!written(), "the same io.max was written again");
+        e.apply(&decision(2, Setting::IoMax { dev: vda, rbps: Some(2 << 20), wbps: Some(4 << 20) }), Timestamp(5)).expect("io change");
+        assert_eq!(std::fs::read_to_string(cg.join("io.max")).expect("read"), "254:0 rbps=2097152 wbps=4194304");
+        // Reverting still restores the journaled originals.
+        assert_eq!(e.restore_all(), 0);
+        assert_eq!(std::fs::read_to_string(cg.join("cpu.max")).expect("read"), "max 100000");
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }
