@@ -60,6 +60,10 @@ pub struct Setup {
     pub trace_agent: bool,
     /// The agent's `forecast.cpu_share` (None: its default; 0 turns forecasting off).
     pub forecast_cpu_share: Option<f64>,
+    /// `cpu.weight` of the daemons' cgroup ([`SYSTEM`]), next to the demo subtree's 100 (None:
+    /// the kernel's default, 100): how much of a contended CPU the agent is given against the
+    /// workloads, which a host sets with the unit's `CPUWeight=`.
+    pub system_weight: Option<u32>,
 }
 
 /// An arbiter another machine runs for this scenario: the benchmarks' host side
@@ -150,6 +154,7 @@ impl Setup {
             remote: None,
             trace_agent: false,
             forecast_cpu_share: None,
+            system_weight: None,
         }
     }
 
@@ -191,6 +196,10 @@ impl Setup {
             std::fs::create_dir_all(self.cgroup(name))?;
         }
         std::fs::create_dir_all(self.system_cgroup())?;
+        if let Some(w) = self.system_weight {
+            let file = self.system_cgroup().join("cpu.weight");
+            std::fs::write(&file, w.to_string()).with_context(|| format!("writing {w} to {}", file.display()))?;
+        }
         let certs = self.dir.join("certs");
         if let Some(remote) = &self.remote {
             // The remote arbiter's CA signed both ends: take its files, not fresh ones.
@@ -300,6 +309,18 @@ impl Setup {
             .with_context(|| format!("reading {}", path.display()))?
             .trim()
             .to_string())
+    }
+
+    /// One counter of the agent's Prometheus endpoint (its default `metrics.listen`), None
+    /// when it cannot be read.
+    pub fn agent_counter(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect_timeout(&"127.0.0.1:9447".parse().ok()?, Duration::from_secs(2)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// The knobs truce may set, for every demo cgroup: (cgroup, file, value).

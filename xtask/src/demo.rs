@@ -40,6 +40,15 @@ pub struct Args {
     /// off), to see what the forecaster costs the victim.
     #[arg(long)]
     pub forecast_share: Option<f64>,
+    /// `cpu.weight` of the cgroup the agent and arbiter run in, next to the workloads'
+    /// subtree at 100 (default: the kernel's 100), as a host sets it with the unit's
+    /// `CPUWeight=`: how much of a contended CPU the agent gets against the workloads.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub system_weight: Option<u32>,
+    /// Leave the I/O antagonist out: the CPU antagonist alone, to tell what the I/O
+    /// antagonist (and under TCG, emulating its disk) costs the victim.
+    #[arg(long)]
+    pub no_io_hog: bool,
 }
 
 /// Where the arbiter runs.
@@ -105,6 +114,12 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     let mut common = format!("demo --phase-seconds {} --rounds {} --period-ms {} --cuts {cuts}", args.seconds, args.rounds, args.period_ms);
     if let Some(share) = args.forecast_share {
         common += &format!(" --forecast-share {share}");
+    }
+    if let Some(weight) = args.system_weight {
+        common += &format!(" --system-weight {weight}");
+    }
+    if args.no_io_hog {
+        common += " --no-io-hog";
     }
     // Isolated, then per round without truce and with it per cut style; agent start-up on top.
     let styles = cuts.split(',').count() as u32;

@@ -2,8 +2,8 @@
 //! test VM, or on a host with `cargo xtask demo --host`).
 //!
 //! ```text
-//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts quota,weight] [--arbiter here|remote] [--forecast-share S]
-//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace]
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts observe,quota,weight,yield,static] [--arbiter here|remote] [--forecast-share S] [--system-weight W] [--no-io-hog]
+//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace] [--system-weight W]
 //! ```
 //!
 //! `--arbiter remote` leaves the arbiter to another machine, as in production (the VM's host
@@ -70,6 +70,9 @@ struct Phase {
     agent_cpu_pct: Option<f64>,
     /// The same by thread name (tokio's workers share one), largest first.
     agent_threads: Vec<(String, f64)>,
+    /// Samples the agent took over the phase (`truce_agent_periods_total`): periodic and early
+    /// (pressure onset) ones together.
+    agent_samples: Option<f64>,
 }
 
 
@@ -107,6 +110,7 @@ fn phase(
     println!("\n== phase: {name} ({seconds} s) ==");
     let agent_cpu_at_start = agent.and_then(Proc::cpu_time);
     let agent_threads_at_start = agent.map(Proc::thread_cpu_times).unwrap_or_default();
+    let samples_at_start = agent.and_then(|_| s.agent_counter("truce_agent_periods_total"));
     let secs = seconds.to_string();
     let victim = s.start_load(VICTIM, &refs(&victim_args(s, seconds)))?;
     let cpu = if hogs {
@@ -176,6 +180,10 @@ fn phase(
         let parts: Vec<String> = agent_threads.iter().map(|(n, p)| format!("{n} {p:.1} %")).collect();
         println!("  by thread: {}", parts.join(", "));
     }
+    let agent_samples = samples_at_start.zip(agent.and_then(|_| s.agent_counter("truce_agent_periods_total"))).map(|(a, b)| b - a);
+    if let Some(n) = agent_samples {
+        println!("  the agent took {n} samples ({:.0} periods of {} ms)", start.elapsed().as_secs_f64() * 1000.0 / s.period_ms as f64, s.period_ms);
+    }
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
     let settled = first_write.map(|at| settled_p99(&s.requests_file(), at)).transpose()?;
@@ -193,6 +201,7 @@ fn phase(
         leases_seen,
         settled,
         agent_cpu_pct,
+        agent_samples,
         agent_threads,
     })
 }
@@ -215,10 +224,12 @@ fn demo(args: &[String]) -> Result<()> {
     let seconds: u64 = arg(args, "--phase-seconds", 20)?;
     let rounds: u32 = arg(args, "--rounds", 1)?;
     let io_device: String = arg(args, "--io-device", String::new())?;
-    let io_device = (!io_device.is_empty()).then_some(io_device.as_str());
+    // `--no-io-hog`: the CPU antagonist alone, to tell what the I/O antagonist costs the victim.
+    let io_device = (!io_device.is_empty() && !args.iter().any(|a| a == "--no-io-hog")).then_some(io_device.as_str());
     let mut s = Setup::new(&dir, &mount()?);
     s.period_ms = arg(args, "--period-ms", 500)?;
     s.forecast_cpu_share = args.iter().any(|a| a == "--forecast-share").then(|| arg(args, "--forecast-share", 0.01)).transpose()?;
+    s.system_weight = args.iter().any(|a| a == "--system-weight").then(|| arg(args, "--system-weight", 100)).transpose()?;
     s.remote = remote_arbiter(args)?;
     s.prepare()?;
     let originals = s.knobs();
@@ -234,6 +245,10 @@ fn demo(args: &[String]) -> Result<()> {
             None,
         )?);
         for cut in cuts.split(',').map(str::trim) {
+            if cut == "static" {
+                phases.push(static_yield(&s, round, seconds, io_device)?);
+                continue;
+            }
             // "observe": the agent runs with no arbiter to answer it, so its probes and
             // collection cost the victim what they cost, and nothing is enforced (a control).
             let observe_only = cut == "observe";
@@ -289,6 +304,24 @@ fn demo(args: &[String]) -> Result<()> {
     report(&phases)
 }
 
+/// A control for the yield cut: its setting (both antagonists at `cpu.weight` 1) written by
+/// hand before the antagonists start, with no agent and no arbiter. What the setting alone
+/// gives the victim, without the agent's own cost and without a reaction to wait for.
+fn static_yield(s: &Setup, round: u32, seconds: u64, io_device: Option<&str>) -> Result<Phase> {
+    s.prepare()?;
+    let set = |weight: &str| -> Result<()> {
+        for cg in [CPU_HOG, IO_HOG] {
+            let file = s.cgroup(cg).join("cpu.weight");
+            std::fs::write(&file, weight).with_context(|| format!("writing {weight} to {}", file.display()))?;
+        }
+        Ok(())
+    };
+    set("1")?;
+    let result = phase(s, &format!("static yield #{round}"), seconds, true, io_device, None);
+    set("100")?;
+    result
+}
+
 fn report(phases: &[Phase]) -> Result<()> {
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     println!(
@@ -318,7 +351,7 @@ fn report(phases: &[Phase]) -> Result<()> {
             p.leases_seen
         );
     }
-    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "settled": p.settled, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen, "agent_cpu_pct": p.agent_cpu_pct, "agent_threads": p.agent_threads})).collect();
+    let out: Vec<Value> = phases.iter().map(|p| json!({"phase": p.name, "victim": p.victim, "settled": p.settled, "cpu": p.cpu, "io": p.io, "leases": p.leases_seen, "agent_cpu_pct": p.agent_cpu_pct, "agent_threads": p.agent_threads, "agent_samples": p.agent_samples})).collect();
     println!("{}", json!({ "demo": out }));
     Ok(())
 }
@@ -334,6 +367,7 @@ fn reaction(args: &[String]) -> Result<()> {
     s.lease_ms = 10_000;
     s.remote = remote_arbiter(args)?;
     s.trace_agent = args.iter().any(|a| a == "--trace");
+    s.system_weight = args.iter().any(|a| a == "--system-weight").then(|| arg(args, "--system-weight", 100)).transpose()?;
     let mut times = Vec::new();
     for trial in 1..=trials {
         s.prepare()?;
@@ -360,7 +394,7 @@ fn reaction(args: &[String]) -> Result<()> {
             Some(t) => {
                 println!(
                     "{}",
-                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "arbiter": if s.remote.is_some() { "remote" } else { "here" }, "onset_unix_ms": onset_unix_ms})
+                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "arbiter": if s.remote.is_some() { "remote" } else { "here" }, "system_weight": s.system_weight, "onset_unix_ms": onset_unix_ms})
                 );
                 times.push(t);
             }

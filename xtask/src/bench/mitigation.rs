@@ -10,7 +10,11 @@
 //! Extra arguments: `--seconds N` per phase (default 20), `--rounds N` (default 2),
 //! `--period-ms A,B` (the agent's period; default 500, one boot each), `--host` (run on this host instead of the VM), `--vcpus A,B` (default
 //! 1,2: one boot each, printed one after the other), `--forecast-share A,B` (the agent's
-//! `forecast.cpu_share`, one boot each; 0 turns forecasting off), `--arbiter vm,host` (default host: the
+//! `forecast.cpu_share`, one boot each; 0 turns forecasting off), `--system-weight A,B` (the
+//! `cpu.weight` of the daemons' cgroup against the workloads' 100, one boot each), `--cuts`
+//! (the phases after "without truce", default observe,quota,weight,yield; `static` adds a
+//! control with the yield cut's setting written by hand and no agent), `--io-hog on,off`
+//! (off leaves the I/O antagonist out; one boot each), `--arbiter vm,host` (default host: the
 //! arbiter on this host, as in production where it is another machine; `vm` runs it in the
 //! guest, sharing the victim's vCPUs; one boot each). Under single-threaded TCG the vCPUs take
 //! turns on one host thread, up to 100 ms each while both are busy, so with 2 vCPUs a busy
@@ -31,6 +35,34 @@ struct Row {
     agent_cpu: Option<f64>,
 }
 
+/// The phases a boot runs after "isolated" and "without truce", per round (`--cuts`).
+/// "static" is a control: the yield cut's setting written by hand, no agent.
+const CUTS: &str = "observe,quota,weight,yield,static";
+
+/// `on` or `off`, one value of `--io-hog`.
+struct OnOff(bool);
+
+impl std::str::FromStr for OnOff {
+    type Err = ();
+    fn from_str(s: &str) -> Result<OnOff, ()> {
+        match s {
+            "on" => Ok(OnOff(true)),
+            "off" => Ok(OnOff(false)),
+            _ => Err(()),
+        }
+    }
+}
+
+/// `NAME A,B,...`: one boot per value; absent, one boot with the default (None).
+fn list<T: std::str::FromStr>(rest: &[String], name: &str, valid: impl Fn(&T) -> bool, what: &str) -> Result<Vec<Option<T>>> {
+    let Some(i) = rest.iter().position(|a| a == name) else { return Ok(vec![None]) };
+    rest.get(i + 1)
+        .with_context(|| format!("{name} needs a value"))?
+        .split(',')
+        .map(|v| v.trim().parse::<T>().ok().filter(&valid).map(Some).with_context(|| format!("{name}: {v:?} is not {what}")))
+        .collect()
+}
+
 fn flag<T: std::str::FromStr>(rest: &[String], name: &str, default: T) -> T {
     rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -45,37 +77,41 @@ pub fn run(rest: &[String]) -> Result<()> {
     let places: Vec<Place> =
         if host { vec![Place::Vm] } else { flag(rest, "--arbiter", "host".to_string()).split(',').map(Place::parse).collect::<Result<_>>()? };
     let periods: Vec<u64> = super::numbers(&flag(rest, "--period-ms", "500".to_string()), "--period-ms")?;
-    let shares: Vec<Option<f64>> = match rest.iter().position(|a| a == "--forecast-share") {
-        Some(i) => rest
-            .get(i + 1)
-            .context("--forecast-share needs a value")?
-            .split(',')
-            .map(|v| v.trim().parse::<f64>().ok().filter(|s| (0.0..=1.0).contains(s)).map(Some).with_context(|| format!("--forecast-share: {v:?} is not a share between 0 and 1")))
-            .collect::<Result<_>>()?,
-        None => vec![None],
-    };
+    let shares: Vec<Option<f64>> = list(rest, "--forecast-share", |s: &f64| (0.0..=1.0).contains(s), "a share between 0 and 1")?;
+    let weights: Vec<Option<u32>> = list(rest, "--system-weight", |w: &u32| (1..=10_000).contains(w), "a cpu.weight from 1 to 10000")?;
+    let io_hogs: Vec<Option<bool>> = list(rest, "--io-hog", |_: &OnOff| true, "on or off")?.into_iter().map(|o| o.map(|OnOff(on)| on)).collect();
+    // By default every truce cut and the agent-only control; "static" only when asked.
+    let cuts = flag(rest, "--cuts", "observe,quota,weight,yield".to_string());
+    if let Some(bad) = cuts.split(',').find(|c| !CUTS.split(',').any(|k| k == c.trim())) {
+        anyhow::bail!("--cuts: {bad:?} is none of {CUTS}");
+    }
     for n in vcpus {
         for &arbiter in &places {
-            for (&period_ms, &forecast_share) in periods.iter().flat_map(|p| shares.iter().map(move |s| (p, s))) {
-                let args = demo::Args {
-                    seconds: flag(rest, "--seconds", 20),
-                    rounds: flag(rest, "--rounds", 2),
-                    period_ms,
-                    host,
-                    kernel: flag(rest, "--kernel", "6.12".to_string()),
-                    vcpus: n.max(1),
-                    arbiter,
-                    forecast_share,
-                };
-                one_boot(&args)?;
+            for &period_ms in &periods {
+                let knobs = shares.iter().flat_map(|s| weights.iter().map(move |w| (s, w))).flat_map(|(s, w)| io_hogs.iter().map(move |i| (s, w, i)));
+                for (&forecast_share, &system_weight, &io_hog) in knobs {
+                    let args = demo::Args {
+                        seconds: flag(rest, "--seconds", 20),
+                        rounds: flag(rest, "--rounds", 2),
+                        period_ms,
+                        host,
+                        kernel: flag(rest, "--kernel", "6.12".to_string()),
+                        vcpus: n.max(1),
+                        arbiter,
+                        forecast_share,
+                        system_weight,
+                        no_io_hog: io_hog == Some(false),
+                    };
+                    one_boot(&args, &cuts)?;
+                }
             }
         }
     }
     Ok(())
 }
 
-fn one_boot(args: &demo::Args) -> Result<()> {
-    let summary = demo::run_scenario(args, "observe,quota,weight,yield")?;
+fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
+    let summary = demo::run_scenario(args, cuts)?;
     let phases = summary["demo"].as_array().context("no phases in the demo summary")?;
     let get = |p: &Value, path: &[&str]| path.iter().try_fold(p, |v, k| v.get(*k)).and_then(Value::as_f64);
     let mean = |prefix: &str, path: &[&str]| {
@@ -95,24 +131,33 @@ fn one_boot(args: &demo::Args) -> Result<()> {
             agent_cpu: mean(prefix, &["agent_cpu_pct"]),
         })
     };
-    row("isolated", "isolated")?;
     let without = row("without truce", "without")?;
-    let observing = row("agent observing only", "agent only")?;
-    let quota = row("with truce (quota cuts)", "with truce/quota")?;
-    let weight = row("with truce (weight cuts)", "with truce/weight")?;
-    let yielding = row("with truce (yield cuts)", "with truce/yield")?;
+    // The rows of the phases this boot ran (`--cuts`), in their order.
+    let rows: Vec<(&str, &str, Row)> = [
+        ("observe", "agent, no arbiter", "agent only"),
+        ("quota", "truce, quota cut", "with truce/quota"),
+        ("weight", "truce, weight cut", "with truce/weight"),
+        ("yield", "truce, yield cut", "with truce/yield"),
+        ("static", "yield by hand", "static yield"),
+    ]
+    .into_iter()
+    .filter(|(cut, ..)| cuts.split(',').any(|c| c.trim() == *cut))
+    .map(|(cut, name, prefix)| Ok((cut, name, row(name, prefix)?)))
+    .collect::<Result<_>>()?;
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "-".into(),
     };
-    let forecast = args.forecast_share.map_or_else(String::new, |s| format!(", forecast.cpu_share {s}"));
+    let forecast = args.forecast_share.map_or_else(String::new, |s| format!(", forecast.cpu_share {s}"))
+        + &args.system_weight.map_or_else(String::new, |w| format!(", daemons' cpu.weight {w}"))
+        + if args.no_io_hog { ", no I/O antagonist" } else { "" };
     println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms{forecast}, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host".to_string() } else { format!("VM, TCG, {} vCPU, arbiter on the {}", args.vcpus, args.arbiter.name()) });
     println!(
         "{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14} {:>12}",
         "phase", "victim p50", "victim p99", "p99/isolated", "settled p99/iso", "cpu-hog kept", "io-hog kept", "agent CPU %"
     );
     println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14} {:>14} {:>12}", "isolated", "", iso, "1.00", "", "", "", "");
-    for (name, r) in [("without truce", &without), ("agent, no arbiter", &observing), ("truce, quota cut", &quota), ("truce, weight cut", &weight), ("truce, yield cut", &yielding)] {
+    for (name, r) in std::iter::once(("without truce", &without)).chain(rows.iter().map(|(_, name, r)| (*name, r))) {
         println!(
             "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14} {:>14} {:>12}",
             name,
@@ -125,9 +170,9 @@ fn one_boot(args: &demo::Args) -> Result<()> {
             r.agent_cpu.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
         );
     }
-    for (name, r) in [("quota", &quota), ("weight", &weight), ("yield", &yielding)] {
+    for (cut, _, r) in rows.iter().filter(|(cut, ..)| !["observe", "static"].contains(cut)) {
         println!(
-            "goal ({name} cuts): victim p99 with truce <= 1.2x isolated: {:.2}x (after truce's first write: {}x); antagonists keep >= 60 %: cpu {}, io {}",
+            "goal ({cut} cuts): victim p99 with truce <= 1.2x isolated: {:.2}x (after truce's first write: {}x); antagonists keep >= 60 %: cpu {}, io {}",
             r.p99 / iso,
             ratio(r.settled_p99, Some(iso)),
             ratio(r.cpu, without.cpu),

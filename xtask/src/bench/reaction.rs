@@ -9,7 +9,9 @@
 //! vm,host` (default host: on this host, reached over qemu's user-mode network, as in
 //! production where the arbiter is another machine; `vm` runs it in the guest next to the
 //! agent, sharing its vCPUs; both side by side in one boot), `--trace` (the agent logs at debug
-//! level and each trial's timeline is printed: trigger, samples, bids, writes, ms from onset).
+//! level and each trial's timeline is printed: trigger, samples, bids, writes, ms from onset),
+//! `--system-weight A,B` (the `cpu.weight` of the daemons' cgroup against the workloads' 100,
+//! as a unit's `CPUWeight=` sets it; side by side in one boot; default: the kernel's 100).
 use crate::demo::Place;
 use anyhow::{Context, Result, bail};
 
@@ -33,10 +35,17 @@ pub fn run(rest: &[String]) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let places: Vec<Place> = flag(rest, "--arbiter", "host").split(',').map(Place::parse).collect::<Result<_>>()?;
-    let mut variants: Vec<(u64, bool, Place)> = Vec::new();
+    // The cpu.weight of the daemons' cgroup against the workloads' 100 (0: left at the kernel's default).
+    let weights: Vec<u32> = super::numbers(&flag(rest, "--system-weight", "0"), "--system-weight")?;
+    if let Some(w) = weights.iter().find(|&&w| w > 10_000) {
+        bail!("--system-weight: {w} is not a cpu.weight from 1 to 10000");
+    }
+    let mut variants: Vec<(u64, bool, Place, u32)> = Vec::new();
     for &p in &periods {
         for &o in &onsets {
-            variants.extend(places.iter().map(|&a| (p, o, a)));
+            for &w in &weights {
+                variants.extend(places.iter().map(|&a| (p, o, a, w)));
+            }
         }
     }
     crate::setup::run(&crate::setup::Args { no_vm: false })?;
@@ -44,13 +53,14 @@ pub fn run(rest: &[String]) -> Result<()> {
     let on_off = |o: bool| if o { "on" } else { "off" };
     let script = variants
         .iter()
-        .map(|&(p, o, a)| {
+        .map(|&(p, o, a, w)| {
             format!(
-                "truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{}-{} --trials {trials} --period-ms {p} --round-ms 100 --onset {} --arbiter {}{}",
+                "truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{}-{}-{w} --trials {trials} --period-ms {p} --round-ms 100 --onset {} --arbiter {}{}{}",
                 on_off(o),
                 a.name(),
                 on_off(o),
                 a.scenario_arg(),
+                if w > 0 { format!(" --system-weight {w}") } else { String::new() },
                 if trace { " --trace" } else { "" }
             )
         })
@@ -70,9 +80,9 @@ pub fn run(rest: &[String]) -> Result<()> {
         }
     }
     println!("\nbench reaction (VM, TCG; onset = antagonist start, end = first cgroup write truce made)");
-    println!("{:>6} {:>10} {:>15} {:>8} {:>7} {:>10} {:>10} {:>10}", "vCPUs", "period", "pressure_onset", "arbiter", "trials", "p50", "p99", "max");
+    println!("{:>6} {:>10} {:>15} {:>8} {:>14} {:>7} {:>10} {:>10} {:>10}", "vCPUs", "period", "pressure_onset", "arbiter", "daemons' weight", "trials", "p50", "p99", "max");
     for (n, console) in &tables {
-        for &(p, o, a) in &variants {
+        for &(p, o, a, w) in &variants {
             let mut ms: Vec<f64> = console
                 .iter()
                 .filter_map(|l| l.find('{').map(|i| &l[i..]))
@@ -80,13 +90,15 @@ pub fn run(rest: &[String]) -> Result<()> {
                 .filter(|v| v["period_ms"].as_u64() == Some(p) && v["onset"].as_bool() == Some(o))
                 // Runs from before the arbiter could move name no place: the VM.
                 .filter(|v| v["arbiter"].as_str().unwrap_or("here") == a.scenario_arg())
+                .filter(|v| v["system_weight"].as_u64().unwrap_or(0) == u64::from(w))
                 .filter_map(|v| v["reaction_ms"].as_f64())
                 .collect();
             if ms.is_empty() {
-                bail!("no reaction measured with {n} vCPU at period {p} ms with pressure_onset {} and the arbiter on the {}", on_off(o), a.name());
+                bail!("no reaction measured with {n} vCPU at period {p} ms with pressure_onset {}, the arbiter on the {} and the daemons' weight {w}", on_off(o), a.name());
             }
             ms.sort_by(f64::total_cmp);
-            println!("{:>6} {:>7} ms {:>15} {:>8} {:>7} {:>7.0} ms {:>7.0} ms {:>7.0} ms", n, p, on_off(o), a.name(), ms.len(), percentile(&ms, 0.5), percentile(&ms, 0.99), ms[ms.len() - 1]);
+            let weight = if w > 0 { w.to_string() } else { "default".into() };
+            println!("{:>6} {:>7} ms {:>15} {:>8} {:>14} {:>7} {:>7.0} ms {:>7.0} ms {:>7.0} ms", n, p, on_off(o), a.name(), weight, ms.len(), percentile(&ms, 0.5), percentile(&ms, 0.99), ms[ms.len() - 1]);
         }
     }
     println!("goal: p99 <= 300 ms");
