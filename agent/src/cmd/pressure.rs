@@ -4,9 +4,14 @@
 //!
 //! A trigger fires once per window for as long as the stall lasts, so a firing counts as an
 //! onset only for a workload whose 10 s PSI average was still below the threshold at the last
-//! sample; a workload already known to be contended is left to the regular period. Early
-//! samples are also spaced by `min_gap`, so pressure cannot make the agent sample faster than
-//! that however many triggers fire.
+//! sample, and whose same trigger had not fired within [`QUIET`] before; a workload already
+//! known to be contended is left to the regular period. The second rule catches what the
+//! average misses: a stall that hovers around the threshold (an I/O-bound workload waiting for
+//! CPU now and then, a neighbour of the agent's own sampling burst) keeps its average under
+//! 10 % and fired every window or two, each firing an early sample and its follow-ups (bench
+//! mitigation, session 10: 60–82 samples in 30 periods). Early samples are also spaced by
+//! `min_gap`, so pressure cannot make the agent sample faster than that however many triggers
+//! fire.
 
 use crate::cgroupfs::{PressureTrigger, TriggerEvent};
 use std::collections::HashMap;
@@ -35,6 +40,10 @@ impl Default for OnsetParams {
     }
 }
 
+/// A trigger that fired again within this long of its last firing is the same contention,
+/// not an onset: four of the kernel's shortest (500 ms) windows.
+pub const QUIET: Duration = Duration::from_secs(2);
+
 /// A trigger that fired: which cgroup, which resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fired {
@@ -47,6 +56,8 @@ pub struct OnsetWatch {
     armed: HashMap<PathBuf, Vec<JoinHandle<()>>>,
     /// Per armed cgroup and resource, its `some avg10` at the last sample (percent).
     avg10: HashMap<(PathBuf, &'static str), f64>,
+    /// When each cgroup's trigger per resource last fired, onset or not.
+    last_fired: LastFired,
     tx: mpsc::Sender<Fired>,
     rx: mpsc::Receiver<Fired>,
     /// Whether arming failed for a reason every cgroup shares (logged once).
@@ -56,7 +67,7 @@ pub struct OnsetWatch {
 impl OnsetWatch {
     pub fn new(params: OnsetParams) -> OnsetWatch {
         let (tx, rx) = mpsc::channel(64);
-        OnsetWatch { params, armed: HashMap::new(), avg10: HashMap::new(), tx, rx, warned: false }
+        OnsetWatch { params, armed: HashMap::new(), avg10: HashMap::new(), last_fired: LastFired::default(), tx, rx, warned: false }
     }
 
     /// Arm the enforce `roots` and the managed cgroups in `sample` that are not yet armed, drop
@@ -148,11 +159,13 @@ impl OnsetWatch {
     pub async fn onset(&mut self) -> Fired {
         loop {
             let Some(f) = self.rx.recv().await else { return std::future::pending().await };
-            let before = self.avg10.get(&(f.cgroup.clone(), f.resource)).copied().unwrap_or(0.0);
-            if is_onset(before, self.params.stall, self.params.window) {
+            let key = (f.cgroup.clone(), f.resource);
+            let before = self.avg10.get(&key).copied().unwrap_or(0.0);
+            let quiet = self.last_fired.quiet_before(key, std::time::Instant::now());
+            if quiet && is_onset(before, self.params.stall, self.params.window) {
                 return f;
             }
-            tracing::trace!(cgroup = %f.cgroup.display(), resource = f.resource, avg10 = before, "PSI trigger fired on a workload already contended");
+            tracing::trace!(cgroup = %f.cgroup.display(), resource = f.resource, avg10 = before, quiet, "PSI trigger fired on a workload already contended");
         }
     }
 
@@ -161,6 +174,19 @@ impl OnsetWatch {
 impl Drop for OnsetWatch {
     fn drop(&mut self) {
         self.armed.values().flatten().for_each(JoinHandle::abort);
+    }
+}
+
+/// The last firing of each trigger (cgroup, resource), for [`QUIET`].
+#[derive(Debug, Default)]
+struct LastFired(HashMap<(PathBuf, &'static str), std::time::Instant>);
+
+impl LastFired {
+    /// Record a firing at `now`; true when this trigger had not fired within [`QUIET`] before.
+    /// Every firing counts, so a trigger that keeps firing stays "not quiet" for as long as
+    /// it does.
+    fn quiet_before(&mut self, key: (PathBuf, &'static str), now: std::time::Instant) -> bool {
+        self.0.insert(key, now).is_none_or(|last| now.saturating_duration_since(last) >= QUIET)
     }
 }
 
@@ -232,6 +258,19 @@ mod tests {
         assert!(!f.after_sample(false));
         f.onset();
         assert_eq!((0..5).map(|_| f.after_sample(false)).collect::<Vec<_>>(), [true, true, true, false, false]);
+    }
+
+    #[test]
+    fn a_trigger_that_keeps_firing_is_an_onset_only_after_a_quiet_spell() {
+        let t0 = std::time::Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let key = || (PathBuf::from("/sys/fs/cgroup/w/io-hog"), "cpu");
+        let mut last = LastFired::default();
+        assert!(last.quiet_before(key(), at(0)), "a first firing is an onset");
+        assert!(!last.quiet_before(key(), at(600)), "again a window later: the same contention");
+        assert!(!last.quiet_before(key(), at(2_500)), "each firing renews it");
+        assert!(last.quiet_before((PathBuf::from("/sys/fs/cgroup/w/victim"), "cpu"), at(2_600)), "another cgroup is its own");
+        assert!(last.quiet_before(key(), at(4_500)), "two seconds without a firing: an onset again");
     }
 
     #[test]
