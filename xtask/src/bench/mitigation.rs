@@ -33,6 +33,8 @@ struct Row {
     cpu: Option<f64>,
     io: Option<f64>,
     agent_cpu: Option<f64>,
+    /// Samples the agent took per period of the phase (early ones on pressure onsets too).
+    samples_per_period: Option<f64>,
 }
 
 /// The phases a boot runs after "isolated" and "without truce", per round (`--cuts`).
@@ -129,6 +131,7 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
             cpu: mean(prefix, &["cpu", "units_per_s"]),
             io: mean(prefix, &["io", "bytes_per_s"]),
             agent_cpu: mean(prefix, &["agent_cpu_pct"]),
+            samples_per_period: mean(prefix, &["agent_samples"]).map(|n| n * args.period_ms as f64 / (1000.0 * f64::from(args.seconds))),
         })
     };
     let without = row("without truce", "without")?;
@@ -153,13 +156,13 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
         + if args.no_io_hog { ", no I/O antagonist" } else { "" };
     println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms{forecast}, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host".to_string() } else { format!("VM, TCG, {} vCPU, arbiter on the {}", args.vcpus, args.arbiter.name()) });
     println!(
-        "{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14} {:>12}",
-        "phase", "victim p50", "victim p99", "p99/isolated", "settled p99/iso", "cpu-hog kept", "io-hog kept", "agent CPU %"
+        "{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14} {:>12} {:>16}",
+        "phase", "victim p50", "victim p99", "p99/isolated", "settled p99/iso", "cpu-hog kept", "io-hog kept", "agent CPU %", "samples/period"
     );
-    println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14} {:>14} {:>12}", "isolated", "", iso, "1.00", "", "", "", "");
+    println!("{:<16} {:>12} {:>9.2} ms {:>12} {:>14} {:>14} {:>14} {:>12} {:>16}", "isolated", "", iso, "1.00", "", "", "", "", "");
     for (name, r) in std::iter::once(("without truce", &without)).chain(rows.iter().map(|(_, name, r)| (*name, r))) {
         println!(
-            "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14} {:>14} {:>12}",
+            "{:<16} {:>9.2} ms {:>9.2} ms {:>12.2} {:>14} {:>14} {:>14} {:>12} {:>16}",
             name,
             r.p50,
             r.p99,
@@ -167,7 +170,8 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
             ratio(r.settled_p99, Some(iso)),
             ratio(r.cpu, without.cpu),
             ratio(r.io, without.io),
-            r.agent_cpu.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+            r.agent_cpu.map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+            r.samples_per_period.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
         );
     }
     for (cut, _, r) in rows.iter().filter(|(cut, ..)| !["observe", "static"].contains(cut)) {
