@@ -91,7 +91,10 @@ pub fn plan(setting: &Setting, floors: &Floors, memory_current: Option<u64>) -> 
             if bytes < floor {
                 floored = Some("memory floor: current usage plus margin");
             }
-            format!("{}", bytes.max(floor))
+            // In whole pages, rounded up (never below the floor): the kernel keeps memory.high
+            // in pages and reads it back rounded down, so anything else would never read as
+            // in force and every renewal would write it again (and reclaim again).
+            format!("{}", bytes.max(floor).div_ceil(page_bytes()).saturating_mul(page_bytes()))
         }
         Setting::IoMax { dev, rbps, wbps } => {
             let fmt = |v: Option<u64>, floored: &mut Option<&'static str>| match v {
@@ -107,6 +110,13 @@ pub fn plan(setting: &Setting, floors: &Floors, memory_current: Option<u64>) -> 
         Setting::IoWeight { dev, weight } => format!("{dev} {}", in_range("io.weight", weight.into(), 1, 10_000)?),
     };
     Ok(PlannedWrite { slot, value, floored })
+}
+
+/// The kernel's page size (4 KiB where sysconf cannot say).
+fn page_bytes() -> u64 {
+    // SAFETY: sysconf reads a constant of the running system; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
 }
 
 fn in_range(file: &'static str, value: u64, min: u64, max: u64) -> Result<u64, SettingError> {
@@ -157,6 +167,9 @@ mod tests {
         let ok = plan(&Setting::MemoryHigh { bytes: 2 << 30 }, &f, Some(500 << 20)).expect("plans");
         assert_eq!(ok.value, format!("{}", 2u64 << 30));
         assert_eq!(ok.floored, None);
+        let page = page_bytes();
+        let odd = plan(&Setting::MemoryHigh { bytes: (1 << 30) + 1 }, &f, Some(500 << 20)).expect("plans");
+        assert_eq!(odd.value, format!("{}", (1u64 << 30) + page), "whole pages, rounded up");
     }
 
     #[test]
