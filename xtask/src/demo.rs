@@ -49,6 +49,10 @@ pub struct Args {
     /// antagonist (and under TCG, emulating its disk) costs the victim.
     #[arg(long)]
     pub no_io_hog: bool,
+    /// The agent logs JSON at debug level, and each phase with it prints the agent's timeline
+    /// over the phase's first 4 s next to the victim's slowest requests then.
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// Where the arbiter runs.
@@ -120,6 +124,9 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     }
     if args.no_io_hog {
         common += " --no-io-hog";
+    }
+    if args.trace {
+        common += " --trace";
     }
     // Isolated, then per round without truce and with it per cut style; agent start-up on top.
     let styles = cuts.split(',').count() as u32;

@@ -2,7 +2,7 @@
 //! test VM, or on a host with `cargo xtask demo --host`).
 //!
 //! ```text
-//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts observe,quota,weight,yield,static] [--arbiter here|remote] [--forecast-share S] [--system-weight W] [--no-io-hog]
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts observe,quota,weight,yield,static] [--arbiter here|remote] [--forecast-share S] [--system-weight W] [--no-io-hog] [--trace]
 //! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace] [--system-weight W]
 //! ```
 //!
@@ -125,6 +125,7 @@ fn phase(
         _ => None,
     };
     let start = Instant::now();
+    let start_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut leases_seen = 0;
     // When a truce write was first seen (polled once a second, so up to a second late).
     let mut first_write: Option<Duration> = None;
@@ -186,6 +187,9 @@ fn phase(
     }
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
+    if s.trace_agent && agent.is_some() {
+        print_trace(s, start_unix_ms);
+    }
     let settled = first_write.map(|at| settled_p99(&s.requests_file(), at)).transpose()?;
     let cpu = cpu
         .map(|p| p.wait_output(limit).and_then(|o| summary(&o)))
@@ -230,8 +234,10 @@ fn demo(args: &[String]) -> Result<()> {
     s.period_ms = arg(args, "--period-ms", 500)?;
     s.forecast_cpu_share = args.iter().any(|a| a == "--forecast-share").then(|| arg(args, "--forecast-share", 0.01)).transpose()?;
     s.system_weight = args.iter().any(|a| a == "--system-weight").then(|| arg(args, "--system-weight", 100)).transpose()?;
+    s.trace_agent = args.iter().any(|a| a == "--trace");
     s.remote = remote_arbiter(args)?;
     s.prepare()?;
+    let _aside = StepAside::new(&s.mount)?;
     let originals = s.knobs();
     let mut phases = vec![phase(&s, "isolated", seconds, false, None, None)?];
     let cuts: String = arg(args, "--cuts", "quota".to_string())?;
@@ -302,6 +308,52 @@ fn demo(args: &[String]) -> Result<()> {
     }
     s.remove_cgroups();
     report(&phases)
+}
+
+/// This harness, moved out of the root cgroup into one of its own at `cpu.weight` 1 for the
+/// demo's phases, and back (and the cgroup removed) when dropped. Left in the root cgroup, its
+/// once-a-second poll (the agent's status, the knobs, a console line) competed with the
+/// workloads at a full weight and showed up as the victim's slowest requests in every phase
+/// with the agent (`--trace`, session 10). The instrument should not be a neighbour.
+struct StepAside {
+    dir: PathBuf,
+    /// The cgroup this process was in, to go back to.
+    home: PathBuf,
+}
+
+impl StepAside {
+    fn new(mount: &std::path::Path) -> Result<StepAside> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+        let rel = own.lines().find_map(|l| l.strip_prefix("0::")).context("no cgroup v2 line in /proc/self/cgroup")?;
+        let home = mount.join(rel.trim().trim_start_matches('/'));
+        let dir = mount.join("truce-harness");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("cpu.weight"), "1").with_context(|| format!("writing 1 to {}/cpu.weight", dir.display()))?;
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).with_context(|| format!("moving this harness into {}", dir.display()))?;
+        Ok(StepAside { dir, home })
+    }
+}
+
+impl Drop for StepAside {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// `--trace`: the agent's timeline over the phase's first 4 s (ms from the antagonists' start)
+/// next to the victim's slowest requests then, to tell what the agent did when they waited.
+fn print_trace(s: &Setup, start_unix_ms: u64) {
+    let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
+    for (ms, message, fields) in truce_tests::agent_trace::timeline(&log, start_unix_ms, -500, 4000) {
+        println!("  trace {ms:>6} ms  {message}  {}", Value::Object(fields));
+    }
+    let text = std::fs::read_to_string(s.requests_file()).unwrap_or_default();
+    let mut slow: Vec<(u64, u64)> = text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(a, u)| Some((a.parse().ok()?, u.parse().ok()?))).filter(|&(a, _)| a <= 4000).collect();
+    slow.sort_by_key(|&(_, us)| std::cmp::Reverse(us));
+    for (at, us) in slow.iter().take(12) {
+        println!("  slow request: arrived {at:>6} ms, took {:.1} ms", *us as f64 / 1000.0);
+    }
 }
 
 /// A control for the yield cut: its setting (both antagonists at `cpu.weight` 1) written by

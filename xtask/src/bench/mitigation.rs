@@ -14,7 +14,8 @@
 //! `cpu.weight` of the daemons' cgroup against the workloads' 100, one boot each), `--cuts`
 //! (the phases after "without truce", default observe,quota,weight,yield; `static` adds a
 //! control with the yield cut's setting written by hand and no agent), `--io-hog on,off`
-//! (off leaves the I/O antagonist out; one boot each), `--arbiter vm,host` (default host: the
+//! (off leaves the I/O antagonist out; one boot each), `--trace` (each agent phase prints the
+//! agent's timeline over its first 4 s next to the victim's slowest requests then), `--arbiter vm,host` (default host: the
 //! arbiter on this host, as in production where it is another machine; `vm` runs it in the
 //! guest, sharing the victim's vCPUs; one boot each). Under single-threaded TCG the vCPUs take
 //! turns on one host thread, up to 100 ms each while both are busy, so with 2 vCPUs a busy
@@ -103,6 +104,7 @@ pub fn run(rest: &[String]) -> Result<()> {
                         forecast_share,
                         system_weight,
                         no_io_hog: io_hog == Some(false),
+                        trace: rest.iter().any(|a| a == "--trace"),
                     };
                     one_boot(&args, &cuts)?;
                 }
