@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 use truce_tests::phase_stats::{settled_p99, thread_shares};
 use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, RemoteArbiter, Setup, VICTIM, summary, wait_for};
 
+mod aside;
+mod reaction;
+
+use aside::StepAside;
+
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
     match args.iter().position(|a| a == name) {
         Some(i) => args
@@ -310,37 +315,6 @@ fn demo(args: &[String]) -> Result<()> {
     report(&phases)
 }
 
-/// This harness, moved out of the root cgroup into one of its own at `cpu.weight` 1 for the
-/// demo's phases, and back (and the cgroup removed) when dropped. Left in the root cgroup, its
-/// once-a-second poll (the agent's status, the knobs, a console line) competed with the
-/// workloads at a full weight and showed up as the victim's slowest requests in every phase
-/// with the agent (`--trace`, session 10). The instrument should not be a neighbour.
-struct StepAside {
-    dir: PathBuf,
-    /// The cgroup this process was in, to go back to.
-    home: PathBuf,
-}
-
-impl StepAside {
-    fn new(mount: &std::path::Path) -> Result<StepAside> {
-        let own = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
-        let rel = own.lines().find_map(|l| l.strip_prefix("0::")).context("no cgroup v2 line in /proc/self/cgroup")?;
-        let home = mount.join(rel.trim().trim_start_matches('/'));
-        let dir = mount.join("truce-harness");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(dir.join("cpu.weight"), "1").with_context(|| format!("writing 1 to {}/cpu.weight", dir.display()))?;
-        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).with_context(|| format!("moving this harness into {}", dir.display()))?;
-        Ok(StepAside { dir, home })
-    }
-}
-
-impl Drop for StepAside {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 /// `--trace`: the agent's timeline over the phase's first 4 s (ms from the antagonists' start)
 /// next to the victim's slowest requests then, to tell what the agent did when they waited.
 fn print_trace(s: &Setup, start_unix_ms: u64) {
@@ -408,88 +382,11 @@ fn report(phases: &[Phase]) -> Result<()> {
     Ok(())
 }
 
-/// Time from the antagonist's start to truce's first write, over `trials` runs.
-fn reaction(args: &[String]) -> Result<()> {
-    let dir: PathBuf = arg(args, "--dir", PathBuf::from("/tmp/truce-reaction"))?;
-    let trials: u32 = arg(args, "--trials", 5)?;
-    let mut s = Setup::new(&dir, &mount()?);
-    s.period_ms = arg(args, "--period-ms", 500)?;
-    s.round_ms = arg(args, "--round-ms", 100)?;
-    s.pressure_onset = arg(args, "--onset", "on".to_string())? != "off";
-    s.lease_ms = 10_000;
-    s.remote = remote_arbiter(args)?;
-    s.trace_agent = args.iter().any(|a| a == "--trace");
-    s.system_weight = args.iter().any(|a| a == "--system-weight").then(|| arg(args, "--system-weight", 100)).transpose()?;
-    let mut times = Vec::new();
-    for trial in 1..=trials {
-        s.prepare()?;
-        let _ = std::fs::remove_file(s.journal());
-        let originals = s.knobs();
-        let arbiter = s.start_arbiter_anywhere()?;
-        let agent = s.start_agent()?;
-        let _victim = s.start_load(VICTIM, &refs(&victim_args(&s, 600)))?;
-        // Quiet first: the agent is up (status written) and the victim runs alone for a while.
-        wait_for(Duration::from_secs(120), || {
-            s.status().filter(|st| !st.workloads.is_empty()).map(|_| ())
-        })
-        .context("the agent never wrote its status")?;
-        std::thread::sleep(Duration::from_secs(5));
-        if s.knobs() != originals {
-            println!("trial {trial}: truce acted before any antagonist ran; skipped");
-            continue;
-        }
-        let onset = Instant::now();
-        let onset_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let _hog = s.start_load(CPU_HOG, &["cpu", "--seconds", "600"])?;
-        let acted = wait_poll(onset, Duration::from_secs(60), || s.knobs() != originals);
-        match acted {
-            Some(t) => {
-                println!(
-                    "{}",
-                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "arbiter": if s.remote.is_some() { "remote" } else { "here" }, "system_weight": s.system_weight, "onset_unix_ms": onset_unix_ms})
-                );
-                times.push(t);
-            }
-            None => println!("trial {trial}: no write within 60 s"),
-        }
-        agent.terminate(Duration::from_secs(30));
-        arbiter.terminate(Duration::from_secs(10));
-        drop(_hog);
-        drop(_victim);
-        if s.trace_agent {
-            // From a period before the onset to a moment after the write (or 3 s without one).
-            let to = acted.map_or(3000, |t| t.as_millis() as i64 + 100);
-            let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
-            let events: Vec<Value> = truce_tests::agent_trace::timeline(&log, onset_unix_ms, -(s.period_ms as i64), to)
-                .into_iter()
-                .map(|(ms, message, fields)| json!([ms, message, fields]))
-                .collect();
-            println!("{}", json!({"trace": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "events": events}));
-        }
-    }
-    s.remove_cgroups();
-    if times.is_empty() {
-        bail!("truce reacted in none of the {trials} trials");
-    }
-    Ok(())
-}
-
-/// Poll every millisecond; returns the time from `start` until `f` held.
-fn wait_poll(start: Instant, limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    while start.elapsed() < limit {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    None
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
-        Some("reaction") => reaction(&args[1..]),
+        Some("reaction") => reaction::run(&args[1..]),
         _ => Err(anyhow::anyhow!(
             "usage: truce-demo-scenario demo|reaction --dir D [options] (see the source's header)"
         )),

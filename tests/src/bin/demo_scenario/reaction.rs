@@ -1,0 +1,85 @@
+//! `truce-demo-scenario reaction`: from the antagonist's start next to a running victim, with
+//! truce up, to truce's first cgroup write (`cargo xtask bench reaction`).
+use super::{arg, mount, refs, remote_arbiter, victim_args};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use truce_tests::scenario::{CPU_HOG, Setup, VICTIM, wait_for};
+
+/// Time from the antagonist's start to truce's first write, over `trials` runs.
+pub fn run(args: &[String]) -> Result<()> {
+    let dir: PathBuf = arg(args, "--dir", PathBuf::from("/tmp/truce-reaction"))?;
+    let trials: u32 = arg(args, "--trials", 5)?;
+    let mut s = Setup::new(&dir, &mount()?);
+    s.period_ms = arg(args, "--period-ms", 500)?;
+    s.round_ms = arg(args, "--round-ms", 100)?;
+    s.pressure_onset = arg(args, "--onset", "on".to_string())? != "off";
+    s.lease_ms = 10_000;
+    s.remote = remote_arbiter(args)?;
+    s.trace_agent = args.iter().any(|a| a == "--trace");
+    s.system_weight = args.iter().any(|a| a == "--system-weight").then(|| arg(args, "--system-weight", 100)).transpose()?;
+    let mut times = Vec::new();
+    for trial in 1..=trials {
+        s.prepare()?;
+        let _ = std::fs::remove_file(s.journal());
+        let originals = s.knobs();
+        let arbiter = s.start_arbiter_anywhere()?;
+        let agent = s.start_agent()?;
+        let _victim = s.start_load(VICTIM, &refs(&victim_args(&s, 600)))?;
+        // Quiet first: the agent is up (status written) and the victim runs alone for a while.
+        wait_for(Duration::from_secs(120), || {
+            s.status().filter(|st| !st.workloads.is_empty()).map(|_| ())
+        })
+        .context("the agent never wrote its status")?;
+        std::thread::sleep(Duration::from_secs(5));
+        if s.knobs() != originals {
+            println!("trial {trial}: truce acted before any antagonist ran; skipped");
+            continue;
+        }
+        let onset = Instant::now();
+        let onset_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let _hog = s.start_load(CPU_HOG, &["cpu", "--seconds", "600"])?;
+        let acted = wait_poll(onset, Duration::from_secs(60), || s.knobs() != originals);
+        match acted {
+            Some(t) => {
+                println!(
+                    "{}",
+                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "arbiter": if s.remote.is_some() { "remote" } else { "here" }, "system_weight": s.system_weight, "onset_unix_ms": onset_unix_ms})
+                );
+                times.push(t);
+            }
+            None => println!("trial {trial}: no write within 60 s"),
+        }
+        agent.terminate(Duration::from_secs(30));
+        arbiter.terminate(Duration::from_secs(10));
+        drop(_hog);
+        drop(_victim);
+        if s.trace_agent {
+            // From a period before the onset to a moment after the write (or 3 s without one).
+            let to = acted.map_or(3000, |t| t.as_millis() as i64 + 100);
+            let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
+            let events: Vec<Value> = truce_tests::agent_trace::timeline(&log, onset_unix_ms, -(s.period_ms as i64), to)
+                .into_iter()
+                .map(|(ms, message, fields)| json!([ms, message, fields]))
+                .collect();
+            println!("{}", json!({"trace": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "events": events}));
+        }
+    }
+    s.remove_cgroups();
+    if times.is_empty() {
+        bail!("truce reacted in none of the {trials} trials");
+    }
+    Ok(())
+}
+
+/// Poll every millisecond; returns the time from `start` until `f` held.
+fn wait_poll(start: Instant, limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
