@@ -99,6 +99,8 @@ impl OnsetWatch {
             }
             stay
         });
+        // Cgroups come and go (containers): forget the firings of the ones no longer kept.
+        self.last_fired.retain(|dir| keep.contains(dir));
         let before = self.armed.len();
         for dir in keep {
             if self.armed.contains_key(&dir) || self.armed.len() >= self.params.max_cgroups {
@@ -188,6 +190,11 @@ impl LastFired {
     fn quiet_before(&mut self, key: (PathBuf, &'static str), now: std::time::Instant) -> bool {
         self.0.insert(key, now).is_none_or(|last| now.saturating_duration_since(last) >= QUIET)
     }
+
+    /// Keep only the cgroups `keep` says are still watched.
+    fn retain(&mut self, keep: impl Fn(&PathBuf) -> bool) {
+        self.0.retain(|(dir, _), _| keep(dir));
+    }
 }
 
 /// After an onset the daemon keeps sampling at the short gap until a sample makes it ask for
@@ -271,6 +278,9 @@ mod tests {
         assert!(!last.quiet_before(key(), at(2_500)), "each firing renews it");
         assert!(last.quiet_before((PathBuf::from("/sys/fs/cgroup/w/victim"), "cpu"), at(2_600)), "another cgroup is its own");
         assert!(last.quiet_before(key(), at(4_500)), "two seconds without a firing: an onset again");
+        last.retain(|dir| dir.ends_with("victim"));
+        assert!(last.quiet_before(key(), at(4_600)), "a forgotten cgroup starts afresh");
+        assert_eq!(last.0.len(), 2, "the victim's entry and the new one");
     }
 
     #[test]
