@@ -286,7 +286,13 @@ fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatch
     let elsewhere: Vec<_> = snap.block.iter().filter(|(k, v)| k.cgroup_id != cg.id && v.write_bytes > 0).map(|(k, v)| (k.cgroup_id, v.write_bytes)).collect();
     println!("write bytes charged to other cgroups meanwhile: {elsewhere:?}");
     // Only the data: journal and inode writeback are done by kernel threads, charged elsewhere.
-    assert_close("O_DIRECT bytes charged to the writer", written as f64, expected as f64, 0.02, 0.0);
+    // A completion the probe found no issue for is counted (`block_unmatched_completion`), not
+    // charged: each such request's bytes (about the writer's average request) may be missing,
+    // and the probe says so. CI on a busy host once saw one: 65,552,384 of 67,108,864 bytes,
+    // 2.3 % short, with 512 KiB charged to the root. The regression this guards was 18 %.
+    let unmatched: u64 = snap.errors.iter().filter(|(k, _)| k == "block_unmatched_completion").map(|(_, n)| *n).sum();
+    let per_request = written as f64 / ops.max(1) as f64;
+    assert_close("O_DIRECT bytes charged to the writer", written as f64, expected as f64, 0.02, unmatched as f64 * per_request);
     assert_eq!(hist, ops, "latency histogram counts every request");
     assert_eq!(HIST_BUCKETS, 32);
     // An O_DIRECT write whose completion is not there yet blocks the writer until the
