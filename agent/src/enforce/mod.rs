@@ -171,7 +171,7 @@ impl Enforcer {
         }
     }
 
-        /// Write the journaled original back. A vanished cgroup has nothing left to restore.
+    /// Write the journaled original back. A vanished cgroup has nothing left to restore.
     fn restore(&mut self, cgroup: &str, slot: &Slot, why: &'static str) {
         let Some(original) = self.journal.original(cgroup, slot).map(str::to_string) else { return };
         let result = match self.confine.resolve(cgroup) {
