@@ -30,14 +30,14 @@ mod reaction;
 use aside::StepAside;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}: invalid value")),
-        None => Ok(default),
-    }
+    Ok(opt_arg(args, name)?.unwrap_or(default))
+}
+
+/// `name VALUE` when given; None when absent (the agent's or the kernel's own default then).
+fn opt_arg<T: std::str::FromStr>(args: &[String], name: &str) -> Result<Option<T>> {
+    let Some(i) = args.iter().position(|a| a == name) else { return Ok(None) };
+    let value = args.get(i + 1).with_context(|| format!("{name} needs a value"))?;
+    value.parse().map(Some).map_err(|_| anyhow::anyhow!("{name}: invalid value"))
 }
 
 /// `--arbiter here|remote`: where the arbiter runs (see the header).
@@ -130,7 +130,7 @@ fn phase(
         _ => None,
     };
     let start = Instant::now();
-    let start_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let start_unix_ms = truce_agent::cmd::sampler::now().0;
     let mut leases_seen = 0;
     // When a truce write was first seen (polled once a second, so up to a second late).
     let mut first_write: Option<Duration> = None;
@@ -237,8 +237,8 @@ fn demo(args: &[String]) -> Result<()> {
     let io_device = (!io_device.is_empty() && !args.iter().any(|a| a == "--no-io-hog")).then_some(io_device.as_str());
     let mut s = Setup::new(&dir, &mount()?);
     s.period_ms = arg(args, "--period-ms", 500)?;
-    s.forecast_cpu_share = args.iter().any(|a| a == "--forecast-share").then(|| arg(args, "--forecast-share", 0.01)).transpose()?;
-    s.system_weight = args.iter().any(|a| a == "--system-weight").then(|| arg(args, "--system-weight", 100)).transpose()?;
+    s.forecast_cpu_share = opt_arg(args, "--forecast-share")?;
+    s.system_weight = opt_arg(args, "--system-weight")?;
     s.trace_agent = args.iter().any(|a| a == "--trace");
     s.remote = remote_arbiter(args)?;
     s.prepare()?;

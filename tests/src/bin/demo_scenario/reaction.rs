@@ -1,6 +1,6 @@
 //! `truce-demo-scenario reaction`: from the antagonist's start next to a running victim, with
 //! truce up, to truce's first cgroup write (`cargo xtask bench reaction`).
-use super::{arg, mount, refs, remote_arbiter, victim_args};
+use super::{arg, mount, opt_arg, refs, remote_arbiter, victim_args};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ pub fn run(args: &[String]) -> Result<()> {
     s.lease_ms = 10_000;
     s.remote = remote_arbiter(args)?;
     s.trace_agent = args.iter().any(|a| a == "--trace");
-    s.system_weight = args.iter().any(|a| a == "--system-weight").then(|| arg(args, "--system-weight", 100)).transpose()?;
+    s.system_weight = opt_arg(args, "--system-weight")?;
     let mut times = Vec::new();
     for trial in 1..=trials {
         s.prepare()?;
@@ -38,7 +38,7 @@ pub fn run(args: &[String]) -> Result<()> {
             continue;
         }
         let onset = Instant::now();
-        let onset_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let onset_unix_ms = truce_agent::cmd::sampler::now().0;
         let _hog = s.start_load(CPU_HOG, &["cpu", "--seconds", "600"])?;
         let acted = wait_poll(onset, Duration::from_secs(60), || s.knobs() != originals);
         match acted {
