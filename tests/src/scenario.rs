@@ -311,16 +311,17 @@ impl Setup {
             .to_string())
     }
 
-    /// One counter of the agent's Prometheus endpoint (its default `metrics.listen`), None
-    /// when it cannot be read.
+    /// One unlabelled sample of the agent's Prometheus endpoint (its default `metrics.listen`),
+    /// None when it cannot be read. Parsed by the same strict parser the loopback scrapes use.
     pub fn agent_counter(&self, name: &str) -> Option<f64> {
         use std::io::{Read, Write};
         let mut conn = std::net::TcpStream::connect_timeout(&"127.0.0.1:9447".parse().ok()?, Duration::from_secs(2)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut text = String::new();
-        conn.read_to_string(&mut text).ok()?;
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).ok()?;
+        let samples = truce_common::metrics::parse_exposition(reply.split_once("\r\n\r\n")?.1).ok()?;
+        crate::loopback::metric(&samples, name, &[])
     }
 
     /// The knobs truce may set, for every demo cgroup: (cgroup, file, value).
