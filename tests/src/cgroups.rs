@@ -9,6 +9,13 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+/// This process's cgroup v2 path, relative to the cgroup2 mount (`/` for the root cgroup).
+pub fn own_cgroup() -> Result<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::")).context("no cgroup v2 line in /proc/self/cgroup")?;
+    Ok(rel.trim().to_string())
+}
+
 /// `<cgroup2 mount>/truce-test-<pid>-<tag>`: a private subtree for one test.
 #[derive(Debug)]
 pub struct TestCgroupTree {

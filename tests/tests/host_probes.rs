@@ -290,7 +290,8 @@ fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatch
     // charged: each such request's bytes (about the writer's average request) may be missing,
     // and the probe says so. CI on a busy host once saw one: 65,552,384 of 67,108,864 bytes,
     // 2.3 % short, with 512 KiB charged to the root. The regression this guards was 18 %.
-    let unmatched: u64 = snap.errors.iter().filter(|(k, _)| k == "block_unmatched_completion").map(|(_, n)| *n).sum();
+    let unmatched_name = truce_common::abi::probe_error::NAMES[truce_common::abi::probe_error::BLOCK_UNMATCHED_COMPLETION as usize];
+    let unmatched: u64 = snap.errors.iter().filter(|(k, _)| k == unmatched_name).map(|(_, n)| *n).sum();
     let per_request = written as f64 / ops.max(1) as f64;
     assert_close("O_DIRECT bytes charged to the writer", written as f64, expected as f64, 0.02, unmatched as f64 * per_request);
     assert_eq!(hist, ops, "latency histogram counts every request");
@@ -311,8 +312,7 @@ fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatch
 
 /// The cgroup v2 id of this test process.
 fn own_cgroup_id() -> Result<u64> {
-    let text = fs::read_to_string("/proc/self/cgroup")?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::")).context("no cgroup v2 line in /proc/self/cgroup")?;
+    let rel = truce_tests::cgroups::own_cgroup()?;
     let mount = probes::cgroup2_mount().map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     Ok(fs::metadata(mount.join(rel.trim_start_matches('/')))?.ino())
 }

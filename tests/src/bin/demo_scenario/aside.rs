@@ -15,9 +15,7 @@ pub struct StepAside {
 
 impl StepAside {
     pub fn new(mount: &Path) -> Result<StepAside> {
-        let own = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
-        let rel = own.lines().find_map(|l| l.strip_prefix("0::")).context("no cgroup v2 line in /proc/self/cgroup")?;
-        let home = mount.join(rel.trim().trim_start_matches('/'));
+        let home = mount.join(truce_tests::cgroups::own_cgroup()?.trim_start_matches('/'));
         let dir = mount.join("truce-harness");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("cpu.weight"), "1").with_context(|| format!("writing 1 to {}/cpu.weight", dir.display()))?;
