@@ -42,20 +42,6 @@ struct Row {
 /// "static" is a control: the yield cut's setting written by hand, no agent.
 const CUTS: &str = "observe,quota,weight,yield,static";
 
-/// `on` or `off`, one value of `--io-hog`.
-struct OnOff(bool);
-
-impl std::str::FromStr for OnOff {
-    type Err = ();
-    fn from_str(s: &str) -> Result<OnOff, ()> {
-        match s {
-            "on" => Ok(OnOff(true)),
-            "off" => Ok(OnOff(false)),
-            _ => Err(()),
-        }
-    }
-}
-
 /// `NAME A,B,...`: one boot per value; absent, one boot with the default (None).
 fn list<T: std::str::FromStr>(rest: &[String], name: &str, valid: impl Fn(&T) -> bool, what: &str) -> Result<Vec<Option<T>>> {
     let Some(i) = rest.iter().position(|a| a == name) else { return Ok(vec![None]) };
@@ -82,7 +68,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     let periods: Vec<u64> = super::numbers(&flag(rest, "--period-ms", "500".to_string()), "--period-ms")?;
     let shares: Vec<Option<f64>> = list(rest, "--forecast-share", |s: &f64| (0.0..=1.0).contains(s), "a share between 0 and 1")?;
     let weights: Vec<Option<u32>> = list(rest, "--system-weight", |w: &u32| (1..=10_000).contains(w), "a cpu.weight from 1 to 10000")?;
-    let io_hogs: Vec<Option<bool>> = list(rest, "--io-hog", |_: &OnOff| true, "on or off")?.into_iter().map(|o| o.map(|OnOff(on)| on)).collect();
+    let io_hogs: Vec<Option<bool>> = list(rest, "--io-hog", |_: &super::OnOff| true, "on or off")?.into_iter().map(|o| o.map(|super::OnOff(on)| on)).collect();
     // By default every truce cut and the agent-only control; "static" only when asked.
     let cuts = flag(rest, "--cuts", "observe,quota,weight,yield".to_string());
     if let Some(bad) = cuts.split(',').find(|c| !CUTS.split(',').any(|k| k == c.trim())) {

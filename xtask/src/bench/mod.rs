@@ -16,6 +16,20 @@ fn numbers<T: std::str::FromStr>(list: &str, flag: &str) -> Result<Vec<T>> {
     list.split(',').map(|v| v.trim().parse().map_err(|_| anyhow::anyhow!("{flag}: {list:?} is not a comma-separated list of numbers"))).collect()
 }
 
+/// `on` or `off`: one value of a switch list (`--onset off,on`, `--io-hog on,off`).
+struct OnOff(bool);
+
+impl std::str::FromStr for OnOff {
+    type Err = ();
+    fn from_str(s: &str) -> Result<OnOff, ()> {
+        match s.trim() {
+            "on" => Ok(OnOff(true)),
+            "off" => Ok(OnOff(false)),
+            _ => Err(()),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Which benchmark: overhead, ingest, forecast, round, reaction, mitigation.

@@ -28,11 +28,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     let periods: Vec<u64> = super::numbers(&flag(rest, "--periods", "500"), "--periods")?;
     let onsets: Vec<bool> = flag(rest, "--onset", "off,on")
         .split(',')
-        .map(|o| match o.trim() {
-            "on" => Ok(true),
-            "off" => Ok(false),
-            other => bail!("--onset: {other:?} is neither on nor off"),
-        })
+        .map(|o| o.parse().map(|super::OnOff(on)| on).map_err(|()| anyhow::anyhow!("--onset: {:?} is neither on nor off", o.trim())))
         .collect::<Result<_>>()?;
     let places: Vec<Place> = flag(rest, "--arbiter", "host").split(',').map(Place::parse).collect::<Result<_>>()?;
     // The cpu.weight of the daemons' cgroup against the workloads' 100 (0: left at the kernel's default).
