@@ -16,7 +16,7 @@ pub use status::{BidStatus, LeaseStatus, Status, WorkloadStatus, status_path};
 pub use write::{Floors, PlannedWrite, SettingError, Slot, original_of, plan, slot_of};
 
 use std::path::PathBuf;
-use truce_common::model::{Decision, LeaseId, Timestamp};
+use truce_common::model::{Decision, LeaseId, Setting, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
@@ -81,7 +81,11 @@ impl Enforcer {
             return Err(EnforceError::Lapsed { cgroup, lease: d.lease.id });
         }
         let dir = self.confine.resolve(&cgroup).map_err(|source| EnforceError::Confinement { cgroup: cgroup.clone(), source })?;
-        let memory_current = std::fs::read_to_string(dir.join("memory.current")).ok().and_then(|s| s.trim().parse().ok());
+        // Only memory.high's floor reads the usage; every other decision (and every renewal)
+        // skips the read.
+        let memory_current = matches!(d.setting, Setting::MemoryHigh { .. })
+            .then(|| std::fs::read_to_string(dir.join("memory.current")).ok().and_then(|s| s.trim().parse().ok()))
+            .flatten();
         let planned = plan(&d.setting, &self.floors, memory_current).map_err(|source| EnforceError::Setting { cgroup: cgroup.clone(), source })?;
         let file = dir.join(&planned.slot.file);
         let io_err = |action, source| EnforceError::Io { cgroup: cgroup.clone(), file: planned.slot.file.clone(), action, source };
@@ -212,7 +216,7 @@ fn in_force(planned: &PlannedWrite, current: &str) -> bool {
 mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
-    use truce_common::model::{BidId, DecisionId, DeviceId, Lease, Lender, Setting, WorkloadId, WorkloadRef};
+    use truce_common::model::{BidId, DecisionId, DeviceId, Lease, Lender, WorkloadId, WorkloadRef};
 
     fn decision(lease: u64, setting: Setting) -> Decision {
         let resource = setting.resource();
