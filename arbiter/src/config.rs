@@ -85,8 +85,9 @@ floor_fraction = 0.25
 default_lease_ms = 10000
 # How a workload cut below its equal CPU share is held there: "quota" (cpu.max, a hard
 # limit, even when CPUs idle), "weight" (cpu.weight below 100, in proportion: it yields under
-# contention and keeps idle CPU) or "yield" (cpu.weight 1: neighbours preempt it at once, it
-# keeps idle CPU, and gets next to nothing under contention). See docs/market.md.
+# contention and keeps idle CPU) or "yield" (cpu.weight 1 while it uses more than its
+# allocation: neighbours preempt it at once, it keeps idle CPU, and gets next to nothing
+# under contention). See docs/market.md.
 cpu_cut = "quota"
 # A workload that asks for nothing wants what it used last period plus this fraction (up to
 # its equal share), so a cut takes idle share first. 0 = exactly its use.

@@ -52,7 +52,7 @@ pub(crate) fn build_decisions(input: &DecisionInput<'_>) -> Decided {
                 continue;
             };
             let entitlement = input.book.bounds(w, *r).entitlement;
-            let Some(setting) = setting_with(*r, plan.amount, entitlement, input.cpu_period_us, input.cpu_cut)
+            let Some(setting) = setting_with(*r, plan.amount, entitlement, input.book.usage(w, *r), input.cpu_period_us, input.cpu_cut)
             else {
                 continue;
             };
