@@ -3,7 +3,7 @@
 //! may enforce). Pure: built from the sample, the round and the policies.
 
 use crate::brain::{Round, WorkloadPolicy};
-use crate::enforce::under_roots;
+use crate::enforce::{Scope, under_roots};
 use std::collections::HashMap;
 use truce_common::model::{HostId, Resource, WorkloadId};
 use truce_common::signal::{HostSample, WorkloadSample};
@@ -30,10 +30,12 @@ pub fn report(seq: u64, host: &HostId, sample: &HostSample, round: &Round, inven
     }
 }
 
-/// The host's CPU and memory, and the workloads under `roots` that have no managed workload
-/// below them: a parent's limit would cap its children too, so counting both would sell the
-/// same capacity twice.
-pub fn inventory(sample: &HostSample, roots: &[String], policies: &HashMap<WorkloadId, WorkloadPolicy>) -> Inventory {
+/// The host's CPU and memory, and the workloads under the scope's roots that have no
+/// workload below them: a parent's limit would cap its children too, so counting both would
+/// sell the same capacity twice. The agent's own cgroup and those above it are never managed,
+/// and still count as a workload below their parent.
+pub fn inventory(sample: &HostSample, scope: &Scope, policies: &HashMap<WorkloadId, WorkloadPolicy>) -> Inventory {
+    let roots = &scope.roots;
     let mut capacity = Vec::new();
     if sample.totals.cpus > 0 {
         capacity.push(Capacity { resource: Resource::Cpu, amount: u64::from(sample.totals.cpus) * 1000 });
@@ -45,6 +47,7 @@ pub fn inventory(sample: &HostSample, roots: &[String], policies: &HashMap<Workl
     let managed = under
         .iter()
         .filter(|w| !under.iter().any(|o| under_roots(&o.workload.path, std::slice::from_ref(&w.workload.path))))
+        .filter(|w| !scope.holds_agent(&w.workload.path))
         .map(|w| {
             let policy = policies.get(&w.workload.id).cloned().unwrap_or_default();
             let bounds = [(Resource::Cpu, policy.cpu), (Resource::Memory, policy.memory)]
@@ -98,7 +101,7 @@ mod tests {
         sample.workloads[1].files.cpu_usage_us = Some(350_000);
         sample.workloads[1].files.memory_current = Some(64 << 20);
         let victim = WorkloadPolicy { priority: 50, cpu: Bounds { floor: Some(200), ceiling: None }, ..WorkloadPolicy::default() };
-        let inv = inventory(&sample, &["/demo".to_string()], &HashMap::from([(WorkloadId(2), victim)]));
+        let inv = inventory(&sample, &Scope::new(vec!["/demo".to_string()], None), &HashMap::from([(WorkloadId(2), victim)]));
         assert_eq!(inv.capacity, vec![Capacity { resource: Resource::Cpu, amount: 2000 }, Capacity { resource: Resource::Memory, amount: 1 << 30 }]);
         let ids: Vec<u64> = inv.managed.iter().map(|m| m.workload.id.0).collect();
         assert_eq!(ids, vec![2, 4], "the root itself, the parent /demo/hogs and /other are not managed");
@@ -107,6 +110,13 @@ mod tests {
         assert_eq!(inv.managed[1].priority, 1);
         assert_eq!(inv.managed[0].usage, vec![Capacity { resource: Resource::Cpu, amount: 350 }, Capacity { resource: Resource::Memory, amount: 64 << 20 }]);
         assert_eq!(inv.managed[1].usage, vec![]);
+
+        // The agent itself in /demo/hogs/agent: neither it nor /demo/hogs (above it) is
+        // managed, and /demo/hogs/cpu still is.
+        sample.workloads.push(workload(6, "/demo/hogs/agent"));
+        let inv = inventory(&sample, &Scope::new(vec!["/demo".to_string()], Some("/demo/hogs/agent".into())), &HashMap::new());
+        let ids: Vec<u64> = inv.managed.iter().map(|m| m.workload.id.0).collect();
+        assert_eq!(ids, vec![2, 4], "the agent's own cgroup is not managed");
     }
 
     #[test]
@@ -119,7 +129,7 @@ mod tests {
         hog.workload.path = "/demo/hog".into();
         hog.files.cpu_usage_us = Some(1_900_000);
         let sample = testkit::host(0, vec![starved, hog], vec![]);
-        let inv = inventory(&sample, &["/demo".to_string()], &HashMap::new());
+        let inv = inventory(&sample, &Scope::new(vec!["/demo".to_string()], None), &HashMap::new());
         let cpu = |i: usize| inv.managed[i].usage.iter().find(|c| c.resource == Resource::Cpu).map(|c| c.amount);
         assert_eq!(cpu(0), Some(500));
         assert_eq!(cpu(1), Some(2000), "never more than the host has");

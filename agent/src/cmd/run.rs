@@ -8,7 +8,7 @@ use crate::brain::{Brain, BrainParams, Round, RoundInputs};
 use super::forecasting::ForecastWorker;
 use super::pressure::{FollowUps, OnsetParams, OnsetWatch};
 use crate::config::AgentConfig;
-use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Status, WorkloadStatus, status_path, under_roots};
+use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Scope, Status, WorkloadStatus, status_path};
 use crate::inspect::{Period, Telemetry, enforced};
 use crate::cgroupfs::Mode;
 use crate::probes::{PerfMode, error_chain};
@@ -47,7 +47,11 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     };
     let mut sampler = tokio::task::block_in_place(|| Sampler::start(PerfMode::Hardware))?;
     let floors = Floors { cpu_millicores: cfg.cpu_floor_millicores, memory_margin_bytes: cfg.memory_margin_bytes, ..Floors::default() };
-    let (mut enforcer, recovered) = Enforcer::open(sampler.cgroups().mount.clone(), cfg.roots.clone(), &cfg.journal, floors)?;
+    // Under `roots = ["/system.slice"]` the agent's own unit is one of the services below the
+    // root: the scope keeps it (and any slice above it) out of what this agent bids for and writes.
+    let scope = Scope::for_this_process(cfg.roots.clone());
+    tracing::info!(own = scope.own.as_deref().unwrap_or("unknown"), "the agent's own cgroup is never managed");
+    let (mut enforcer, recovered) = Enforcer::open(sampler.cgroups().mount.clone(), scope.clone(), &cfg.journal, floors)?;
     if recovered > 0 {
         tracing::warn!(slots = recovered, journal = %cfg.journal.display(), "restored cgroup values a previous run left in place");
     }
@@ -155,9 +159,9 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 Err(e) => break Err(e),
             };
             brain = returned;
-            forecaster.submit(&sample, &inputs.allocations, |w| under_roots(&w.workload.path, &cfg.roots));
+            forecaster.submit(&sample, &inputs.allocations, |w| scope.manages(&w.workload.path));
             // Bid only for what this agent may change; reports cover every workload.
-            let ours: Vec<&Bid> = round.bids.iter().filter(|b| under_roots(&b.workload.path, &cfg.roots)).collect();
+            let ours: Vec<&Bid> = round.bids.iter().filter(|b| scope.manages(&b.workload.path)).collect();
             telemetry.period(Period {
                 sample: &sample,
                 round: &round,
@@ -172,7 +176,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             seq += 1;
             // The inventory travels when it changed, and every 30 periods so that a new
             // arbiter (fail-over) learns it soon.
-            let inventory = reporting::inventory(&sample, &cfg.roots, &inputs.policies);
+            let inventory = reporting::inventory(&sample, &scope, &inputs.policies);
             let resend = match &sent_inventory {
                 Some((sent, at)) => *sent != inventory || seq >= at + 30,
                 None => true,
@@ -202,7 +206,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             let names = sample.workloads.iter().map(|w| (w.workload.id, w.workload.path.clone(), w.name.clone())).collect();
             last_round = Some((round, names));
             if enforcing && cfg.pressure_onset {
-                onsets.reconcile(&sample, &sampler.cgroups().mount, &cfg.roots, |p| under_roots(p, &cfg.roots));
+                onsets.reconcile(&sample, &sampler.cgroups().mount, &cfg.roots, |p| scope.manages(p));
             }
             // The status serves `truce-agent explain`, which a person reads: once a second is
             // enough between decisions (which write it at once). Replacing it every period cost

@@ -9,7 +9,7 @@ mod leases;
 mod status;
 mod write;
 
-pub use confine::{Confinement, ConfinementError, under_roots};
+pub use confine::{Confinement, ConfinementError, Scope, under_roots};
 pub use journal::{Journal, JournalError};
 pub use leases::{ActiveLease, LeaseTable, SlotAction};
 pub use status::{BidStatus, LeaseStatus, Status, WorkloadStatus, status_path};
@@ -55,9 +55,9 @@ pub struct Enforcer {
 
 impl Enforcer {
     /// Open the journal and undo whatever a previous run left in place (crash recovery).
-    pub fn open(mount: PathBuf, roots: Vec<String>, journal: &std::path::Path, floors: Floors) -> Result<(Enforcer, usize), EnforceError> {
+    pub fn open(mount: PathBuf, scope: Scope, journal: &std::path::Path, floors: Floors) -> Result<(Enforcer, usize), EnforceError> {
         let journal = Journal::open(journal)?;
-        let mut e = Enforcer { confine: Confinement::new(mount, roots), floors, journal, leases: LeaseTable::default() };
+        let mut e = Enforcer { confine: Confinement::new(mount, scope), floors, journal, leases: LeaseTable::default() };
         let pending = e.journal.pending();
         let n = pending.len();
         for (cgroup, slot, _) in pending {
@@ -178,7 +178,7 @@ impl Enforcer {
     /// Write the journaled original back. A vanished cgroup has nothing left to restore.
     fn restore(&mut self, cgroup: &str, slot: &Slot, why: &'static str) {
         let Some(original) = self.journal.original(cgroup, slot).map(str::to_string) else { return };
-        let result = match self.confine.resolve(cgroup) {
+        let result = match self.confine.resolve_restore(cgroup) {
             Ok(dir) => std::fs::write(dir.join(&slot.file), &original).map(|_| true),
             Err(ConfinementError::Vanished { .. }) => Ok(false),
             Err(e) => Err(std::io::Error::other(e.to_string())),
@@ -248,7 +248,7 @@ mod tests {
         std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
         let vda = DeviceId { major: 254, minor: 0 };
         std::fs::write(cg.join("io.max"), "").expect("io.max");
-        let (mut e, _) = Enforcer::open(tmp.clone(), vec!["/work".into()], &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
+        let (mut e, _) = Enforcer::open(tmp.clone(), Scope::new(vec!["/work".into()], None), &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
         let quota = Setting::CpuMax { millicores: 300, period_us: 100_000 };
         e.apply(&decision(1, quota.clone()), Timestamp(1)).expect("first write");
         assert_eq!(std::fs::read_to_string(cg.join("cpu.max")).expect("read"), "30000 100000");
