@@ -278,6 +278,8 @@ impl Setup {
         let mut cmd = Command::new(binary("TRUCE_AGENT_BIN", "truce-agent"));
         cmd.args(["run", "--config"]).arg(self.agent_config());
         if self.trace_agent {
+            // The kernel's BPF run-time stats too: what the probes cost the workloads they run on.
+            cmd.arg("--probe-run-time");
             cmd.env("TRUCE_LOG", "info,truce_agent=debug").env("TRUCE_LOG_FORMAT", "json");
         }
         Proc::spawn("agent", cmd, &self.dir.join("agent.log"), Some(&self.system_cgroup()))
@@ -314,14 +316,23 @@ impl Setup {
     /// One unlabelled sample of the agent's Prometheus endpoint (its default `metrics.listen`),
     /// None when it cannot be read. Parsed by the same strict parser the loopback scrapes use.
     pub fn agent_counter(&self, name: &str) -> Option<f64> {
+        crate::loopback::metric(&self.agent_metrics()?, name, &[])
+    }
+
+    /// Every sample of `name` on the agent's endpoint, by the value of its label `label`.
+    pub fn agent_counters_by(&self, name: &str, label: &str) -> Vec<(String, f64)> {
+        let samples = self.agent_metrics().unwrap_or_default();
+        samples.into_iter().filter(|s| s.name == name).filter_map(|s| Some((s.labels.get(label)?.clone(), s.value))).collect()
+    }
+
+    fn agent_metrics(&self) -> Option<Vec<truce_common::metrics::Sample>> {
         use std::io::{Read, Write};
         let mut conn = std::net::TcpStream::connect_timeout(&"127.0.0.1:9447".parse().ok()?, Duration::from_secs(2)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
         let mut reply = String::new();
         conn.read_to_string(&mut reply).ok()?;
-        let samples = truce_common::metrics::parse_exposition(reply.split_once("\r\n\r\n")?.1).ok()?;
-        crate::loopback::metric(&samples, name, &[])
+        truce_common::metrics::parse_exposition(reply.split_once("\r\n\r\n")?.1).ok()
     }
 
     /// The knobs truce may set, for every demo cgroup: (cgroup, file, value).

@@ -26,6 +26,7 @@ use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, RemoteArbiter, Setup, VICTIM,
 
 mod aside;
 mod reaction;
+mod trace;
 
 use aside::StepAside;
 
@@ -116,6 +117,7 @@ fn phase(
     let agent_cpu_at_start = agent.and_then(Proc::cpu_time);
     let agent_threads_at_start = agent.map(Proc::thread_cpu_times).unwrap_or_default();
     let samples_at_start = agent.and_then(|_| s.agent_counter("truce_agent_periods_total"));
+    let probes_at_start = trace::ProbeTime::read(s, agent);
     let secs = seconds.to_string();
     let victim = s.start_load(VICTIM, &refs(&victim_args(s, seconds)))?;
     let cpu = if hogs {
@@ -190,10 +192,11 @@ fn phase(
     if let Some(n) = agent_samples {
         println!("  the agent took {n} samples ({:.0} periods of {} ms)", start.elapsed().as_secs_f64() * 1000.0 / s.period_ms as f64, s.period_ms);
     }
+    probes_at_start.print_since(s, agent, start.elapsed());
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
     if s.trace_agent && agent.is_some() {
-        print_trace(s, start_unix_ms);
+        trace::print_timeline(s, start_unix_ms);
     }
     let settled = first_write.map(|at| settled_p99(&s.requests_file(), at)).transpose()?;
     let cpu = cpu
@@ -313,21 +316,6 @@ fn demo(args: &[String]) -> Result<()> {
     }
     s.remove_cgroups();
     report(&phases)
-}
-
-/// `--trace`: the agent's timeline over the phase's first 4 s (ms from the antagonists' start)
-/// next to the victim's slowest requests then, to tell what the agent did when they waited.
-fn print_trace(s: &Setup, start_unix_ms: u64) {
-    let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
-    for (ms, message, fields) in truce_tests::agent_trace::timeline(&log, start_unix_ms, -500, 4000) {
-        println!("  trace {ms:>6} ms  {message}  {}", Value::Object(fields));
-    }
-    let text = std::fs::read_to_string(s.requests_file()).unwrap_or_default();
-    let mut slow: Vec<(u64, u64)> = text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(a, u)| Some((a.parse().ok()?, u.parse().ok()?))).filter(|&(a, _)| a <= 4000).collect();
-    slow.sort_by_key(|&(_, us)| std::cmp::Reverse(us));
-    for (at, us) in slow.iter().take(12) {
-        println!("  slow request: arrived {at:>6} ms, took {:.1} ms", *us as f64 / 1000.0);
-    }
 }
 
 /// A control for the yield cut: its setting (both antagonists at `cpu.weight` 1) written by

@@ -1,0 +1,47 @@
+//! What `--trace` adds to a phase: the agent's timeline next to the victim's slowest requests,
+//! and what the agent's probes cost in the kernel (the agent runs with `--probe-run-time`).
+use serde_json::Value;
+use std::time::Duration;
+use truce_tests::scenario::{Proc, Setup};
+
+/// `--trace`: the agent's timeline over the phase's first 4 s (ms from the antagonists' start)
+/// next to the victim's slowest requests then, to tell what the agent did when they waited.
+pub fn print_timeline(s: &Setup, start_unix_ms: u64) {
+    let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
+    for (ms, message, fields) in truce_tests::agent_trace::timeline(&log, start_unix_ms, -500, 4000) {
+        println!("  trace {ms:>6} ms  {message}  {}", Value::Object(fields));
+    }
+    let text = std::fs::read_to_string(s.requests_file()).unwrap_or_default();
+    let mut slow: Vec<(u64, u64)> = text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(a, u)| Some((a.parse().ok()?, u.parse().ok()?))).filter(|&(a, _)| a <= 4000).collect();
+    slow.sort_by_key(|&(_, us)| std::cmp::Reverse(us));
+    for (at, us) in slow.iter().take(12) {
+        println!("  slow request: arrived {at:>6} ms, took {:.1} ms", *us as f64 / 1000.0);
+    }
+}
+
+/// Seconds the kernel spent in each probe program by some moment (empty when not tracing).
+pub struct ProbeTime(Vec<(String, f64)>);
+
+impl ProbeTime {
+    pub fn read(s: &Setup, agent: Option<&Proc>) -> ProbeTime {
+        if !s.trace_agent || agent.is_none() {
+            return ProbeTime(Vec::new());
+        }
+        ProbeTime(s.agent_counters_by("truce_agent_probe_run_time_seconds_total", "program"))
+    }
+
+    /// Print the probes' kernel time since this reading, over `elapsed`. The probes run in the
+    /// workloads' own context (scheduler, block and network paths), so this is CPU the agent's
+    /// own figure leaves out.
+    pub fn print_since(&self, s: &Setup, agent: Option<&Proc>, elapsed: Duration) {
+        let now = ProbeTime::read(s, agent);
+        if now.0.is_empty() {
+            return;
+        }
+        let before = |program: &str| self.0.iter().find(|(p, _)| p == program).map_or(0.0, |(_, t)| *t);
+        let spent: Vec<(&str, f64)> = now.0.iter().map(|(p, t)| (p.as_str(), t - before(p))).filter(|(_, t)| *t > 0.0).collect();
+        let total: f64 = spent.iter().map(|(_, t)| t).sum();
+        let parts: Vec<String> = spent.iter().map(|(p, t)| format!("{p} {:.1} ms", t * 1000.0)).collect();
+        println!("  the probes ran {:.1} ms in the kernel ({:.2} % of one CPU): {}", total * 1000.0, total * 100.0 / elapsed.as_secs_f64(), parts.join(", "));
+    }
+}
