@@ -38,7 +38,8 @@ idle_timeout = "1500ms"
 connect_timeout = "3s"
 
 [enforce]
-# Subtrees of the cgroup2 mount truce may write under; nothing else is ever touched.
+# Subtrees of the cgroup2 mount truce may write under; nothing else is ever touched. The
+# agent's own cgroup and those above it are never managed, even below a root.
 roots = ["/truce.slice"]
 # Originals of every slot truce changed, fsync'd before the first write.
 journal = "/var/lib/truce/journal.jsonl"

@@ -4,19 +4,41 @@ use serde_json::Value;
 use std::time::Duration;
 use truce_tests::scenario::{Proc, Setup};
 
-/// `--trace`: the agent's timeline over the phase's first 4 s (ms from the antagonists' start)
-/// next to the victim's slowest requests then, to tell what the agent did when they waited.
+/// `--trace`: the victim's slowest requests over the whole phase, each cluster of them (within
+/// 500 ms of each other) with the agent's timeline around it (ms from the antagonists' start),
+/// to tell what the agent did when they waited.
 pub fn print_timeline(s: &Setup, start_unix_ms: u64) {
     let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
-    for (ms, message, fields) in truce_tests::agent_trace::timeline(&log, start_unix_ms, -500, 4000) {
-        println!("  trace {ms:>6} ms  {message}  {}", Value::Object(fields));
-    }
     let text = std::fs::read_to_string(s.requests_file()).unwrap_or_default();
-    let mut slow: Vec<(u64, u64)> = text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(a, u)| Some((a.parse().ok()?, u.parse().ok()?))).filter(|&(a, _)| a <= 4000).collect();
+    let mut slow: Vec<(u64, u64)> = text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(a, u)| Some((a.parse().ok()?, u.parse().ok()?))).collect();
     slow.sort_by_key(|&(_, us)| std::cmp::Reverse(us));
-    for (at, us) in slow.iter().take(12) {
-        println!("  slow request: arrived {at:>6} ms, took {:.1} ms", *us as f64 / 1000.0);
+    slow.truncate(12);
+    slow.sort_unstable();
+    for cluster in clusters(&slow) {
+        let from = cluster[0].0 as i64 - 500;
+        let to = cluster.iter().map(|&(at, us)| (at + us / 1000) as i64).max().unwrap_or(from) + 100;
+        println!("  around {} ms:", cluster[0].0);
+        for (ms, message, fields) in truce_tests::agent_trace::timeline(&log, start_unix_ms, from, to) {
+            println!("    trace {ms:>6} ms  {message}  {}", Value::Object(fields));
+        }
+        for (at, us) in cluster {
+            println!("    slow request: arrived {at:>6} ms, took {:.1} ms", *us as f64 / 1000.0);
+        }
     }
+}
+
+/// Requests (arrival ms, latency us) sorted by arrival, split where two are 500 ms apart.
+fn clusters(requests: &[(u64, u64)]) -> Vec<&[(u64, u64)]> {
+    let mut out = Vec::new();
+    let mut first = 0;
+    for i in 1..=requests.len() {
+        if i == requests.len() || requests[i].0 - requests[i - 1].0 > 500 {
+            out.push(&requests[first..i]);
+            first = i;
+        }
+    }
+    out.retain(|c| !c.is_empty());
+    out
 }
 
 /// Seconds the kernel spent in each probe program by some moment (empty when not tracing).
