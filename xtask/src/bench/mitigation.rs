@@ -13,9 +13,11 @@
 //! `forecast.cpu_share`, one boot each; 0 turns forecasting off), `--system-weight A,B` (the
 //! `cpu.weight` of the daemons' cgroup against the workloads' 100, one boot each), `--cuts`
 //! (the phases after "without truce", default observe,quota,weight,yield; `static` adds a
-//! control with the yield cut's setting written by hand and no agent), `--io-hog on,off`
+//! control with the yield cut's setting written by hand and no agent, `static-observe` the
+//! same with the agent running and no arbiter), `--io-hog on,off`
 //! (off leaves the I/O antagonist out; one boot each), `--trace` (each agent phase prints the
-//! agent's timeline over its first 4 s next to the victim's slowest requests then), `--arbiter vm,host` (default host: the
+//! victim's slowest requests with the agent's timeline around them, and the probes' kernel
+//! run time), `--arbiter vm,host` (default host: the
 //! arbiter on this host, as in production where it is another machine; `vm` runs it in the
 //! guest, sharing the victim's vCPUs; one boot each). Under single-threaded TCG the vCPUs take
 //! turns on one host thread, up to 100 ms each while both are busy, so with 2 vCPUs a busy
@@ -39,8 +41,9 @@ struct Row {
 }
 
 /// The phases a boot runs after "isolated" and "without truce", per round (`--cuts`).
-/// "static" is a control: the yield cut's setting written by hand, no agent.
-const CUTS: &str = "observe,quota,weight,yield,static";
+/// "static" is a control: the yield cut's setting written by hand, no agent; "static-observe"
+/// the same with the agent running and no arbiter (what the agent's presence costs there).
+const CUTS: &str = "observe,quota,weight,yield,static,static-observe";
 
 /// `NAME A,B,...`: one boot per value; absent, one boot with the default (None).
 fn list<T: std::str::FromStr>(rest: &[String], name: &str, valid: impl Fn(&T) -> bool, what: &str) -> Result<Vec<Option<T>>> {
@@ -129,7 +132,8 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
         ("quota", "truce, quota cut", "with truce/quota"),
         ("weight", "truce, weight cut", "with truce/weight"),
         ("yield", "truce, yield cut", "with truce/yield"),
-        ("static", "yield by hand", "static yield"),
+        ("static", "yield by hand", "static yield #"),
+        ("static-observe", "by hand + agent", "static yield, agent"),
     ]
     .into_iter()
     .filter(|(cut, ..)| cuts.split(',').any(|c| c.trim() == *cut))
@@ -162,7 +166,7 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
             r.samples_per_period.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
         );
     }
-    for (cut, _, r) in rows.iter().filter(|(cut, ..)| !["observe", "static"].contains(cut)) {
+    for (cut, _, r) in rows.iter().filter(|(cut, ..)| !["observe", "static", "static-observe"].contains(cut)) {
         println!(
             "goal ({cut} cuts): victim p99 with truce <= 1.2x isolated: {:.2}x (after truce's first write: {}x); antagonists keep >= 60 %: cpu {}, io {}",
             r.p99 / iso,

@@ -265,11 +265,17 @@ fn demo(args: &[String]) -> Result<()> {
             }
             // "observe": the agent runs with no arbiter to answer it, so its probes and
             // collection cost the victim what they cost, and nothing is enforced (a control).
-            let observe_only = cut == "observe";
+            // "static-observe": the same at the yield setting written by hand (see
+            // `static_yield`): what the agent's presence costs where truce's setting holds.
+            let by_hand = cut == "static-observe";
+            let observe_only = cut == "observe" || by_hand;
             if !observe_only {
                 s.cpu_cut = cut.to_string();
             }
             s.prepare()?;
+            if by_hand {
+                yield_by_hand(&s, "1")?;
+            }
             let arbiter = if observe_only { None } else { Some(s.start_arbiter_anywhere()?) };
             let agent = s.start_agent()?;
             // truce is a daemon that runs all the time: its start-up (loading the probes, which is
@@ -284,7 +290,9 @@ fn demo(args: &[String]) -> Result<()> {
                 );
             }
             std::thread::sleep(Duration::from_millis(3 * s.period_ms));
-            let name = if observe_only {
+            let name = if by_hand {
+                format!("static yield, agent #{round}")
+            } else if observe_only {
                 format!("agent only #{round}")
             } else {
                 format!("with truce/{cut} #{round}")
@@ -300,6 +308,9 @@ fn demo(args: &[String]) -> Result<()> {
             let clean = agent.terminate(Duration::from_secs(30));
             if let Some(a) = arbiter {
                 a.terminate(Duration::from_secs(10));
+            }
+            if by_hand {
+                yield_by_hand(&s, "100")?;
             }
             phases.push(with?);
             if !clean {
@@ -323,17 +334,19 @@ fn demo(args: &[String]) -> Result<()> {
 /// gives the victim, without the agent's own cost and without a reaction to wait for.
 fn static_yield(s: &Setup, round: u32, seconds: u64, io_device: Option<&str>) -> Result<Phase> {
     s.prepare()?;
-    let set = |weight: &str| -> Result<()> {
-        for cg in [CPU_HOG, IO_HOG] {
-            let file = s.cgroup(cg).join("cpu.weight");
-            std::fs::write(&file, weight).with_context(|| format!("writing {weight} to {}", file.display()))?;
-        }
-        Ok(())
-    };
-    set("1")?;
+    yield_by_hand(s, "1")?;
     let result = phase(s, &format!("static yield #{round}"), seconds, true, io_device, None);
-    set("100")?;
+    yield_by_hand(s, "100")?;
     result
+}
+
+/// Both antagonists' `cpu.weight`, written by hand.
+fn yield_by_hand(s: &Setup, weight: &str) -> Result<()> {
+    for cg in [CPU_HOG, IO_HOG] {
+        let file = s.cgroup(cg).join("cpu.weight");
+        std::fs::write(&file, weight).with_context(|| format!("writing {weight} to {}", file.display()))?;
+    }
+    Ok(())
 }
 
 fn report(phases: &[Phase]) -> Result<()> {
