@@ -68,7 +68,10 @@ pub fn accel_args() -> (Vec<String>, &'static str) {
     if forced != "tcg" && has_virt && kvm_loaded && Path::new("/dev/kvm").exists() {
         (vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()], "kvm")
     } else {
-        (vec!["-accel".into(), "tcg,thread=single,tb-size=256".into(), "-cpu".into(), "max".into()], "tcg,thread=single")
+        // TCG's translation cache in MiB; `TRUCE_VM_TB_MIB` overrides it for experiments (a
+        // full cache is flushed whole, and every guest task then runs retranslated code).
+        let tb_mib = std::env::var("TRUCE_VM_TB_MIB").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(256);
+        (vec!["-accel".into(), format!("tcg,thread=single,tb-size={tb_mib}"), "-cpu".into(), "max".into()], "tcg,thread=single")
     }
 }
 
