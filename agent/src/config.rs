@@ -16,6 +16,11 @@ period = "1s"
 # (50 ms of a 500 ms window waiting on CPU, memory or I/O: a PSI trigger), instead of up to a
 # period later. Needs PSI (boot with psi=1 where the kernel has it off).
 pressure_onset = true
+# How the agent's own threads are scheduled: "batch" (SCHED_BATCH: the same CPU weight, but a
+# waking agent thread never preempts a running workload; it runs when the CPU frees or at the
+# scheduler's next tick) or "normal" (SCHED_OTHER: it preempts on wakeup like any task, a
+# latency-sensitive neighbour waits for its slice). See docs/operations.md.
+cpu_policy = "batch"
 # Workload policies (priority, SLO, floors, ceilings, budget); optional.
 # workloads = "/etc/truce/workloads.toml"
 
@@ -103,6 +108,8 @@ struct FileConfig {
     period: String,
     #[serde(default = "yes")]
     pressure_onset: bool,
+    #[serde(default)]
+    cpu_policy: CpuPolicy,
     workloads: Option<PathBuf>,
     arbiter: FileArbiter,
     enforce: FileEnforce,
@@ -116,6 +123,17 @@ struct FileConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// `cpu_policy`: the scheduling policy of the agent's own threads (`cmd::scheduling`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuPolicy {
+    /// SCHED_BATCH: no wakeup preemption of running workloads.
+    #[default]
+    Batch,
+    /// SCHED_OTHER.
+    Normal,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -205,6 +223,7 @@ pub struct AgentConfig {
     pub period: Duration,
     /// Sample early when a managed workload's PSI trigger fires (`cmd::pressure`).
     pub pressure_onset: bool,
+    pub cpu_policy: CpuPolicy,
     pub workloads: Option<PathBuf>,
     /// Resolved addresses, in the configured order (names are resolved by [`AgentConfig::load`]).
     pub endpoints: Vec<SocketAddr>,
@@ -308,6 +327,7 @@ impl AgentConfig {
             host: f.host,
             period,
             pressure_onset: f.pressure_onset,
+            cpu_policy: f.cpu_policy,
             workloads: f.workloads,
             endpoints,
             endpoint_specs: f.arbiter.endpoints,

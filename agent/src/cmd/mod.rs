@@ -10,6 +10,7 @@ pub mod replay;
 mod reporting;
 pub mod run;
 pub mod sampler;
+mod scheduling;
 mod table;
 
 use clap::ValueEnum;

@@ -41,6 +41,11 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut cfg = AgentConfig::load_for(&args.config, args.host.as_deref())?;
     args.telemetry.apply(&mut cfg.telemetry);
+    // Before the sampler's, the forecaster's and the client's threads start: they inherit it.
+    match super::scheduling::apply(cfg.cpu_policy) {
+        Ok(threads) => tracing::info!(policy = ?cfg.cpu_policy, threads, "the agent's threads' CPU scheduling policy"),
+        Err(e) => tracing::warn!(policy = ?cfg.cpu_policy, error = %e, "cannot set the agent's CPU scheduling policy; it keeps the one it was started with"),
+    }
     let workloads = match &cfg.workloads {
         Some(p) => WorkloadConfig::load(p).with_context(|| format!("loading workload policies {}", p.display()))?,
         None => WorkloadConfig::default(),
