@@ -64,6 +64,8 @@ pub struct Setup {
     /// the kernel's default, 100): how much of a contended CPU the agent is given against the
     /// workloads, which a host sets with the unit's `CPUWeight=`.
     pub system_weight: Option<u32>,
+    /// The agent's `cpu_policy` ("batch" or "normal"; None: its default).
+    pub agent_cpu_policy: Option<String>,
 }
 
 /// An arbiter another machine runs for this scenario: the benchmarks' host side
@@ -155,6 +157,7 @@ impl Setup {
             trace_agent: false,
             forecast_cpu_share: None,
             system_weight: None,
+            agent_cpu_policy: None,
         }
     }
 
@@ -227,9 +230,10 @@ impl Setup {
         std::fs::write(
             self.agent_config(),
             format!(
-                "host = \"{HOST}\"\nperiod = \"{period}ms\"\npressure_onset = {onset}\nworkloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"{endpoint}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n",
+                "host = \"{HOST}\"\nperiod = \"{period}ms\"\npressure_onset = {onset}\n{policy}workloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"{endpoint}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n",
                 period = self.period_ms,
                 onset = self.pressure_onset,
+                policy = self.agent_cpu_policy.as_ref().map_or_else(String::new, |p| format!("cpu_policy = \"{p}\"\n")),
                 w = workloads.display(),
                 endpoint = self.remote.as_ref().map_or_else(|| format!("127.0.0.1:{}", self.port), |r| r.endpoint.to_string()),
                 certs = certs.display(),
@@ -283,6 +287,13 @@ impl Setup {
             cmd.env("TRUCE_LOG", "info,truce_agent=debug").env("TRUCE_LOG_FORMAT", "json");
         }
         Proc::spawn("agent", cmd, &self.dir.join("agent.log"), Some(&self.system_cgroup()))
+    }
+
+    /// Start a `truce-demo-load` mode in the daemons' cgroup, where the agent would run.
+    pub fn start_daemon_load(&self, args: &[&str]) -> Result<Proc> {
+        let mut cmd = Command::new(binary("TRUCE_LOAD_BIN", "truce-demo-load"));
+        cmd.args(args);
+        Proc::spawn("daemon-load", cmd, &self.dir.join("daemon-load.out"), Some(&self.system_cgroup()))
     }
 
     /// Start a `truce-demo-load` mode inside one of the demo's cgroups.

@@ -45,6 +45,9 @@ pub struct Args {
     /// `CPUWeight=`: how much of a contended CPU the agent gets against the workloads.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub system_weight: Option<u32>,
+    /// The agent's `cpu_policy`, batch or normal (default: the agent's own, batch).
+    #[arg(long, value_parser = ["batch", "normal"])]
+    pub agent_policy: Option<String>,
     /// Leave the I/O antagonist out: the CPU antagonist alone, to tell what the I/O
     /// antagonist (and under TCG, emulating its disk) costs the victim.
     #[arg(long)]
@@ -121,6 +124,9 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     }
     if let Some(weight) = args.system_weight {
         common += &format!(" --system-weight {weight}");
+    }
+    if let Some(policy) = &args.agent_policy {
+        common += &format!(" --agent-policy {policy}");
     }
     if args.no_io_hog {
         common += " --no-io-hog";

@@ -4,6 +4,7 @@
 //! truce-demo-load victim --seconds S [--interval-ms 10] [--work-us 2000] [--latency-file F]
 //! truce-demo-load cpu    --seconds S [--threads N]
 //! truce-demo-load io     --seconds S --device /dev/vda [--span-mib 192]
+//! truce-demo-load burst  --seconds S [--every-ms 500] [--busy-ms 25] [--pieces 4]
 //! ```
 //!
 //! `victim` is a latency-sensitive service: a request arrives every interval (open loop, so a
@@ -11,7 +12,9 @@
 //! runs from arrival to completion, so run-queue waits show up in it. Every second it writes
 //! the last second's p99 in ms to the latency file (the agent's SLO input). `cpu` spins N
 //! threads and counts work units; `io` writes 1 MiB blocks with O_DIRECT. Each prints one JSON
-//! line with what it measured when its time is up (or on SIGTERM).
+//! line with what it measured when its time is up (or on SIGTERM). `burst` stands in for a
+//! daemon: every `every-ms` it spins `busy-ms` of CPU time in `pieces` pieces 1 ms of sleep
+//! apart (a daemon's hand-offs between threads), and sleeps otherwise.
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,6 +149,36 @@ fn cpu(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+fn burst(args: &[String]) -> Result<()> {
+    let seconds: f64 = arg(args, "--seconds", None)?;
+    let every = Duration::from_millis(arg(args, "--every-ms", Some(500))?);
+    let busy_ns = arg::<u64>(args, "--busy-ms", Some(25))? * 1_000_000;
+    let pieces = arg::<u64>(args, "--pieces", Some(4))?.max(1);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut next = start;
+    let mut bursts = 0u64;
+    while !stopped(deadline) {
+        for piece in 0..pieces {
+            if piece > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let begin = thread_cpu_ns();
+            while thread_cpu_ns().saturating_sub(begin) < busy_ns / pieces {
+                std::hint::spin_loop();
+            }
+        }
+        bursts += 1;
+        next += every;
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep(next - now);
+        }
+    }
+    println!("{}", serde_json::json!({"kind": "burst", "bursts": bursts, "seconds": start.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
 fn io(args: &[String]) -> Result<()> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     const BLOCK: usize = 1 << 20;
@@ -188,7 +221,8 @@ fn main() {
         Some("victim") => victim(&args[1..]),
         Some("cpu") => cpu(&args[1..]),
         Some("io") => io(&args[1..]),
-        _ => Err(anyhow::anyhow!("usage: truce-demo-load victim|cpu|io --seconds S [options] (see the source's header)")),
+        Some("burst") => burst(&args[1..]),
+        _ => Err(anyhow::anyhow!("usage: truce-demo-load victim|cpu|io|burst --seconds S [options] (see the source's header)")),
     });
     if let Err(e) = result {
         eprintln!("truce-demo-load: error: {e:#}");

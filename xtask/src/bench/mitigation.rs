@@ -11,10 +11,12 @@
 //! `--period-ms A,B` (the agent's period; default 500, one boot each), `--host` (run on this host instead of the VM), `--vcpus A,B` (default
 //! 1,2: one boot each, printed one after the other), `--forecast-share A,B` (the agent's
 //! `forecast.cpu_share`, one boot each; 0 turns forecasting off), `--system-weight A,B` (the
-//! `cpu.weight` of the daemons' cgroup against the workloads' 100, one boot each), `--cuts`
+//! `cpu.weight` of the daemons' cgroup against the workloads' 100, one boot each),
+//! `--agent-policy batch,normal` (the agent's `cpu_policy`, one boot each), `--cuts`
 //! (the phases after "without truce", default observe,quota,weight,yield; `static` adds a
 //! control with the yield cut's setting written by hand and no agent, `static-observe` the
-//! same with the agent running and no arbiter), `--io-hog on,off`
+//! same with the agent running and no arbiter, `static-burst` with a stand-in daemon
+//! spinning 25 ms every 500 ms instead), `--io-hog on,off`
 //! (off leaves the I/O antagonist out; one boot each), `--trace` (each agent phase prints the
 //! victim's slowest requests with the agent's timeline around them, and the probes' kernel
 //! run time), `--arbiter vm,host` (default host: the
@@ -42,8 +44,9 @@ struct Row {
 
 /// The phases a boot runs after "isolated" and "without truce", per round (`--cuts`).
 /// "static" is a control: the yield cut's setting written by hand, no agent; "static-observe"
-/// the same with the agent running and no arbiter (what the agent's presence costs there).
-const CUTS: &str = "observe,quota,weight,yield,static,static-observe";
+/// the same with the agent running and no arbiter (what the agent's presence costs there),
+/// "static-burst" with a stand-in daemon instead (the agent's CPU, none of its code).
+const CUTS: &str = "observe,quota,weight,yield,static,static-observe,static-burst";
 
 /// `NAME A,B,...`: one boot per value; absent, one boot with the default (None).
 fn list<T: std::str::FromStr>(rest: &[String], name: &str, valid: impl Fn(&T) -> bool, what: &str) -> Result<Vec<Option<T>>> {
@@ -71,6 +74,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     let periods: Vec<u64> = super::numbers(&flag(rest, "--period-ms", "500".to_string()), "--period-ms")?;
     let shares: Vec<Option<f64>> = list(rest, "--forecast-share", |s: &f64| (0.0..=1.0).contains(s), "a share between 0 and 1")?;
     let weights: Vec<Option<u32>> = list(rest, "--system-weight", |w: &u32| (1..=10_000).contains(w), "a cpu.weight from 1 to 10000")?;
+    let policies: Vec<Option<String>> = list(rest, "--agent-policy", |p: &String| ["batch", "normal"].contains(&p.as_str()), "batch or normal")?;
     let io_hogs: Vec<Option<bool>> = list(rest, "--io-hog", |_: &super::OnOff| true, "on or off")?.into_iter().map(|o| o.map(|super::OnOff(on)| on)).collect();
     // By default every truce cut and the agent-only control; "static" only when asked.
     let cuts = flag(rest, "--cuts", "observe,quota,weight,yield".to_string());
@@ -80,8 +84,12 @@ pub fn run(rest: &[String]) -> Result<()> {
     for n in vcpus {
         for &arbiter in &places {
             for &period_ms in &periods {
-                let knobs = shares.iter().flat_map(|s| weights.iter().map(move |w| (s, w))).flat_map(|(s, w)| io_hogs.iter().map(move |i| (s, w, i)));
-                for (&forecast_share, &system_weight, &io_hog) in knobs {
+                let knobs = shares
+                    .iter()
+                    .flat_map(|s| weights.iter().map(move |w| (s, w)))
+                    .flat_map(|(s, w)| io_hogs.iter().map(move |i| (s, w, i)))
+                    .flat_map(|(s, w, i)| policies.iter().map(move |p| (s, w, i, p)));
+                for (&forecast_share, &system_weight, &io_hog, policy) in knobs {
                     let args = demo::Args {
                         seconds: flag(rest, "--seconds", 20),
                         rounds: flag(rest, "--rounds", 2),
@@ -92,6 +100,7 @@ pub fn run(rest: &[String]) -> Result<()> {
                         arbiter,
                         forecast_share,
                         system_weight,
+                        agent_policy: policy.clone(),
                         no_io_hog: io_hog == Some(false),
                         trace: rest.iter().any(|a| a == "--trace"),
                     };
@@ -134,6 +143,7 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
         ("yield", "truce, yield cut", "with truce/yield"),
         ("static", "yield by hand", "static yield #"),
         ("static-observe", "by hand + agent", "static yield, agent"),
+        ("static-burst", "by hand + burst", "static yield, burst"),
     ]
     .into_iter()
     .filter(|(cut, ..)| cuts.split(',').any(|c| c.trim() == *cut))
@@ -145,6 +155,7 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
     };
     let forecast = args.forecast_share.map_or_else(String::new, |s| format!(", forecast.cpu_share {s}"))
         + &args.system_weight.map_or_else(String::new, |w| format!(", daemons' cpu.weight {w}"))
+        + &args.agent_policy.as_ref().map_or_else(String::new, |p| format!(", agent cpu_policy {p}"))
         + if args.no_io_hog { ", no I/O antagonist" } else { "" };
     println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms{forecast}, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host".to_string() } else { format!("VM, TCG, {} vCPU, arbiter on the {}", args.vcpus, args.arbiter.name()) });
     println!(
@@ -166,7 +177,7 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
             r.samples_per_period.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
         );
     }
-    for (cut, _, r) in rows.iter().filter(|(cut, ..)| !["observe", "static", "static-observe"].contains(cut)) {
+    for (cut, _, r) in rows.iter().filter(|(cut, ..)| !["observe", "static", "static-observe", "static-burst"].contains(cut)) {
         println!(
             "goal ({cut} cuts): victim p99 with truce <= 1.2x isolated: {:.2}x (after truce's first write: {}x); antagonists keep >= 60 %: cpu {}, io {}",
             r.p99 / iso,

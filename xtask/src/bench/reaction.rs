@@ -11,7 +11,9 @@
 //! agent, sharing its vCPUs; both side by side in one boot), `--trace` (the agent logs at debug
 //! level and each trial's timeline is printed: trigger, samples, bids, writes, ms from onset),
 //! `--system-weight A,B` (the `cpu.weight` of the daemons' cgroup against the workloads' 100,
-//! as a unit's `CPUWeight=` sets it; side by side in one boot; default: the kernel's 100).
+//! as a unit's `CPUWeight=` sets it; side by side in one boot; default: the kernel's 100),
+//! `--agent-policy batch,normal` (the agent's `cpu_policy`; side by side in one boot; default:
+//! the agent's own).
 use crate::demo::Place;
 use anyhow::{Context, Result, bail};
 
@@ -36,11 +38,18 @@ pub fn run(rest: &[String]) -> Result<()> {
     if let Some(w) = weights.iter().find(|&&w| w > 10_000) {
         bail!("--system-weight: {w} is not a cpu.weight from 1 to 10000");
     }
-    let mut variants: Vec<(u64, bool, Place, u32)> = Vec::new();
+    // The agent's cpu_policy ("": its default).
+    let policies: Vec<String> = flag(rest, "--agent-policy", "").split(',').map(|p| p.trim().to_string()).collect();
+    if let Some(p) = policies.iter().find(|p| !["", "batch", "normal"].contains(&p.as_str())) {
+        bail!("--agent-policy: {p:?} is neither batch nor normal");
+    }
+    let mut variants: Vec<(u64, bool, Place, u32, &str)> = Vec::new();
     for &p in &periods {
         for &o in &onsets {
             for &w in &weights {
-                variants.extend(places.iter().map(|&a| (p, o, a, w)));
+                for policy in &policies {
+                    variants.extend(places.iter().map(|&a| (p, o, a, w, policy.as_str())));
+                }
             }
         }
     }
@@ -49,14 +58,15 @@ pub fn run(rest: &[String]) -> Result<()> {
     let on_off = |o: bool| if o { "on" } else { "off" };
     let script = variants
         .iter()
-        .map(|&(p, o, a, w)| {
+        .map(|&(p, o, a, w, policy)| {
             format!(
-                "truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{}-{}-{w} --trials {trials} --period-ms {p} --round-ms 100 --onset {} --arbiter {}{}{}",
+                "truce-demo-scenario reaction --dir /tmp/truce-reaction-{p}-{}-{}-{w}-{policy} --trials {trials} --period-ms {p} --round-ms 100 --onset {} --arbiter {}{}{}{}",
                 on_off(o),
                 a.name(),
                 on_off(o),
                 a.scenario_arg(),
                 if w > 0 { format!(" --system-weight {w}") } else { String::new() },
+                if policy.is_empty() { String::new() } else { format!(" --agent-policy {policy}") },
                 if trace { " --trace" } else { "" }
             )
         })
@@ -76,9 +86,9 @@ pub fn run(rest: &[String]) -> Result<()> {
         }
     }
     println!("\nbench reaction (VM, TCG; onset = antagonist start, end = first cgroup write truce made)");
-    println!("{:>6} {:>10} {:>15} {:>8} {:>14} {:>7} {:>10} {:>10} {:>10}", "vCPUs", "period", "pressure_onset", "arbiter", "daemons' weight", "trials", "p50", "p99", "max");
+    println!("{:>6} {:>10} {:>15} {:>8} {:>14} {:>8} {:>7} {:>10} {:>10} {:>10}", "vCPUs", "period", "pressure_onset", "arbiter", "daemons' weight", "policy", "trials", "p50", "p99", "max");
     for (n, console) in &tables {
-        for &(p, o, a, w) in &variants {
+        for &(p, o, a, w, policy) in &variants {
             let mut ms: Vec<f64> = console
                 .iter()
                 .filter_map(|l| l.find('{').map(|i| &l[i..]))
@@ -87,14 +97,16 @@ pub fn run(rest: &[String]) -> Result<()> {
                 // Runs from before the arbiter could move name no place: the VM.
                 .filter(|v| v["arbiter"].as_str().unwrap_or("here") == a.scenario_arg())
                 .filter(|v| v["system_weight"].as_u64().unwrap_or(0) == u64::from(w))
+                .filter(|v| v["agent_policy"].as_str().unwrap_or("") == policy)
                 .filter_map(|v| v["reaction_ms"].as_f64())
                 .collect();
             if ms.is_empty() {
-                bail!("no reaction measured with {n} vCPU at period {p} ms with pressure_onset {}, the arbiter on the {} and the daemons' weight {w}", on_off(o), a.name());
+                bail!("no reaction measured with {n} vCPU at period {p} ms with pressure_onset {}, the arbiter on the {}, the daemons' weight {w} and the agent's policy {policy:?}", on_off(o), a.name());
             }
             ms.sort_by(f64::total_cmp);
             let weight = if w > 0 { w.to_string() } else { "default".into() };
-            println!("{:>6} {:>7} ms {:>15} {:>8} {:>14} {:>7} {:>7.0} ms {:>7.0} ms {:>7.0} ms", n, p, on_off(o), a.name(), weight, ms.len(), percentile(&ms, 0.5), percentile(&ms, 0.99), ms[ms.len() - 1]);
+            let policy = if policy.is_empty() { "default" } else { policy };
+            println!("{:>6} {:>7} ms {:>15} {:>8} {:>14} {:>8} {:>7} {:>7.0} ms {:>7.0} ms {:>7.0} ms", n, p, on_off(o), a.name(), weight, policy, ms.len(), percentile(&ms, 0.5), percentile(&ms, 0.99), ms[ms.len() - 1]);
         }
     }
     println!("goal: p99 <= 300 ms");

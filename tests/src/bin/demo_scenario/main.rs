@@ -2,8 +2,8 @@
 //! test VM, or on a host with `cargo xtask demo --host`).
 //!
 //! ```text
-//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts observe,quota,weight,yield,static] [--arbiter here|remote] [--forecast-share S] [--system-weight W] [--no-io-hog] [--trace]
-//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace] [--system-weight W]
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts observe,quota,weight,yield,static] [--arbiter here|remote] [--forecast-share S] [--system-weight W] [--agent-policy batch|normal] [--no-io-hog] [--trace]
+//! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace] [--system-weight W] [--agent-policy batch|normal]
 //! ```
 //!
 //! `--arbiter remote` leaves the arbiter to another machine, as in production (the VM's host
@@ -242,6 +242,7 @@ fn demo(args: &[String]) -> Result<()> {
     s.period_ms = arg(args, "--period-ms", 500)?;
     s.forecast_cpu_share = opt_arg(args, "--forecast-share")?;
     s.system_weight = opt_arg(args, "--system-weight")?;
+    s.agent_cpu_policy = opt_arg(args, "--agent-policy")?;
     s.trace_agent = args.iter().any(|a| a == "--trace");
     s.remote = remote_arbiter(args)?;
     s.prepare()?;
@@ -259,8 +260,8 @@ fn demo(args: &[String]) -> Result<()> {
             None,
         )?);
         for cut in cuts.split(',').map(str::trim) {
-            if cut == "static" {
-                phases.push(static_yield(&s, round, seconds, io_device)?);
+            if cut == "static" || cut == "static-burst" {
+                phases.push(static_yield(&s, round, seconds, io_device, cut == "static-burst")?);
                 continue;
             }
             // "observe": the agent runs with no arbiter to answer it, so its probes and
@@ -332,10 +333,18 @@ fn demo(args: &[String]) -> Result<()> {
 /// A control for the yield cut: its setting (both antagonists at `cpu.weight` 1) written by
 /// hand before the antagonists start, with no agent and no arbiter. What the setting alone
 /// gives the victim, without the agent's own cost and without a reaction to wait for.
-fn static_yield(s: &Setup, round: u32, seconds: u64, io_device: Option<&str>) -> Result<Phase> {
+/// With `burst`, a stand-in daemon runs in the daemons' cgroup meanwhile: 25 ms of CPU every
+/// 500 ms in four pieces (about what the agent uses, none of its code), to tell a daemon's CPU
+/// from what else the agent does.
+fn static_yield(s: &Setup, round: u32, seconds: u64, io_device: Option<&str>, burst: bool) -> Result<Phase> {
     s.prepare()?;
     yield_by_hand(s, "1")?;
-    let result = phase(s, &format!("static yield #{round}"), seconds, true, io_device, None);
+    let daemon = if burst { Some(s.start_daemon_load(&["burst", "--seconds", &(seconds + 5).to_string()])?) } else { None };
+    let name = if burst { format!("static yield, burst #{round}") } else { format!("static yield #{round}") };
+    let result = phase(s, &name, seconds, true, io_device, None);
+    if let Some(d) = daemon {
+        d.terminate(Duration::from_secs(10));
+    }
     yield_by_hand(s, "100")?;
     result
 }

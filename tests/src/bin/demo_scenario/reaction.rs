@@ -19,6 +19,7 @@ pub fn run(args: &[String]) -> Result<()> {
     s.remote = remote_arbiter(args)?;
     s.trace_agent = args.iter().any(|a| a == "--trace");
     s.system_weight = opt_arg(args, "--system-weight")?;
+    s.agent_cpu_policy = opt_arg(args, "--agent-policy")?;
     let mut times = Vec::new();
     for trial in 1..=trials {
         s.prepare()?;
@@ -45,7 +46,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Some(t) => {
                 println!(
                     "{}",
-                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "arbiter": if s.remote.is_some() { "remote" } else { "here" }, "system_weight": s.system_weight, "onset_unix_ms": onset_unix_ms})
+                    json!({"reaction_ms": t.as_secs_f64() * 1000.0, "trial": trial, "period_ms": s.period_ms, "onset": s.pressure_onset, "arbiter": if s.remote.is_some() { "remote" } else { "here" }, "system_weight": s.system_weight, "agent_policy": s.agent_cpu_policy, "onset_unix_ms": onset_unix_ms})
                 );
                 times.push(t);
             }
