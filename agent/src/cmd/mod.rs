@@ -11,6 +11,7 @@ mod reporting;
 pub mod run;
 pub mod sampler;
 mod scheduling;
+mod status_file;
 mod table;
 
 use clap::ValueEnum;

@@ -8,7 +8,8 @@ use crate::brain::{Brain, BrainParams, Round, RoundInputs};
 use super::forecasting::ForecastWorker;
 use super::pressure::{FollowUps, OnsetParams, OnsetWatch};
 use crate::config::AgentConfig;
-use crate::enforce::{BidStatus, Enforcer, Floors, LeaseStatus, Scope, Status, WorkloadStatus, status_path};
+use super::status_file::write_status;
+use crate::enforce::{Enforcer, Floors, Scope, status_path};
 use crate::inspect::{Period, Telemetry, enforced};
 use crate::cgroupfs::Mode;
 use crate::probes::{PerfMode, error_chain};
@@ -311,10 +312,8 @@ fn read_latency_ms(path: &std::path::Path) -> Option<f64> {
 }
 
 /// The last round and the (id, cgroup, name) of the workloads it saw.
-type SeenRound = (Round, Vec<(WorkloadId, String, String)>);
+pub(super) type SeenRound = (Round, Vec<(WorkloadId, String, String)>);
 
-/// Rewrite the status file `truce-agent explain` reads. A failure is logged, never fatal: the
-/// status explains, it does not decide anything.
 /// One message from the arbiter: decisions are applied (or counted, on a host that only
 /// observes), the rest logged. Returns false when the client has stopped.
 #[allow(clippy::too_many_arguments)]
@@ -354,59 +353,4 @@ fn on_inbound(
         None => return false,
     }
     true
-}
-
-fn write_status(
-    path: &Path,
-    host: &str,
-    enforcing: bool,
-    enforcer: &Enforcer,
-    round: Option<&SeenRound>,
-    bids: &HashMap<WorkloadId, Bid>,
-    period: Duration,
-) {
-    let leases = enforcer
-        .leases()
-        .iter()
-        .map(|l| LeaseStatus {
-            lease: l.id.0,
-            cgroup: l.cgroup.clone(),
-            file: l.slot.to_string(),
-            setting: l.setting.clone(),
-            start: l.start,
-            expiry: l.expiry,
-            decision: l.decision.0,
-            bids: l.bids.iter().map(|b| b.0).collect(),
-            reasons: l.reasons.clone(),
-        })
-        .collect();
-    let workloads = round
-        .map(|(round, names)| {
-            names
-                .iter()
-                .map(|(id, cgroup, name)| {
-                    let estimate = round.estimates.iter().find(|e| e.workload == *id);
-                    WorkloadStatus {
-                        cgroup: cgroup.clone(),
-                        id: id.0,
-                        name: name.clone(),
-                        score: estimate.map(|e| e.score),
-                        antagonist: estimate.and_then(|e| e.antagonists.first()).map(|a| a.explanation.clone()),
-                        last_bid: bids.get(id).map(|b| BidStatus {
-                            id: b.id.0,
-                            at: b.at,
-                            asks: b.asks.iter().map(|a| format!("{} {} at <= {} /unit/s", a.resource, a.amount, a.max_price)).collect(),
-                            releases: b.releases.iter().map(|r| format!("{} {} at >= {} /unit/s", r.resource, r.amount, r.min_price)).collect(),
-                            slo_breach: b.slo_breach,
-                            reasons: b.reasons.clone(),
-                        }),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let status = Status { host: host.to_string(), pid: std::process::id(), at: now(), period_ms: period.as_millis() as u64, enforcing, leases, workloads };
-    if let Err(e) = status.write_atomic(path) {
-        tracing::warn!(file = %path.display(), cause = %e, "could not write the status file (`truce-agent explain` will be stale)");
-    }
 }
