@@ -9,6 +9,7 @@ pub mod loopback;
 pub mod agent_trace;
 pub mod phase_stats;
 pub mod proc;
+pub mod remote_arbiter;
 pub mod scenario;
 pub mod unit_file;
 pub mod replicas;

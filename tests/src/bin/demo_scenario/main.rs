@@ -25,6 +25,7 @@ use truce_tests::phase_stats::{settled_p99, thread_shares};
 use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, RemoteArbiter, Setup, VICTIM, summary, wait_for};
 
 mod aside;
+mod controls;
 mod reaction;
 mod trace;
 
@@ -261,7 +262,7 @@ fn demo(args: &[String]) -> Result<()> {
         )?);
         for cut in cuts.split(',').map(str::trim) {
             if cut == "static" || cut == "static-burst" {
-                phases.push(static_yield(&s, round, seconds, io_device, cut == "static-burst")?);
+                phases.push(controls::static_yield(&s, round, seconds, io_device, cut == "static-burst")?);
                 continue;
             }
             // "observe": the agent runs with no arbiter to answer it, so its probes and
@@ -275,7 +276,7 @@ fn demo(args: &[String]) -> Result<()> {
             }
             s.prepare()?;
             if by_hand {
-                yield_by_hand(&s, "1")?;
+                controls::yield_by_hand(&s, "1")?;
             }
             let arbiter = if observe_only { None } else { Some(s.start_arbiter_anywhere()?) };
             let agent = s.start_agent()?;
@@ -311,7 +312,7 @@ fn demo(args: &[String]) -> Result<()> {
                 a.terminate(Duration::from_secs(10));
             }
             if by_hand {
-                yield_by_hand(&s, "100")?;
+                controls::yield_by_hand(&s, "100")?;
             }
             phases.push(with?);
             if !clean {
@@ -328,34 +329,6 @@ fn demo(args: &[String]) -> Result<()> {
     }
     s.remove_cgroups();
     report(&phases)
-}
-
-/// A control for the yield cut: its setting (both antagonists at `cpu.weight` 1) written by
-/// hand before the antagonists start, with no agent and no arbiter. What the setting alone
-/// gives the victim, without the agent's own cost and without a reaction to wait for.
-/// With `burst`, a stand-in daemon runs in the daemons' cgroup meanwhile: 25 ms of CPU every
-/// 500 ms in four pieces (about what the agent uses, none of its code), to tell a daemon's CPU
-/// from what else the agent does.
-fn static_yield(s: &Setup, round: u32, seconds: u64, io_device: Option<&str>, burst: bool) -> Result<Phase> {
-    s.prepare()?;
-    yield_by_hand(s, "1")?;
-    let daemon = if burst { Some(s.start_daemon_load(&["burst", "--seconds", &(seconds + 5).to_string()])?) } else { None };
-    let name = if burst { format!("static yield, burst #{round}") } else { format!("static yield #{round}") };
-    let result = phase(s, &name, seconds, true, io_device, None);
-    if let Some(d) = daemon {
-        d.terminate(Duration::from_secs(10));
-    }
-    yield_by_hand(s, "100")?;
-    result
-}
-
-/// Both antagonists' `cpu.weight`, written by hand.
-fn yield_by_hand(s: &Setup, weight: &str) -> Result<()> {
-    for cg in [CPU_HOG, IO_HOG] {
-        let file = s.cgroup(cg).join("cpu.weight");
-        std::fs::write(&file, weight).with_context(|| format!("writing {weight} to {}", file.display()))?;
-    }
-    Ok(())
 }
 
 fn report(phases: &[Phase]) -> Result<()> {
