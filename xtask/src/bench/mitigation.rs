@@ -25,6 +25,7 @@
 //! turns on one host thread, up to 100 ms each while both are busy, so with 2 vCPUs a busy
 //! antagonist delays the victim in a way no guest scheduler or cgroup setting can change;
 //! with 1 the guest's own scheduler, which truce steers, is the only one deciding.
+use super::flag;
 use crate::demo::{self, Place};
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -58,26 +59,23 @@ fn list<T: std::str::FromStr>(rest: &[String], name: &str, valid: impl Fn(&T) ->
         .collect()
 }
 
-fn flag<T: std::str::FromStr>(rest: &[String], name: &str, default: T) -> T {
-    rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 pub fn run(rest: &[String]) -> Result<()> {
     let host = rest.iter().any(|a| a == "--host");
     let vcpus: Vec<u32> = if host {
         vec![0]
     } else {
-        super::numbers(&flag(rest, "--vcpus", "1,2".to_string()), "--vcpus")?
+        super::numbers(&flag(rest, "--vcpus", "1,2".to_string())?, "--vcpus")?
     };
     let places: Vec<Place> =
-        if host { vec![Place::Vm] } else { flag(rest, "--arbiter", "host".to_string()).split(',').map(Place::parse).collect::<Result<_>>()? };
-    let periods: Vec<u64> = super::numbers(&flag(rest, "--period-ms", "500".to_string()), "--period-ms")?;
+        if host { vec![Place::Vm] } else { flag(rest, "--arbiter", "host".to_string())?.split(',').map(Place::parse).collect::<Result<_>>()? };
+    let periods: Vec<u64> = super::numbers(&flag(rest, "--period-ms", "500".to_string())?, "--period-ms")?;
     let shares: Vec<Option<f64>> = list(rest, "--forecast-share", |s: &f64| (0.0..=1.0).contains(s), "a share between 0 and 1")?;
     let weights: Vec<Option<u32>> = list(rest, "--system-weight", |w: &u32| (1..=10_000).contains(w), "a cpu.weight from 1 to 10000")?;
     let policies: Vec<Option<String>> = list(rest, "--agent-policy", |p: &String| ["batch", "normal"].contains(&p.as_str()), "batch or normal")?;
     let io_hogs: Vec<Option<bool>> = list(rest, "--io-hog", |_: &super::OnOff| true, "on or off")?.into_iter().map(|o| o.map(|super::OnOff(on)| on)).collect();
     // By default every truce cut and the agent-only control; "static" only when asked.
-    let cuts = flag(rest, "--cuts", "observe,quota,weight,yield".to_string());
+    let cuts = flag(rest, "--cuts", "observe,quota,weight,yield".to_string())?;
     if let Some(bad) = cuts.split(',').find(|c| !CUTS.split(',').any(|k| k == c.trim())) {
         anyhow::bail!("--cuts: {bad:?} is none of {CUTS}");
     }
@@ -91,11 +89,11 @@ pub fn run(rest: &[String]) -> Result<()> {
                     .flat_map(|(s, w, i)| policies.iter().map(move |p| (s, w, i, p)));
                 for (&forecast_share, &system_weight, &io_hog, policy) in knobs {
                     let args = demo::Args {
-                        seconds: flag(rest, "--seconds", 20),
-                        rounds: flag(rest, "--rounds", 2),
+                        seconds: flag(rest, "--seconds", 20)?,
+                        rounds: flag(rest, "--rounds", 2)?,
                         period_ms,
                         host,
-                        kernel: flag(rest, "--kernel", "6.12".to_string()),
+                        kernel: flag(rest, "--kernel", "6.12".to_string())?,
                         vcpus: n.max(1),
                         arbiter,
                         forecast_share,

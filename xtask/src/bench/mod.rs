@@ -11,6 +11,15 @@ mod round;
 
 pub use host_arbiter::HostArbiter;
 
+/// `NAME VALUE`, parsed, or `default` when the flag is absent. A flag without a value, or
+/// with one that does not parse, is an error naming it (a typo must not run a ten-minute
+/// benchmark with the default instead).
+fn flag<T: std::str::FromStr>(rest: &[String], name: &str, default: T) -> Result<T> {
+    let Some(i) = rest.iter().position(|a| a == name) else { return Ok(default) };
+    let value = rest.get(i + 1).ok_or_else(|| anyhow::anyhow!("{name} needs a value"))?;
+    value.parse().map_err(|_| anyhow::anyhow!("{name}: {value:?} is not a valid value"))
+}
+
 /// A flag's comma-separated list of numbers (`--vcpus 1,2`, `--periods 500,1000`).
 fn numbers<T: std::str::FromStr>(list: &str, flag: &str) -> Result<Vec<T>> {
     list.split(',').map(|v| v.trim().parse().map_err(|_| anyhow::anyhow!("{flag}: {list:?} is not a comma-separated list of numbers"))).collect()

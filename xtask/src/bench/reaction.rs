@@ -14,32 +14,30 @@
 //! as a unit's `CPUWeight=` sets it; side by side in one boot; default: the kernel's 100),
 //! `--agent-policy batch,normal` (the agent's `cpu_policy`; side by side in one boot; default:
 //! the agent's own).
+use super::flag;
 use crate::demo::Place;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-fn flag(rest: &[String], name: &str, default: &str) -> String {
-    rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
 
 pub fn run(rest: &[String]) -> Result<()> {
-    let trials: u32 = flag(rest, "--trials", "8").parse().context("--trials")?;
-    let periods: Vec<u64> = super::numbers(&flag(rest, "--periods", "500"), "--periods")?;
-    let onsets: Vec<bool> = flag(rest, "--onset", "off,on")
+    let trials: u32 = flag(rest, "--trials", 8)?;
+    let periods: Vec<u64> = super::numbers(&flag(rest, "--periods", "500".to_string())?, "--periods")?;
+    let onsets: Vec<bool> = flag(rest, "--onset", "off,on".to_string())?
         .split(',')
         .map(|o| o.parse().map(|super::OnOff(on)| on).map_err(|()| anyhow::anyhow!("--onset: {:?} is neither on nor off", o.trim())))
         .collect::<Result<_>>()?;
-    let places: Vec<Place> = flag(rest, "--arbiter", "host").split(',').map(Place::parse).collect::<Result<_>>()?;
+    let places: Vec<Place> = flag(rest, "--arbiter", "host".to_string())?.split(',').map(Place::parse).collect::<Result<_>>()?;
     // The cpu.weight of the daemons' cgroup against the workloads' 100 (0: left at the kernel's default).
-    let weights: Vec<u32> = super::numbers(&flag(rest, "--system-weight", "0"), "--system-weight")?;
+    let weights: Vec<u32> = super::numbers(&flag(rest, "--system-weight", "0".to_string())?, "--system-weight")?;
     if let Some(w) = weights.iter().find(|&&w| w > 10_000) {
         bail!("--system-weight: {w} is not a cpu.weight from 1 to 10000");
     }
     // The agent's cpu_policy ("": its default).
-    let policies: Vec<String> = flag(rest, "--agent-policy", "").split(',').map(|p| p.trim().to_string()).collect();
+    let policies: Vec<String> = flag(rest, "--agent-policy", "".to_string())?.split(',').map(|p| p.trim().to_string()).collect();
     if let Some(p) = policies.iter().find(|p| !["", "batch", "normal"].contains(&p.as_str())) {
         bail!("--agent-policy: {p:?} is neither batch nor normal");
     }
@@ -73,7 +71,7 @@ pub fn run(rest: &[String]) -> Result<()> {
         .collect::<Vec<_>>()
         .join(" && ");
     let remote = if places.contains(&Place::Host) { Place::Host } else { Place::Vm };
-    let vcpus: Vec<u32> = super::numbers(&flag(rest, "--vcpus", "1,2"), "--vcpus")?;
+    let vcpus: Vec<u32> = super::numbers(&flag(rest, "--vcpus", "1,2".to_string())?, "--vcpus")?;
     let budget = u64::from(trials) * variants.len() as u64 * 90 + 120;
     let mut tables = Vec::new();
     for &n in &vcpus {
