@@ -8,6 +8,7 @@ pub mod vm_guest;
 pub mod loopback;
 pub mod agent_trace;
 pub mod phase_stats;
+pub mod probe_reading;
 pub mod proc;
 pub mod remote_arbiter;
 pub mod scenario;
