@@ -89,9 +89,9 @@ impl Confinement {
     /// `/system.slice/a.service`).
     pub fn resolve(&self, path: &str) -> Result<PathBuf, ConfinementError> {
         let dir = self.resolve_restore(path)?;
-        match self.scope.own.as_deref().filter(|own| holds(path, own)) {
-            Some(own) => Err(ConfinementError::HoldsAgent { path: path.into(), own: own.into() }),
-            None => Ok(dir),
+        match &self.scope.own {
+            Some(own) if self.scope.holds_agent(path) => Err(ConfinementError::HoldsAgent { path: path.into(), own: own.clone() }),
+            _ => Ok(dir),
         }
     }
 
