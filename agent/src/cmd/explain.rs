@@ -67,6 +67,11 @@ pub fn explain(cgroup: &str, files: &[(String, String)], journal: &[(String, Slo
     let _ = writeln!(out, "{cgroup}");
     if !crate::enforce::under_roots(cgroup, roots) {
         let _ = writeln!(out, "  not under the configured roots {roots:?}: truce observes it but never writes to it");
+    } else if let Some(own) = status.and_then(|s| s.own_cgroup.clone()) {
+        let scope = crate::enforce::Scope::new(roots.to_vec(), Some(own.clone()));
+        if scope.holds_agent(cgroup) {
+            let _ = writeln!(out, "  holds truce-agent itself ({own}): the agent never manages it, even under its roots");
+        }
     }
     if let Some(s) = status {
         let age = now.0.saturating_sub(s.at.0);
@@ -166,6 +171,7 @@ mod tests {
                 antagonist: None,
                 last_bid: Some(BidStatus { id: 11, at: Timestamp(9_500), asks: vec![], releases: vec!["cpu 300 at >= 0.1 /unit/s".into()], slo_breach: false, reasons: vec![] }),
             }],
+            own_cgroup: None,
         };
         let files = vec![("cpu.max".to_string(), "50000 100000".to_string()), ("cpu.weight".to_string(), "100".to_string())];
         let journal = vec![("/demo/hog".to_string(), Slot { file: "cpu.max".into(), dev: None }, "max 100000".to_string())];
@@ -176,5 +182,9 @@ mod tests {
         assert!(text.contains("cpu.weight   100                      not changed by truce"), "{text}");
         let stale = explain("/other", &files, &[], Some(&status), &["/demo".into()], Timestamp(60_000));
         assert!(stale.contains("never writes to it") && stale.contains("daemon may be down"), "{stale}");
+        assert!(!text.contains("truce-agent itself"), "{text}");
+        let own = Status { own_cgroup: Some("/demo/truce/agent".into()), ..status };
+        let slice = explain("/demo/truce", &files, &[], Some(&own), &["/demo".into()], Timestamp(10_500));
+        assert!(slice.contains("holds truce-agent itself (/demo/truce/agent)"), "{slice}");
     }
 }

@@ -59,7 +59,7 @@ pub(super) fn write_status(
                 .collect()
         })
         .unwrap_or_default();
-    let status = Status { host: host.to_string(), pid: std::process::id(), at: now(), period_ms: period.as_millis() as u64, enforcing, leases, workloads };
+    let status = Status { host: host.to_string(), pid: std::process::id(), at: now(), period_ms: period.as_millis() as u64, enforcing, leases, workloads, own_cgroup: enforcer.scope().own.clone() };
     if let Err(e) = status.write_atomic(path) {
         tracing::warn!(file = %path.display(), cause = %e, "could not write the status file (`truce-agent explain` will be stale)");
     }

@@ -85,6 +85,10 @@ impl Confinement {
         Confinement { mount, scope }
     }
 
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// The directory to write a new value in for `path` (relative to the mount, e.g.
     /// `/system.slice/a.service`).
     pub fn resolve(&self, path: &str) -> Result<PathBuf, ConfinementError> {

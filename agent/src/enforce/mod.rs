@@ -74,6 +74,11 @@ impl Enforcer {
         &self.journal
     }
 
+    /// What this enforcer may manage (its roots, less the agent's own cgroup).
+    pub fn scope(&self) -> &Scope {
+        self.confine.scope()
+    }
+
     /// Apply a decision: confine, journal the original, write with floors, hold the lease.
     pub fn apply(&mut self, d: &Decision, now: Timestamp) -> Result<PlannedWrite, EnforceError> {
         let cgroup = d.workload.path.clone();

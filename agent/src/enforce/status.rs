@@ -16,6 +16,10 @@ pub struct Status {
     pub enforcing: bool,
     pub leases: Vec<LeaseStatus>,
     pub workloads: Vec<WorkloadStatus>,
+    /// The daemon's own cgroup, which it never manages even under its roots (absent in a
+    /// status written before it was recorded, or when the daemon could not tell).
+    #[serde(default)]
+    pub own_cgroup: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
