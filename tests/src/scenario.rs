@@ -219,17 +219,19 @@ impl Setup {
 
     /// Start a `truce-demo-load` mode in the daemons' cgroup, where the agent would run.
     pub fn start_daemon_load(&self, args: &[&str]) -> Result<Proc> {
-        let mut cmd = Command::new(binary("TRUCE_LOAD_BIN", "truce-demo-load"));
-        cmd.args(args);
-        Proc::spawn("daemon-load", cmd, &self.dir.join("daemon-load.out"), Some(&self.system_cgroup()))
+        self.spawn_load("daemon-load", &self.system_cgroup(), args)
     }
 
     /// Start a `truce-demo-load` mode inside one of the demo's cgroups.
     pub fn start_load(&self, cgroup: &str, args: &[&str]) -> Result<Proc> {
+        self.spawn_load(cgroup, &self.cgroup(cgroup), args)
+    }
+
+    /// `truce-demo-load ARGS` in `cgroup`, its output in `<name>.out`.
+    fn spawn_load(&self, name: &str, cgroup: &Path, args: &[&str]) -> Result<Proc> {
         let mut cmd = Command::new(binary("TRUCE_LOAD_BIN", "truce-demo-load"));
         cmd.args(args);
-        let log = self.dir.join(format!("{cgroup}.out"));
-        Proc::spawn(cgroup, cmd, &log, Some(&self.cgroup(cgroup)))
+        Proc::spawn(name, cmd, &self.dir.join(format!("{name}.out")), Some(cgroup))
     }
 
     pub fn status(&self) -> Option<Status> {

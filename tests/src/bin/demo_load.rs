@@ -55,6 +55,14 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Spin until this thread has had `ns` of CPU time (waits on a run queue do not count).
+fn spin_cpu(ns: u64) {
+    let begin = thread_cpu_ns();
+    while thread_cpu_ns().saturating_sub(begin) < ns {
+        std::hint::spin_loop();
+    }
+}
+
 /// `percentile_ms`, NaN (JSON null) without requests.
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     percentile_ms(sorted, p).unwrap_or(f64::NAN)
@@ -80,10 +88,7 @@ fn victim(args: &[String]) -> Result<()> {
         if now < arrival {
             std::thread::sleep(arrival - now);
         }
-        let begin = thread_cpu_ns();
-        while thread_cpu_ns().saturating_sub(begin) < work_ns {
-            std::hint::spin_loop();
-        }
+        spin_cpu(work_ns);
         let latency = Instant::now().duration_since(arrival).as_micros() as u64;
         all_us.push(latency);
         if requests_file.is_some() {
@@ -163,10 +168,7 @@ fn burst(args: &[String]) -> Result<()> {
             if piece > 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let begin = thread_cpu_ns();
-            while thread_cpu_ns().saturating_sub(begin) < busy_ns / pieces {
-                std::hint::spin_loop();
-            }
+            spin_cpu(busy_ns / pieces);
         }
         bursts += 1;
         next += every;

@@ -37,7 +37,6 @@ fn clusters(requests: &[(u64, u64)]) -> Vec<&[(u64, u64)]> {
             first = i;
         }
     }
-    out.retain(|c| !c.is_empty());
     out
 }
 
