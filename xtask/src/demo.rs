@@ -46,17 +46,20 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub system_weight: Option<u32>,
     /// The agent's `cpu_policy`, batch or normal (default: the agent's own, batch).
-    #[arg(long, value_parser = ["batch", "normal"])]
+    #[arg(long, value_parser = AGENT_POLICIES)]
     pub agent_policy: Option<String>,
     /// Leave the I/O antagonist out: the CPU antagonist alone, to tell what the I/O
     /// antagonist (and under TCG, emulating its disk) costs the victim.
     #[arg(long)]
     pub no_io_hog: bool,
-    /// The agent logs JSON at debug level, and each phase with it prints the agent's timeline
-    /// over the phase's first 4 s next to the victim's slowest requests then.
+    /// The agent logs JSON at debug level, and each phase with it prints the victim's slowest
+    /// requests with the agent's timeline around them, and the probes' kernel run time.
     #[arg(long)]
     pub trace: bool,
 }
+
+/// The agent's `cpu_policy` values (`--agent-policy` here and in the benchmarks).
+pub const AGENT_POLICIES: [&str; 2] = ["batch", "normal"];
 
 /// Where the arbiter runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -59,7 +59,6 @@ fn list<T: std::str::FromStr>(rest: &[String], name: &str, valid: impl Fn(&T) ->
         .collect()
 }
 
-
 pub fn run(rest: &[String]) -> Result<()> {
     let host = rest.iter().any(|a| a == "--host");
     let vcpus: Vec<u32> = if host {
@@ -72,7 +71,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     let periods: Vec<u64> = super::numbers(&flag(rest, "--period-ms", "500".to_string())?, "--period-ms")?;
     let shares: Vec<Option<f64>> = list(rest, "--forecast-share", |s: &f64| (0.0..=1.0).contains(s), "a share between 0 and 1")?;
     let weights: Vec<Option<u32>> = list(rest, "--system-weight", |w: &u32| (1..=10_000).contains(w), "a cpu.weight from 1 to 10000")?;
-    let policies: Vec<Option<String>> = list(rest, "--agent-policy", |p: &String| ["batch", "normal"].contains(&p.as_str()), "batch or normal")?;
+    let policies: Vec<Option<String>> = list(rest, "--agent-policy", |p: &String| demo::AGENT_POLICIES.contains(&p.as_str()), "batch or normal")?;
     let io_hogs: Vec<Option<bool>> = list(rest, "--io-hog", |_: &super::OnOff| true, "on or off")?.into_iter().map(|o| o.map(|super::OnOff(on)| on)).collect();
     // By default every truce cut and the agent-only control; "static" only when asked.
     let cuts = flag(rest, "--cuts", "observe,quota,weight,yield".to_string())?;
@@ -175,7 +174,8 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
             r.samples_per_period.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
         );
     }
-    for (cut, _, r) in rows.iter().filter(|(cut, ..)| !["observe", "static", "static-observe", "static-burst"].contains(cut)) {
+    // The goal is about truce's own rows, the market's cut styles; the rest are controls.
+    for (cut, _, r) in rows.iter().filter(|(cut, ..)| ["quota", "weight", "yield"].contains(cut)) {
         println!(
             "goal ({cut} cuts): victim p99 with truce <= 1.2x isolated: {:.2}x (after truce's first write: {}x); antagonists keep >= 60 %: cpu {}, io {}",
             r.p99 / iso,

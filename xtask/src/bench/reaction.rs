@@ -18,7 +18,6 @@ use super::flag;
 use crate::demo::Place;
 use anyhow::{Result, bail};
 
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
@@ -38,7 +37,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     }
     // The agent's cpu_policy ("": its default).
     let policies: Vec<String> = flag(rest, "--agent-policy", "".to_string())?.split(',').map(|p| p.trim().to_string()).collect();
-    if let Some(p) = policies.iter().find(|p| !["", "batch", "normal"].contains(&p.as_str())) {
+    if let Some(p) = policies.iter().find(|p| !p.is_empty() && !crate::demo::AGENT_POLICIES.contains(&p.as_str())) {
         bail!("--agent-policy: {p:?} is neither batch nor normal");
     }
     let mut variants: Vec<(u64, bool, Place, u32, &str)> = Vec::new();
