@@ -67,11 +67,8 @@ pub fn explain(cgroup: &str, files: &[(String, String)], journal: &[(String, Slo
     let _ = writeln!(out, "{cgroup}");
     if !crate::enforce::under_roots(cgroup, roots) {
         let _ = writeln!(out, "  not under the configured roots {roots:?}: truce observes it but never writes to it");
-    } else if let Some(own) = status.and_then(|s| s.own_cgroup.clone()) {
-        let scope = crate::enforce::Scope::new(roots.to_vec(), Some(own.clone()));
-        if scope.holds_agent(cgroup) {
-            let _ = writeln!(out, "  holds truce-agent itself ({own}): the agent never manages it, even under its roots");
-        }
+    } else if let Some(own) = status.and_then(|s| s.own_cgroup.as_deref()).filter(|own| crate::enforce::holds(cgroup, own)) {
+        let _ = writeln!(out, "  holds truce-agent itself ({own}): the agent never manages it, even under its roots");
     }
     if let Some(s) = status {
         let age = now.0.saturating_sub(s.at.0);

@@ -30,7 +30,7 @@ pub fn under_roots(path: &str, roots: &[String]) -> bool {
 }
 
 /// True when `path` is the cgroup `own` or one above it (paths relative to the mount).
-fn holds(path: &str, own: &str) -> bool {
+pub fn holds(path: &str, own: &str) -> bool {
     let path = path.trim_end_matches('/');
     own == path || (own.starts_with(path) && own.as_bytes().get(path.len()) == Some(&b'/'))
 }

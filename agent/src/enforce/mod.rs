@@ -9,7 +9,7 @@ mod leases;
 mod status;
 mod write;
 
-pub use confine::{Confinement, ConfinementError, Scope, under_roots};
+pub use confine::{Confinement, ConfinementError, Scope, holds, under_roots};
 pub use journal::{Journal, JournalError};
 pub use leases::{ActiveLease, LeaseTable, SlotAction};
 pub use status::{BidStatus, LeaseStatus, Status, WorkloadStatus, status_path};
