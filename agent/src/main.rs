@@ -62,7 +62,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread drives the I/O, the timers and the daemon's loop. The loop waits on its own
+    // (the probes' thread, the blocking reads, the brain), so more workers add no throughput,
+    // only hand-offs: with two workers the agent woke 74 times a second at a 500 ms period
+    // (its I/O driver on a worker, each event handed to the loop's thread), and every wake-up
+    // on a busy CPU is a chance to delay the workload it serves (docs/benchmarks.md run 40).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("truce-agent: error: cannot start the runtime: {err}");

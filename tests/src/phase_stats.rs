@@ -24,6 +24,31 @@ pub fn thread_shares(
     out
 }
 
+/// Per thread name, the voluntary (blocked, then woken) and involuntary (preempted) context
+/// switches a second between two snapshots, busiest waker first, with the total as "all".
+/// Threads that exited in between are missing from both.
+pub fn switch_rates(
+    before: &BTreeMap<u32, (String, u64, u64)>,
+    after: &BTreeMap<u32, (String, u64, u64)>,
+    wall: Duration,
+) -> Vec<(String, f64, f64)> {
+    let mut by_name = BTreeMap::<String, (u64, u64)>::new();
+    let mut all = (0, 0);
+    for (tid, (name, v1, i1)) in after {
+        let (v0, i0) = before.get(tid).map_or((0, 0), |(_, v, i)| (*v, *i));
+        let (dv, di) = (v1.saturating_sub(v0), i1.saturating_sub(i0));
+        let e = by_name.entry(name.clone()).or_default();
+        *e = (e.0 + dv, e.1 + di);
+        all = (all.0 + dv, all.1 + di);
+    }
+    let secs = wall.as_secs_f64().max(1e-9);
+    let rate = |(name, (v, i)): (String, (u64, u64))| (name, v as f64 / secs, i as f64 / secs);
+    let mut out: Vec<(String, f64, f64)> = by_name.into_iter().map(rate).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out.insert(0, rate(("all".to_string(), all)));
+    out
+}
+
 /// The `p` quantile of sorted latencies in µs, in ms (the nearest rank: the value at
 /// `round((n - 1) * p)`); `None` without latencies.
 pub fn percentile_ms(sorted_us: &[u64], p: f64) -> Option<f64> {

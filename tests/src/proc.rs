@@ -59,6 +59,31 @@ impl Proc {
         stat_cpu(stat.rsplit_once(')')?.1)
     }
 
+    /// (user, system) CPU time so far, all threads: how much of a daemon's cost is its own code
+    /// and how much the kernel's work on its behalf (file reads, map reads, sends).
+    pub fn cpu_split(&self) -> Option<(Duration, Duration)> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        Some((ticks_to_duration(ticks(11)?), ticks_to_duration(ticks(12)?)))
+    }
+
+    /// Context switches so far per live thread, keyed by thread id, with the thread's name:
+    /// (voluntary: it blocked, so each is a wake-up to come; involuntary: it was preempted).
+    pub fn thread_switches(&self) -> std::collections::BTreeMap<u32, (String, u64, u64)> {
+        let mut out = std::collections::BTreeMap::new();
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return out };
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+            let field = |prefix: &str| status.lines().find_map(|l| l.strip_prefix(prefix)).map(str::trim);
+            let count = |prefix: &str| field(prefix).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let name = field("Name:").unwrap_or("?").to_string();
+            out.insert(tid, (name, count("voluntary_ctxt_switches:"), count("nonvoluntary_ctxt_switches:")));
+        }
+        out
+    }
+
     /// CPU time per thread so far, keyed by thread id, with the thread's name (`comm`).
     /// Threads that exited are missing; a caller diffing two snapshots sees only live ones.
     pub fn thread_cpu_times(&self) -> std::collections::BTreeMap<u32, (String, Duration)> {
@@ -154,7 +179,12 @@ fn stat_cpu(rest: &str) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks_to_duration(ticks))
+}
+
+/// Clock ticks (the USER_HZ of /proc stat lines) as a duration.
+fn ticks_to_duration(ticks: u64) -> Duration {
     // SAFETY: sysconf has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_millis(ticks * 1000 / hz))
+    Duration::from_millis(ticks * 1000 / hz)
 }

@@ -61,7 +61,7 @@ struct JsonLine<'a> {
 }
 
 pub async fn run(args: &ObserveArgs) -> Result<()> {
-    let mut sampler = tokio::task::block_in_place(|| Sampler::start(args.perf.into()))?;
+    let mut sampler = Sampler::start(args.perf.into())?;
     if !args.json {
         eprintln!("{}", sampler.cgroups().summary());
     }
@@ -92,7 +92,7 @@ pub async fn run(args: &ObserveArgs) -> Result<()> {
             Err(e) => break Err(e),
         };
         let round = brain.observe(&sample, &RoundInputs::default());
-        let run_stats = if tcfg.metrics_listen.is_some() { sampler.probe_run_stats().await } else { Vec::new() };
+        let run_stats = if telemetry.wants_run_stats() { sampler.probe_run_stats().await } else { Vec::new() };
         telemetry.period(crate::inspect::Period { sample: &sample, round: &round, leases: Vec::new(), run_stats, reports: 0, bids: 0, outbox_dropped: 0, forecast_refits_deferred: 0, forecast_periods_recorded: 0 });
         let rows = table::rows(&sample, &round.estimates);
         let mut out = std::io::stdout().lock();

@@ -51,7 +51,8 @@ pub async fn run(args: &RunArgs) -> Result<()> {
         Some(p) => WorkloadConfig::load(p).with_context(|| format!("loading workload policies {}", p.display()))?,
         None => WorkloadConfig::default(),
     };
-    let mut sampler = tokio::task::block_in_place(|| Sampler::start(PerfMode::Hardware))?;
+    // Blocking (it loads the probes), on the runtime's one thread: nothing else runs on it yet.
+    let mut sampler = Sampler::start(PerfMode::Hardware)?;
     let floors = Floors { cpu_millicores: cfg.cpu_floor_millicores, memory_margin_bytes: cfg.memory_margin_bytes, ..Floors::default() };
     // Under `roots = ["/system.slice"]` the agent's own unit is one of the services below the
     // root: the scope keeps it (and any slice above it) out of what this agent bids for and writes.
@@ -172,7 +173,8 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 sample: &sample,
                 round: &round,
                 leases: enforced(enforcer.leases()),
-                run_stats: sampler.probe_run_stats().await,
+                // A round trip to the probes' thread, so only when the metrics will show it.
+                run_stats: if telemetry.wants_run_stats() { sampler.probe_run_stats().await } else { Vec::new() },
                 reports: 1,
                 bids: ours.len() as u64,
                 outbox_dropped: client.dropped(),

@@ -162,6 +162,12 @@ impl Telemetry {
         }))
     }
 
+    /// Whether [`Period::run_stats`] is shown anywhere: `/metrics` is served and the kernel
+    /// counts the probes' run time.
+    pub fn wants_run_stats(&self) -> bool {
+        self.metrics.is_some() && self.run_time_unavailable().is_none()
+    }
+
     pub fn period(&mut self, p: Period<'_>) {
         let unavailable = self.run_time_unavailable();
         if let Some((m, _)) = &self.metrics {

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use truce_tests::phase_stats::{settled_p99, thread_shares};
+use truce_tests::phase_stats::{settled_p99, switch_rates, thread_shares};
 use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, RemoteArbiter, Setup, VICTIM, summary, wait_for};
 
 mod aside;
@@ -117,6 +117,8 @@ fn phase(
     println!("\n== phase: {name} ({seconds} s) ==");
     let agent_cpu_at_start = agent.and_then(Proc::cpu_time);
     let agent_threads_at_start = agent.map(Proc::thread_cpu_times).unwrap_or_default();
+    let agent_split_at_start = agent.and_then(Proc::cpu_split);
+    let agent_switches_at_start = agent.map(Proc::thread_switches).unwrap_or_default();
     let samples_at_start = agent.and_then(|_| s.agent_counter("truce_agent_periods_total"));
     let probes_at_start = trace::ProbeTime::read(s, agent);
     let secs = seconds.to_string();
@@ -185,6 +187,13 @@ fn phase(
         if let Some(pct) = agent_cpu_pct {
             println!("  the agent used {pct:.1} % of one CPU over the phase");
         }
+        if let (Some((u0, s0)), Some((u1, s1))) = (agent_split_at_start, a.cpu_split()) {
+            let pct = |d: Duration| d.as_secs_f64() * 100.0 / start.elapsed().as_secs_f64();
+            println!("  of which user {:.1} %, kernel {:.1} %", pct(u1.saturating_sub(u0)), pct(s1.saturating_sub(s0)));
+        }
+        let switches = switch_rates(&agent_switches_at_start, &a.thread_switches(), start.elapsed());
+        let parts: Vec<String> = switches.iter().map(|(n, v, i)| format!("{n} {v:.0}/{i:.0}")).collect();
+        println!("  wake-ups/preemptions a second by thread: {}", parts.join(", "));
         agent_threads = thread_shares(&agent_threads_at_start, &a.thread_cpu_times(), start.elapsed());
         let parts: Vec<String> = agent_threads.iter().map(|(n, p)| format!("{n} {p:.1} %")).collect();
         println!("  by thread: {}", parts.join(", "));
