@@ -5,7 +5,8 @@
 use serde_json::{Map, Value};
 
 /// The messages worth a line in a timeline; the rest of a debug log is noise here.
-const EVENTS: [&str; 6] = ["pressure onset: sampling early", "period", "cgroup write", "lease lapsed", "arbiter connection", "decision not applied"];
+const EVENTS: [&str; 7] =
+    ["pressure onset: sampling early", "period", "cgroup write", "lease lapsed", "arbiter connection", "decision not applied", "decisions applied"];
 
 /// Events from `from_ms` to `to_ms` after the onset, as (ms after the onset, message, fields).
 /// `onset_unix_ms` is the onset on the clock the log's timestamps use (both run on one machine).
@@ -29,6 +30,21 @@ pub fn timeline(log: &str, onset_unix_ms: u64, from_ms: i64, to_ms: i64) -> Vec<
             (EVENTS.iter().any(|e| message.starts_with(e)) && (from_ms..=to_ms).contains(&offset)).then_some((offset, message, fields))
         })
         .collect()
+}
+
+/// Per event and CPU-time field (`*cpu_us`, the agent's stage costs), how many events carried
+/// it and their mean, over the events from `from_ms` after the onset on. Sorted by name.
+pub fn stage_costs(log: &str, onset_unix_ms: u64, from_ms: i64) -> Vec<(String, usize, f64)> {
+    let mut sums = std::collections::BTreeMap::<String, (usize, f64)>::new();
+    for (_, message, fields) in timeline(log, onset_unix_ms, from_ms, i64::MAX) {
+        for (name, value) in fields.iter().filter(|(n, _)| n.ends_with("cpu_us")) {
+            if let Some(v) = value.as_f64() {
+                let e = sums.entry(format!("{message}: {name}")).or_default();
+                *e = (e.0 + 1, e.1 + v);
+            }
+        }
+    }
+    sums.into_iter().map(|(k, (n, total))| (k, n, total / n as f64)).collect()
 }
 
 const DAY_MS: u64 = 86_400_000;
@@ -65,6 +81,20 @@ mod tests {
         let got: Vec<(i64, &str)> = t.iter().map(|(ms, m, _)| (*ms, m.as_str())).collect();
         assert_eq!(got, vec![(-100, "period"), (104, "pressure onset: sampling early"), (350, "cgroup write")]);
         assert_eq!(t[1].2["resource"], "cpu", "the fields stay, without the message");
+    }
+
+    #[test]
+    fn stage_costs_average_each_cpu_field_per_event_after_the_start() {
+        let onset = 1_795_000_000_000 - (1_795_000_000_000 % DAY_MS) + (17 * 3600 + 20 * 60) * 1000;
+        let log = [
+            r#"{"timestamp":"2026-11-22T17:19:59.900000Z","fields":{"message":"period","read_cpu_us":1000}}"#,
+            r#"{"timestamp":"2026-11-22T17:20:00.100000Z","fields":{"message":"period","read_cpu_us":300,"bids":3}}"#,
+            r#"{"timestamp":"2026-11-22T17:20:00.600000Z","fields":{"message":"period","read_cpu_us":500}}"#,
+            r#"{"timestamp":"2026-11-22T17:20:00.700000Z","fields":{"message":"decisions applied","cpu_us":40}}"#,
+        ]
+        .join("\n");
+        let costs = stage_costs(&log, onset, 0);
+        assert_eq!(costs, vec![("decisions applied: cpu_us".to_string(), 1, 40.0), ("period: read_cpu_us".to_string(), 2, 400.0)]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! or two old, which a forecast over a 10-period horizon tolerates. Interference is still
 //! estimated and bid on in the period it shows up.
 
+use super::cpu_cost::thread_cpu_time;
 use crate::brain::forecast::{CpuBudget, Effort};
 use crate::brain::{Allocation, Forecaster, ForecasterParams};
 use std::collections::HashMap;
@@ -130,14 +131,6 @@ impl ForecastWorker {
     pub fn latest(&self) -> Vec<DemandForecast> {
         self.latest.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-}
-
-/// CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID).
-fn thread_cpu_time() -> Option<std::time::Duration> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into memory we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 impl Drop for ForecastWorker {

@@ -1,5 +1,6 @@
 //! One module per `truce-agent` subcommand, plus the sampling pipeline they share.
 
+mod cpu_cost;
 pub mod doctor;
 pub mod explain;
 mod forecasting;

@@ -2,6 +2,7 @@
 //! as leases. Leases revert on their own when the arbiter goes quiet, every cgroup truce
 //! touched is restored on SIGTERM/SIGINT, and a restart undoes what a crash left (journal).
 
+use super::cpu_cost::CpuSpan;
 use super::sampler::{Sampler, now};
 use super::reporting;
 use crate::brain::{Brain, BrainParams, Round, RoundInputs};
@@ -132,6 +133,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             // Also here: retries of reverts that failed earlier.
             revert_lapsed(&mut enforcer, &mut telemetry);
             let sampling = std::time::Instant::now();
+            let main_cost = CpuSpan::start();
             // Decisions and lease expiries are served while the sample is taken.
             let sampled = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, cfg: &cfg, status_file: &status_file, last_round: last_round.as_ref(), last_bids: &last_bids }
                 .meanwhile(sampler.tick())
@@ -155,13 +157,14 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             let deciding = {
                 let forecasts = forecaster.latest();
                 let job = tokio::task::spawn_blocking(move || {
+                    let cost = CpuSpan::start();
                     let round = brain.decide(&sample, &inputs, forecasts);
-                    (brain, sample, inputs, round)
+                    (brain, sample, inputs, round, cost.micros())
                 });
                 let mut duties = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, cfg: &cfg, status_file: &status_file, last_round: last_round.as_ref(), last_bids: &last_bids };
                 duties.meanwhile(job).await.and_then(|joined| joined.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")))
             };
-            let (returned, sample, inputs, round) = match deciding {
+            let (returned, sample, inputs, round, decide_us) = match deciding {
                 Ok(v) => v,
                 Err(e) => break Err(e),
             };
@@ -203,6 +206,12 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 period_ms = sample.period_ms,
                 sampled_ms = sampled_in.as_millis() as u64,
                 decided_ms = sampling.elapsed().as_millis() as u64,
+                read_cpu_us = sampler.last_cost().read_us,
+                observe_cpu_us = sampler.last_cost().observe_us,
+                decide_cpu_us = decide_us,
+                // This thread's CPU from the sample to here: observing, reporting, bidding,
+                // and whatever it served meanwhile (decisions, the arbiter's packets).
+                main_cpu_us = main_cost.micros(),
                 bids = round.bids.len(),
                 asked,
                 "period"
@@ -335,6 +344,7 @@ fn on_inbound(
             tracing::debug!(decisions = d.decisions.len(), "observe-only host: decisions not enforced");
         }
         Some(Inbound::Decisions(d)) => {
+            let cost = CpuSpan::start();
             let at = now();
             let mut failed = 0;
             for decision in &d.decisions {
@@ -344,7 +354,9 @@ fn on_inbound(
                 }
             }
             telemetry.decisions(&d, &[("applied", d.decisions.len() as u64 - failed), ("not_applied", failed)]);
+            let applying_us = cost.micros();
             write_status(status_file, &cfg.host, enforcing, enforcer, last_round, last_bids, cfg.period);
+            tracing::debug!(decisions = d.decisions.len(), failed, cpu_us = applying_us, status_cpu_us = cost.micros().saturating_sub(applying_us), "decisions applied");
         }
         Some(Inbound::State(s)) => {
             telemetry.connection(&s);

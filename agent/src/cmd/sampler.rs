@@ -1,6 +1,7 @@
 //! The sampling pipeline shared by `observe`, `record` and the daemon: probes snapshot,
 //! cgroup walk, cgroup files, procfs, then the pure collector.
 
+use super::cpu_cost::CpuSpan;
 use crate::cgroupfs::{self, CgroupFiles, CgroupHost, walk};
 use crate::collect::{Collector, Reading, host};
 use crate::probes::{self, GroupStatus, PerfMode, PerfStatus, ProbeConfig, ProbeHandle};
@@ -21,6 +22,16 @@ pub struct Sampler {
     /// after it panicked: then the next period starts with fresh descriptors).
     files: Option<CgroupFiles>,
     unavailable: Vec<Unavailable>,
+    cost: SampleCost,
+}
+
+/// The last sample's CPU time by stage, in µs (see [`super::cpu_cost`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SampleCost {
+    /// Listing the cgroups and reading their files and /proc (the reader thread).
+    pub read_us: u64,
+    /// Turning the reading into a sample (the caller's thread).
+    pub observe_us: u64,
 }
 
 pub fn now() -> Timestamp {
@@ -48,7 +59,7 @@ impl Sampler {
             unavailable.push(Unavailable { signal: "psi".into(), reason: "kernel has no /proc/pressure (boot with psi=1)".into() });
         }
         tracing::info!(cgroup = %cgroups.summary(), sched = ?caps.sched, block = ?caps.block, net = ?caps.net, perf = ?caps.perf, "probes ready");
-        Ok(Sampler { probes, cgroups, collector: Collector::new(), files: Some(CgroupFiles::new()), unavailable })
+        Ok(Sampler { probes, cgroups, collector: Collector::new(), files: Some(CgroupFiles::new()), unavailable, cost: SampleCost::default() })
     }
 
     pub fn cgroups(&self) -> &CgroupHost {
@@ -60,6 +71,10 @@ impl Sampler {
         self.probes.capabilities()
     }
 
+    pub fn last_cost(&self) -> SampleCost {
+        self.cost
+    }
+
     pub fn unavailable(&self) -> &[Unavailable] {
         &self.unavailable
     }
@@ -69,17 +84,20 @@ impl Sampler {
         let probes = self.probes.snapshot().await.map_err(|e| anyhow::anyhow!("{}", probes::error_chain(&e)))?;
         let mount = self.cgroups.mount.clone();
         let mut reader = self.files.take().unwrap_or_default();
-        let (cgroups, files, host, reader) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (cgroups, files, host, reader, read_us) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let cost = CpuSpan::start();
             let cgroups = walk(&mount, MAX_DEPTH, MAX_CGROUPS).context("listing cgroups")?;
             let files = reader.read(&cgroups);
             let host = host::read_host().context("reading /proc")?;
-            Ok((cgroups, files, host, reader))
+            Ok((cgroups, files, host, reader, cost.micros()))
         })
         .await
         .context("reader task panicked")??;
         self.files = Some(reader);
         let reading = Reading { at: now(), probes, cgroups, files, host, unavailable: self.unavailable.clone() };
+        let observing = CpuSpan::start();
         let out = self.collector.observe(reading);
+        self.cost = SampleCost { read_us, observe_us: observing.micros() };
         if !out.vanished.is_empty() {
             match self.probes.forget(out.vanished.clone()).await {
                 Ok(n) => tracing::debug!(cgroups = out.vanished.len(), entries = n, "forgot vanished cgroups"),

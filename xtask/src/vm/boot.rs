@@ -83,7 +83,12 @@ fn command(spec: &BootSpec) -> Command {
     cmd.args(["-m", "1024", "-smp", &spec.vcpus.to_string()]);
     cmd.arg("-kernel").arg(spec.vmlinuz).arg("-initrd").arg(spec.initrd);
     // panic=-1 reboots at once on a panic, and -no-reboot turns that into a qemu exit.
-    cmd.args(["-append", "console=ttyS0 cgroup_no_v1=all psi=1 panic=-1 loglevel=4 rdinit=/init"]);
+    // `TRUCE_VM_APPEND` adds kernel parameters, for experiments (`preempt=full`, say).
+    let mut append = "console=ttyS0 cgroup_no_v1=all psi=1 panic=-1 loglevel=4 rdinit=/init".to_string();
+    if let Ok(extra) = std::env::var("TRUCE_VM_APPEND") {
+        append = format!("{append} {}", extra.trim());
+    }
+    cmd.arg("-append").arg(append);
     if spec.interactive {
         // mon:stdio multiplexes the monitor: Ctrl-A X quits, Ctrl-C reaches the guest.
         cmd.args(["-serial", "mon:stdio"]);

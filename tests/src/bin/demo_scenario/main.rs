@@ -207,6 +207,7 @@ fn phase(
     let victim = summary(&victim.wait_output(limit)?)?;
     if s.trace_agent && agent.is_some() {
         trace::print_timeline(s, start_unix_ms);
+        trace::print_stage_costs(s, start_unix_ms);
     }
     let settled = first_write.map(|at| settled_p99(&s.requests_file(), at)).transpose()?;
     let cpu = cpu

@@ -27,6 +27,15 @@ pub fn print_timeline(s: &Setup, start_unix_ms: u64) {
     }
 }
 
+/// `--trace`: the agent's mean CPU time per stage over the phase (its `*cpu_us` log fields),
+/// to tell which part of its period takes the CPU the victim waits for.
+pub fn print_stage_costs(s: &Setup, start_unix_ms: u64) {
+    let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
+    for (name, n, mean_us) in truce_tests::agent_trace::stage_costs(&log, start_unix_ms, 0) {
+        println!("  agent CPU by stage: {name}: mean {:.2} ms over {n}", mean_us / 1000.0);
+    }
+}
+
 /// Requests (arrival ms, latency us) sorted by arrival, split where two are 500 ms apart.
 fn clusters(requests: &[(u64, u64)]) -> Vec<&[(u64, u64)]> {
     let mut out = Vec::new();
