@@ -32,12 +32,13 @@ pub fn timeline(log: &str, onset_unix_ms: u64, from_ms: i64, to_ms: i64) -> Vec<
         .collect()
 }
 
-/// Per event and CPU-time field (`*cpu_us`, the agent's stage costs), how many events carried
-/// it and their mean, over the events from `from_ms` after the onset on. Sorted by name.
+/// Per event and CPU-time field (`*cpu_us`, the agent's stage costs, and `wakes`, its loop's
+/// wake-ups between periods), how many events carried it and their mean, over the events
+/// from `from_ms` after the onset on. Sorted by name.
 pub fn stage_costs(log: &str, onset_unix_ms: u64, from_ms: i64) -> Vec<(String, usize, f64)> {
     let mut sums = std::collections::BTreeMap::<String, (usize, f64)>::new();
     for (_, message, fields) in timeline(log, onset_unix_ms, from_ms, i64::MAX) {
-        for (name, value) in fields.iter().filter(|(n, _)| n.ends_with("cpu_us")) {
+        for (name, value) in fields.iter().filter(|(n, _)| n.ends_with("cpu_us") || *n == "wakes") {
             if let Some(v) = value.as_f64() {
                 let e = sums.entry(format!("{message}: {name}")).or_default();
                 *e = (e.0 + 1, e.1 + v);

@@ -97,7 +97,11 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let mut follow_ups = FollowUps::default();
     let mut status_written: Option<std::time::Instant> = None;
     tracing::info!(host = %cfg.host, roots = ?cfg.roots, status = %status_file.display(), "truce-agent running");
+    // This thread's CPU and wake-ups between two periods' work (decisions, lease expiries,
+    // onsets, the arbiter's packets, telemetry): logged with the next period.
+    let (mut between, mut wakes) = (CpuSpan::start(), 0u32);
     let result: Result<()> = loop {
+        wakes += 1;
         // Leases revert at their expiry, not at the next period: "lease + at most a moment".
         let lapse = lapse_at(enforcer.leases().next_expiry());
         let sample_now = tokio::select! {
@@ -129,6 +133,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             }
         };
         if sample_now {
+            let between_us = between.micros();
             last_sample = tokio::time::Instant::now();
             // Also here: retries of reverts that failed earlier.
             revert_lapsed(&mut enforcer, &mut telemetry);
@@ -212,6 +217,8 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 // This thread's CPU from the sample to here: observing, reporting, bidding,
                 // and whatever it served meanwhile (decisions, the arbiter's packets).
                 main_cpu_us = main_cost.micros(),
+                between_cpu_us = between_us,
+                wakes,
                 bids = round.bids.len(),
                 asked,
                 "period"
@@ -233,6 +240,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
                 status_written = Some(std::time::Instant::now());
             }
+            (between, wakes) = (CpuSpan::start(), 0);
         }
     };
     let left = enforcer.restore_all();

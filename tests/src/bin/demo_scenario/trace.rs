@@ -31,9 +31,22 @@ pub fn print_timeline(s: &Setup, start_unix_ms: u64) {
 /// to tell which part of its period takes the CPU the victim waits for.
 pub fn print_stage_costs(s: &Setup, start_unix_ms: u64) {
     let log = std::fs::read_to_string(s.dir.join("agent.log")).unwrap_or_default();
-    for (name, n, mean_us) in truce_tests::agent_trace::stage_costs(&log, start_unix_ms, 0) {
-        println!("  agent CPU by stage: {name}: mean {:.2} ms over {n}", mean_us / 1000.0);
+    for (name, n, mean) in truce_tests::agent_trace::stage_costs(&log, start_unix_ms, 0) {
+        if name.ends_with("wakes") {
+            println!("  agent by stage: {name}: mean {mean:.1} over {n}");
+        } else {
+            println!("  agent CPU by stage: {name}: mean {:.2} ms over {n}", mean / 1000.0);
+        }
     }
+    // Every message the agent logged over the phase, counted: what else woke it.
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for v in log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        if let Some(m) = v["fields"]["message"].as_str() {
+            *counts.entry(m.chars().take(60).collect()).or_default() += 1;
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(m, n)| format!("{n}x {m}")).collect();
+    println!("  agent log messages (whole run so far): {}", parts.join("; "));
 }
 
 /// Requests (arrival ms, latency us) sorted by arrival, split where two are 500 ms apart.
