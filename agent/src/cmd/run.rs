@@ -9,7 +9,7 @@ use crate::brain::{Brain, BrainParams, Round, RoundInputs};
 use super::forecasting::ForecastWorker;
 use super::pressure::{FollowUps, OnsetParams, OnsetWatch};
 use crate::config::AgentConfig;
-use super::status_file::write_status;
+use super::status_file::StatusWriter;
 use crate::enforce::{Enforcer, Floors, Scope, status_path};
 use crate::inspect::{Period, Telemetry, enforced};
 use crate::cgroupfs::Mode;
@@ -18,7 +18,7 @@ use crate::transport::{ArbiterClient, ArbiterEndpoint, CancellationToken, Client
 use crate::workload_config::Config as WorkloadConfig;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use truce_common::model::{Bid, HostId, WorkloadId};
@@ -87,6 +87,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let mut seq = 0u64;
     let host = HostId(cfg.host.clone());
     let status_file = status_path(&cfg.journal);
+    let mut status = StatusWriter::new(status_file.clone(), &cfg.host, enforcing, cfg.period);
     let mut last_bids: HashMap<WorkloadId, Bid> = HashMap::new();
     let mut last_round: Option<SeenRound> = None;
     let mut sent_inventory: Option<(Inventory, u64)> = None;
@@ -95,7 +96,6 @@ pub async fn run(args: &RunArgs) -> Result<()> {
     let min_gap = super::pressure::early_gap(cfg.period);
     let mut last_sample = tokio::time::Instant::now();
     let mut follow_ups = FollowUps::default();
-    let mut status_written: Option<std::time::Instant> = None;
     tracing::info!(host = %cfg.host, roots = ?cfg.roots, status = %status_file.display(), "truce-agent running");
     // This thread's CPU and wake-ups between two periods' work (decisions, lease expiries,
     // onsets, the arbiter's packets, telemetry): logged with the next period.
@@ -112,7 +112,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                 false
             }
             msg = inbound.recv() => {
-                if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &cfg, &status_file, last_round.as_ref(), &last_bids) {
+                if !on_inbound(msg, enforcing, &mut enforcer, &mut telemetry, &mut status, last_round.as_ref(), &last_bids) {
                     break Err(anyhow::anyhow!("the arbiter client stopped"));
                 }
                 false
@@ -140,7 +140,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             let sampling = std::time::Instant::now();
             let main_cost = CpuSpan::start();
             // Decisions and lease expiries are served while the sample is taken.
-            let sampled = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, cfg: &cfg, status_file: &status_file, last_round: last_round.as_ref(), last_bids: &last_bids }
+            let sampled = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, status: &mut status, last_round: last_round.as_ref(), last_bids: &last_bids }
                 .meanwhile(sampler.tick())
                 .await;
             let sample = match sampled {
@@ -166,7 +166,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
                     let round = brain.decide(&sample, &inputs, forecasts);
                     (brain, sample, inputs, round, cost.micros())
                 });
-                let mut duties = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, cfg: &cfg, status_file: &status_file, last_round: last_round.as_ref(), last_bids: &last_bids };
+                let mut duties = Duties { enforcing, enforcer: &mut enforcer, telemetry: &mut telemetry, inbound: &mut inbound, status: &mut status, last_round: last_round.as_ref(), last_bids: &last_bids };
                 duties.meanwhile(job).await.and_then(|joined| joined.map_err(|e| anyhow::anyhow!("the brain's decision task failed: {e}")))
             };
             let (returned, sample, inputs, round, decide_us) = match deciding {
@@ -232,19 +232,12 @@ pub async fn run(args: &RunArgs) -> Result<()> {
             if enforcing && cfg.pressure_onset {
                 onsets.reconcile(&sample, &sampler.cgroups().mount, &cfg.roots, |p| scope.manages(p));
             }
-            // The status serves `truce-agent explain`, which a person reads: once a second is
-            // enough between decisions (which write it at once). Replacing it every period cost
-            // 19 % of the agent's CPU at a 100 ms period on ext4, which flushes a file renamed
-            // over another (`perf`, docs/benchmarks.md mitigation run 8).
-            if status_written.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
-                write_status(&status_file, &cfg.host, enforcing, &enforcer, last_round.as_ref(), &last_bids, cfg.period);
-                status_written = Some(std::time::Instant::now());
-            }
+            status.periodic(&enforcer, last_round.as_ref(), &last_bids);
             (between, wakes) = (CpuSpan::start(), 0);
         }
     };
     let left = enforcer.restore_all();
-    write_status(&status_file, &cfg.host, enforcing, &enforcer, None, &HashMap::new(), cfg.period);
+    status.write(&enforcer, None, &HashMap::new());
     if left > 0 {
         tracing::error!(slots = left, journal = %cfg.journal.display(), "some cgroups could not be restored; the next start retries them");
     } else {
@@ -274,8 +267,7 @@ struct Duties<'a> {
     enforcer: &'a mut Enforcer,
     telemetry: &'a mut Telemetry,
     inbound: &'a mut tokio::sync::mpsc::Receiver<Inbound>,
-    cfg: &'a AgentConfig,
-    status_file: &'a Path,
+    status: &'a mut StatusWriter,
     last_round: Option<&'a SeenRound>,
     last_bids: &'a HashMap<WorkloadId, Bid>,
 }
@@ -291,7 +283,7 @@ impl Duties<'_> {
                 r = &mut work => return Ok(r),
                 () = lapse => revert_lapsed(self.enforcer, self.telemetry),
                 msg = self.inbound.recv() => {
-                    if !on_inbound(msg, self.enforcing, self.enforcer, self.telemetry, self.cfg, self.status_file, self.last_round, self.last_bids) {
+                    if !on_inbound(msg, self.enforcing, self.enforcer, self.telemetry, self.status, self.last_round, self.last_bids) {
                         return Err(anyhow::anyhow!("the arbiter client stopped"));
                     }
                 }
@@ -299,9 +291,6 @@ impl Duties<'_> {
         }
     }
 }
-
-/// How often the period rewrites the status file at most (decisions rewrite it at once).
-const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// Revert the leases whose time is up (and retry reverts that failed before), counted and logged.
 fn revert_lapsed(enforcer: &mut Enforcer, telemetry: &mut Telemetry) {
@@ -341,8 +330,7 @@ fn on_inbound(
     enforcing: bool,
     enforcer: &mut Enforcer,
     telemetry: &mut Telemetry,
-    cfg: &AgentConfig,
-    status_file: &Path,
+    status: &mut StatusWriter,
     last_round: Option<&SeenRound>,
     last_bids: &HashMap<WorkloadId, Bid>,
 ) -> bool {
@@ -363,7 +351,7 @@ fn on_inbound(
             }
             telemetry.decisions(&d, &[("applied", d.decisions.len() as u64 - failed), ("not_applied", failed)]);
             let applying_us = cost.micros();
-            write_status(status_file, &cfg.host, enforcing, enforcer, last_round, last_bids, cfg.period);
+            status.after_decisions(enforcer, last_round, last_bids);
             tracing::debug!(decisions = d.decisions.len(), failed, cpu_us = applying_us, status_cpu_us = cost.micros().saturating_sub(applying_us), "decisions applied");
         }
         Some(Inbound::State(s)) => {

@@ -4,13 +4,63 @@ use super::run::SeenRound;
 use super::sampler::now;
 use crate::enforce::{BidStatus, Enforcer, LeaseStatus, Status, WorkloadStatus};
 use std::collections::HashMap;
-use std::path::Path;
-use std::time::Duration;
-use truce_common::model::{Bid, WorkloadId};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use truce_common::model::{Bid, Setting, WorkloadId};
+
+/// How often the status is rewritten at most when nothing the agent holds changed.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// When the daemon rewrites the status file. It serves `truce-agent explain` and `truce top`,
+/// which a person reads: a changed holding (a lease taken or ended, a new value) is written
+/// at once; otherwise once a second is enough. Rewriting it on every renewal cost 1.65 ms of
+/// the agent's CPU per `decisions` frame in the VM, a fifth of its work per period
+/// (docs/benchmarks.md mitigation run 44); every period at a 100 ms period cost 19 % of its
+/// CPU on ext4, which flushes a file renamed over another (run 8).
+pub(super) struct StatusWriter {
+    path: PathBuf,
+    host: String,
+    enforcing: bool,
+    period: Duration,
+    written: Option<Instant>,
+    /// What the leases held at the last write: (cgroup, file, value).
+    held: Vec<(String, String, Setting)>,
+}
+
+impl StatusWriter {
+    pub fn new(path: PathBuf, host: &str, enforcing: bool, period: Duration) -> StatusWriter {
+        StatusWriter { path, host: host.to_string(), enforcing, period, written: None, held: Vec::new() }
+    }
+
+    /// After decisions: written when the holdings changed; a renewal of the same values (a
+    /// later expiry) waits for [`StatusWriter::periodic`].
+    pub fn after_decisions(&mut self, enforcer: &Enforcer, round: Option<&SeenRound>, bids: &HashMap<WorkloadId, Bid>) {
+        if held(enforcer) != self.held {
+            self.write(enforcer, round, bids);
+        }
+    }
+
+    /// Once per period: written when the last write is a second old.
+    pub fn periodic(&mut self, enforcer: &Enforcer, round: Option<&SeenRound>, bids: &HashMap<WorkloadId, Bid>) {
+        if self.written.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+            self.write(enforcer, round, bids);
+        }
+    }
+
+    pub fn write(&mut self, enforcer: &Enforcer, round: Option<&SeenRound>, bids: &HashMap<WorkloadId, Bid>) {
+        write_status(&self.path, &self.host, self.enforcing, enforcer, round, bids, self.period);
+        self.written = Some(Instant::now());
+        self.held = held(enforcer);
+    }
+}
+
+fn held(enforcer: &Enforcer) -> Vec<(String, String, Setting)> {
+    enforcer.leases().iter().map(|l| (l.cgroup.clone(), l.slot.to_string(), l.setting.clone())).collect()
+}
 
 /// Rewrite the status file. A failure is logged, never fatal: the status explains, it does not
 /// decide anything.
-pub(super) fn write_status(
+fn write_status(
     path: &Path,
     host: &str,
     enforcing: bool,

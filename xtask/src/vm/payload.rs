@@ -209,6 +209,11 @@ pub fn archive(job: &Job, built: &Built, scratch_dir: &Path) -> Result<Vec<u8>> 
     let mut env = format!(
         "export TRUCE_VM_GUEST=1 TRUCE_AGENT_BIN={GUEST_AGENT} TRUCE_ARBITER_BIN={GUEST_ARBITER} TRUCE_LOAD_BIN={GUEST_LOAD} RUST_BACKTRACE=1 LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu\n"
     );
+    // `TRUCE_VM_PRELUDE`: shell run in the guest before the job, for experiments (a scheduler
+    // feature through debugfs, say). Printed, so that a run's log says it was not stock.
+    if let Ok(prelude) = std::env::var("TRUCE_VM_PRELUDE") {
+        env.push_str(&format!("echo 'truce-vm: prelude: {}'\n{prelude}\n", prelude.replace('\'', "")));
+    }
     if let Job::Suite { files, .. } | Job::Command { files, .. } = job {
         for f in files.iter() {
             let data = std::fs::read(&f.host).with_context(|| format!("reading {}", f.host.display()))?;
