@@ -27,6 +27,7 @@ use truce_tests::scenario::{CPU_HOG, IO_HOG, Proc, RemoteArbiter, Setup, VICTIM,
 mod aside;
 mod controls;
 mod reaction;
+mod sched_trace;
 mod trace;
 
 use aside::StepAside;
@@ -134,6 +135,11 @@ fn phase(
         }
         _ => None,
     };
+    let mut roles = std::collections::HashMap::from([(victim.pid(), "victim")]);
+    roles.extend(cpu.as_ref().map(|p| (p.pid(), "cpu-hog")));
+    roles.extend(io.as_ref().map(|p| (p.pid(), "io-hog")));
+    roles.extend(agent.map(|p| (p.pid(), "agent")));
+    let sched = sched_trace::SchedTrace::start();
     let start = Instant::now();
     let start_unix_ms = truce_agent::cmd::sampler::now().0;
     let mut leases_seen = 0;
@@ -205,6 +211,9 @@ fn phase(
     probes_at_start.print_since(s, agent, start.elapsed());
     let limit = Duration::from_secs(30);
     let victim = summary(&victim.wait_output(limit)?)?;
+    if let Some(t) = sched {
+        t.report(&roles);
+    }
     if s.trace_agent && agent.is_some() {
         trace::print_timeline(s, start_unix_ms);
         trace::print_stage_costs(s, start_unix_ms);
