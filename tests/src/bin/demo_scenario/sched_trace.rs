@@ -50,7 +50,12 @@ impl SchedTrace {
             .collect();
         let name = |tid: u32, comm: &str| -> String {
             let tgid = tgid_of.get(&tid).copied().unwrap_or(tid);
-            roles.get(&tgid).map_or_else(|| comm.split('/').next().unwrap_or(comm).to_string(), |r| (*r).to_string())
+            match roles.get(&tgid) {
+                // The agent's threads by name: which part of it ran.
+                Some(&"agent") => format!("agent/{comm}"),
+                Some(role) => (*role).to_string(),
+                None => comm.split('/').next().unwrap_or(comm).to_string(),
+            }
         };
         let (runs, episodes) = timeline(&events, victim);
         if episodes.is_empty() {
