@@ -65,7 +65,13 @@ struct Evidence {
 }
 
 pub fn cpu_millicores(w: &WorkloadSample, period_ms: u64) -> f64 {
-    w.cpu.on_cpu_ns as f64 / (period_ms.max(1) as f64 * 1000.0)
+    millicores(w.cpu.on_cpu_ns, period_ms)
+}
+
+/// `ns` of CPU time (on a CPU, or waiting for one) over a period of `period_ms`, in
+/// millicores: ns / (period_ms * 1000).
+pub fn millicores(ns: u64, period_ms: u64) -> f64 {
+    ns as f64 / (period_ms.max(1) as f64 * 1000.0)
 }
 
 pub fn io_bytes_per_s(w: &WorkloadSample, period_ms: u64) -> f64 {

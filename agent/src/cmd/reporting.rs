@@ -72,8 +72,7 @@ pub fn inventory(sample: &HostSample, scope: &Scope, policies: &HashMap<Workload
 /// further (seen in the VM benchmark: the victim at 0.16 CPU of the 0.30 it needs).
 fn usage(w: &WorkloadSample, period_ms: u64, cpus: u32) -> Vec<Capacity> {
     let s = SignalSummary::from_sample(w, period_ms);
-    // ns waited over period_ms ms, in millicores: ns / (period_ms * 1000).
-    let waited = w.cpu.rq_wait_ns / period_ms.max(1).saturating_mul(1000);
+    let waited = crate::brain::attribution::millicores(w.cpu.rq_wait_ns, period_ms) as u64;
     let all = u64::from(cpus.max(1)) * 1000;
     let cpu = s.cpu_millicores.map(|used| Capacity { resource: Resource::Cpu, amount: used.saturating_add(waited).min(all.max(used)) });
     let memory = s.memory_bytes.map(|amount| Capacity { resource: Resource::Memory, amount });
