@@ -22,6 +22,8 @@ pub const IO_HOG: &str = "io-hog";
 /// systemd gives each unit one (system.slice/truce-agent.service). Left in the root cgroup,
 /// each of their threads would weigh as much as the whole demo subtree.
 pub const SYSTEM: &str = "/truce-system";
+/// Where the scenario's agent serves /metrics (written into its config, read by the scenario).
+const AGENT_METRICS: &str = "127.0.0.1:9447";
 
 /// Where the binaries are: `TRUCE_AGENT_BIN`, `TRUCE_ARBITER_BIN`, `TRUCE_LOAD_BIN`, else next
 /// to this executable, else on PATH.
@@ -158,7 +160,7 @@ impl Setup {
         std::fs::write(
             self.agent_config(),
             format!(
-                "host = \"{HOST}\"\nperiod = \"{period}ms\"\npressure_onset = {onset}\n{policy}workloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"{endpoint}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n",
+                "host = \"{HOST}\"\nperiod = \"{period}ms\"\npressure_onset = {onset}\n{policy}workloads = \"{w}\"\n\n[arbiter]\nendpoints = [\"{endpoint}\"]\nserver_name = \"localhost\"\ncerts_dir = \"{certs}\"\n\n[enforce]\nroots = [\"{ROOT}\"]\njournal = \"{journal}\"\nmemory_margin_bytes = 67108864\ncpu_floor_millicores = 50\n\n[metrics]\nenabled = true\nlisten = \"{AGENT_METRICS}\"\n",
                 period = self.period_ms,
                 onset = self.pressure_onset,
                 policy = self.agent_cpu_policy.as_ref().map_or_else(String::new, |p| format!("cpu_policy = \"{p}\"\n")),
@@ -254,7 +256,7 @@ impl Setup {
             .to_string())
     }
 
-    /// One unlabelled sample of the agent's Prometheus endpoint (its default `metrics.listen`),
+    /// One unlabelled sample of the agent's Prometheus endpoint (`AGENT_METRICS`),
     /// None when it cannot be read. Parsed by the same strict parser the loopback scrapes use.
     pub fn agent_counter(&self, name: &str) -> Option<f64> {
         crate::loopback::metric(&self.agent_metrics()?, name, &[])
@@ -268,7 +270,7 @@ impl Setup {
 
     fn agent_metrics(&self) -> Option<Vec<truce_common::metrics::Sample>> {
         use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect_timeout(&"127.0.0.1:9447".parse().ok()?, Duration::from_secs(2)).ok()?;
+        let mut conn = std::net::TcpStream::connect_timeout(&AGENT_METRICS.parse().ok()?, Duration::from_secs(2)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
         let mut reply = String::new();

@@ -138,10 +138,11 @@ fn timeline(events: &[Event], victim: u32) -> (Runs, Vec<(f64, f64)>) {
                     runs.push((tid, comm, since, *at));
                 }
                 running = Some((*next, next_comm.clone(), *at));
-                if *prev == victim && *prev_sleeps {
-                    if let Some(from) = woken.take() {
-                        episodes.push((from, *at));
-                    }
+                if *prev == victim
+                    && *prev_sleeps
+                    && let Some(from) = woken.take()
+                {
+                    episodes.push((from, *at));
                 }
             }
         }
