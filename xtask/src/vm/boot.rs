@@ -59,24 +59,27 @@ impl BootOutcome {
 /// KVM only where the CPU really has vmx/svm and the kvm module for it is loaded: a nested
 /// `/dev/kvm` without them (PVM) makes stock kernels die in KVM's emulator. Single-threaded
 /// TCG otherwise: multi-threaded TCG crashes the guest (`Oops: int3` after cpu.max writes).
-pub fn accel_args() -> (Vec<String>, &'static str) {
+pub fn accel_args() -> Result<(Vec<String>, &'static str)> {
     let forced = std::env::var("TRUCE_VM_ACCEL").unwrap_or_default();
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
     let has_virt = flags.split_whitespace().any(|f| f == "vmx" || f == "svm");
     let kvm_loaded = Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists();
     if forced != "tcg" && has_virt && kvm_loaded && Path::new("/dev/kvm").exists() {
-        (vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()], "kvm")
+        Ok((vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()], "kvm"))
     } else {
         // TCG's translation cache in MiB; `TRUCE_VM_TB_MIB` overrides it for experiments (a
         // full cache is flushed whole, and every guest task then runs retranslated code).
-        let tb_mib = std::env::var("TRUCE_VM_TB_MIB").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(256);
-        (vec!["-accel".into(), format!("tcg,thread=single,tb-size={tb_mib}"), "-cpu".into(), "max".into()], "tcg,thread=single")
+        let tb_mib = match std::env::var("TRUCE_VM_TB_MIB") {
+            Err(_) => 256,
+            Ok(v) => v.trim().parse::<u32>().ok().filter(|&m| m > 0).with_context(|| format!("TRUCE_VM_TB_MIB: {v:?} is not a size in MiB"))?,
+        };
+        Ok((vec!["-accel".into(), format!("tcg,thread=single,tb-size={tb_mib}"), "-cpu".into(), "max".into()], "tcg,thread=single"))
     }
 }
 
-fn command(spec: &BootSpec) -> Command {
-    let (accel, _) = accel_args();
+fn command(spec: &BootSpec) -> Result<Command> {
+    let (accel, _) = accel_args()?;
     let mut cmd = spec.qemu.command();
     cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-machine", "q35"]);
     cmd.args(&accel);
@@ -104,11 +107,11 @@ fn command(spec: &BootSpec) -> Command {
         // listens on the host's loopback, which slirp maps to 10.0.2.2.
         cmd.args(["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]);
     }
-    cmd
+    Ok(cmd)
 }
 
 pub fn interactive(spec: &BootSpec) -> Result<i32> {
-    let mut cmd = command(spec);
+    let mut cmd = command(spec)?;
     eprintln!("xtask: vm-shell: {}", crate::util::describe(&cmd));
     let status = cmd.status().context("could not start qemu")?;
     Ok(status.code().unwrap_or(1))
@@ -117,7 +120,7 @@ pub fn interactive(spec: &BootSpec) -> Result<i32> {
 pub fn run(spec: &BootSpec) -> Result<BootOutcome> {
     let started = Instant::now();
     let _ = std::fs::remove_file(spec.serial_file);
-    let mut cmd = command(spec);
+    let mut cmd = command(spec)?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("could not start {}", crate::util::describe(&cmd)))?;
     let pid = child.id();

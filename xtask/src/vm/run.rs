@@ -35,7 +35,7 @@ pub fn run_suites(assets: &Assets, args: &TestArgs) -> Result<()> {
     }
     let built = payload::build(&suites)?;
     let packages = if suites.contains(&payload::PACKAGE_SUITE) { payload::package_files()? } else { Vec::new() };
-    let (_, accel) = boot::accel_args();
+    let (_, accel) = boot::accel_args()?;
     let mut results = Vec::new();
     for (kernel, base) in &assets.kernels {
         for (suite, binary) in &built.suites {
@@ -164,7 +164,7 @@ pub fn command(assets: &Assets, script: &str, timeout_secs: u64, prefix: &str, e
     let dir = run_dir(&format!("cmd-{}", kernel.label))?;
     let job = Job::Command { script, timeout_secs, files: &extras.files };
     let files = BootFiles::prepare(&dir, base, &payload::archive(&job, &built, &dir)?)?;
-    let (_, accel) = boot::accel_args();
+    let (_, accel) = boot::accel_args()?;
     let vcpus = extras.vcpus;
     eprintln!(
         "xtask: vm-test: booting {} ({}) [{accel}, {vcpus} vCPU{}], initrd {} MiB",
