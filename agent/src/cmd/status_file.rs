@@ -114,3 +114,38 @@ fn write_status(
         tracing::warn!(file = %path.display(), cause = %e, "could not write the status file (`truce-agent explain` will be stale)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::{Floors, Scope, tests::decision};
+    use truce_common::model::Timestamp;
+
+    #[test]
+    fn decisions_rewrite_the_status_only_when_the_holdings_change() {
+        // A directory stands in for the cgroup (the writes themselves are tested in the VM).
+        let tmp = std::env::temp_dir().join(format!("truce-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let cg = tmp.join("work/a");
+        std::fs::create_dir_all(&cg).expect("mkdir");
+        std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
+        let (mut e, _) = Enforcer::open(tmp.clone(), Scope::new(vec!["/work".into()], None), &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
+        let file = tmp.join("status.json");
+        let mut status = StatusWriter::new(file.clone(), "h", true, Duration::from_secs(1));
+        let bids = HashMap::new();
+        let quota = |m| Setting::CpuMax { millicores: m, period_us: 100_000 };
+        e.apply(&decision(1, quota(300)), Timestamp(1)).expect("first");
+        status.after_decisions(&e, None, &bids);
+        assert!(file.exists(), "a new lease was not written at once");
+        std::fs::remove_file(&file).expect("rm");
+        e.apply(&decision(1, quota(300)), Timestamp(2)).expect("renewal");
+        status.after_decisions(&e, None, &bids);
+        assert!(!file.exists(), "a renewal of the same value rewrote the status");
+        status.periodic(&e, None, &bids);
+        assert!(!file.exists(), "the periodic write came before its second");
+        e.apply(&decision(1, quota(400)), Timestamp(3)).expect("new value");
+        status.after_decisions(&e, None, &bids);
+        assert!(file.exists(), "a new value was not written at once");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}

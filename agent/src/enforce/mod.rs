@@ -218,12 +218,13 @@ fn in_force(planned: &PlannedWrite, current: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
     use truce_common::model::{BidId, DecisionId, DeviceId, Lease, Lender, WorkloadId, WorkloadRef};
 
-    fn decision(lease: u64, setting: Setting) -> Decision {
+    /// A decision for `/work/a` holding `setting` under lease `lease`.
+    pub(crate) fn decision(lease: u64, setting: Setting) -> Decision {
         let resource = setting.resource();
         Decision {
             id: DecisionId(lease),
