@@ -63,10 +63,11 @@ fn main() -> ExitCode {
         };
     }
     // One thread drives the I/O, the timers and the daemon's loop. The loop waits on its own
-    // (the probes' thread, the blocking reads, the brain), so more workers add no throughput,
-    // only hand-offs: with two workers the agent woke 74 times a second at a 500 ms period
-    // (its I/O driver on a worker, each event handed to the loop's thread), and every wake-up
-    // on a busy CPU is a chance to delay the workload it serves (docs/benchmarks.md run 40).
+    // helpers (the probes' thread, the blocking reads, the brain), so more workers add no
+    // throughput, only hand-offs: with two workers the agent woke 74 times a second at a
+    // 500 ms period (its I/O driver on a worker, each event handed to the loop's thread), with
+    // one 35 (docs/benchmarks.md runs 40-41; the agent's CPU and its neighbours' latency did
+    // not measurably change).
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
