@@ -44,6 +44,8 @@ pub enum EnforceError {
     Journal(#[from] JournalError),
     #[error("lease {lease:?} for {cgroup} had already lapsed")]
     Lapsed { cgroup: String, lease: LeaseId },
+    #[error("lease {lease:?} for {cgroup} is older than lease {newer:?}, which holds the resource")]
+    Superseded { cgroup: String, lease: LeaseId, newer: LeaseId },
 }
 
 pub struct Enforcer {
@@ -84,6 +86,14 @@ impl Enforcer {
         let cgroup = d.workload.path.clone();
         if d.lease.expiry <= now {
             return Err(EnforceError::Lapsed { cgroup, lease: d.lease.id });
+        }
+        // A decision that arrives after a newer one on the same resource (out of order) is
+        // refused before it writes: applied, it would write its stale value, be superseded at
+        // once and leave the newer value to be written back, two writes that refill a quota.
+        let resource = d.setting.resource();
+        let newer = self.leases.iter().find(|l| l.cgroup == cgroup && l.setting.resource() == resource && (l.start, l.id) > (d.lease.start, d.lease.id));
+        if let Some(newer) = newer {
+            return Err(EnforceError::Superseded { cgroup, lease: d.lease.id, newer: newer.id });
         }
         let dir = self.confine.resolve(&cgroup).map_err(|source| EnforceError::Confinement { cgroup: cgroup.clone(), source })?;
         // Only memory.high's floor reads the usage; every other decision (and every renewal)
@@ -242,6 +252,30 @@ pub(crate) mod tests {
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         std::fs::File::options().write(true).open(&file).and_then(|f| f.set_modified(old)).expect("backdate");
         move || std::fs::metadata(&file).and_then(|m| m.modified()).expect("mtime") != old
+    }
+
+    #[test]
+    fn a_decision_older_than_the_lease_in_force_is_refused_before_it_writes() {
+        let tmp = std::env::temp_dir().join(format!("truce-enforce-order-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let cg = tmp.join("work/a");
+        std::fs::create_dir_all(&cg).expect("mkdir");
+        std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
+        let (mut e, _) = Enforcer::open(tmp.clone(), Scope::new(vec!["/work".into()], None), &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
+        let quota = |m| Setting::CpuMax { millicores: m, period_us: 100_000 };
+        let mut newer = decision(2, quota(400));
+        newer.lease.start = Timestamp(10);
+        e.apply(&newer, Timestamp(11)).expect("newer");
+        let written = backdate(cg.join("cpu.max"));
+        let older = decision(1, quota(300));
+        let refused = e.apply(&older, Timestamp(12));
+        assert!(matches!(refused, Err(EnforceError::Superseded { newer: LeaseId(2), .. })), "{refused:?}");
+        assert!(!written(), "the stale decision wrote");
+        assert_eq!(std::fs::read_to_string(cg.join("cpu.max")).expect("read"), "40000 100000");
+        assert_eq!(e.leases().all_ids(), vec![LeaseId(2)]);
+        // The newer lease's own renewal still applies.
+        e.apply(&newer, Timestamp(13)).expect("renewal of the holder");
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 
     #[test]
