@@ -38,6 +38,14 @@ impl Workload {
         }
     }
 
+    /// The CPU the process last ran on (/proc/<pid>/stat, field 39).
+    pub fn last_cpu(&self) -> Result<u32> {
+        let text = fs::read_to_string(format!("/proc/{}/stat", self.pid())).context("reading stat")?;
+        // Fields after the parenthesised command name: field 3 onwards, so 39 is the 37th.
+        let rest = text.rsplit_once(')').map(|(_, r)| r).context("no command name in stat")?;
+        rest.split_whitespace().nth(36).and_then(|f| f.parse().ok()).with_context(|| format!("no processor field in {text:?}"))
+    }
+
     /// Pin the process to one CPU.
     pub fn pin(&self, cpu: usize) -> Result<()> {
         let mut set = CpuSet::new();
