@@ -118,18 +118,12 @@ fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enforce::{Floors, Scope, tests::decision};
+    use crate::enforce::tests::{decision, scratch_enforcer};
     use truce_common::model::Timestamp;
 
     #[test]
     fn decisions_rewrite_the_status_only_when_the_holdings_change() {
-        // A directory stands in for the cgroup (the writes themselves are tested in the VM).
-        let tmp = std::env::temp_dir().join(format!("truce-status-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let cg = tmp.join("work/a");
-        std::fs::create_dir_all(&cg).expect("mkdir");
-        std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
-        let (mut e, _) = Enforcer::open(tmp.clone(), Scope::new(vec!["/work".into()], None), &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
+        let (mut e, tmp, _) = scratch_enforcer("status");
         let file = tmp.join("status.json");
         let mut status = StatusWriter::new(file.clone(), "h", true, Duration::from_secs(1));
         let bids = HashMap::new();

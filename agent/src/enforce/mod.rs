@@ -247,6 +247,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// A scratch enforcer under the temp dir: roots `/work`, one cgroup `work/a` (a directory
+    /// standing in for it; the writes themselves are tested in the VM) with `cpu.max` at its
+    /// default. Returns the enforcer, the scratch root (remove it at the end) and the cgroup.
+    pub(crate) fn scratch_enforcer(name: &str) -> (Enforcer, std::path::PathBuf, std::path::PathBuf) {
+        let tmp = std::env::temp_dir().join(format!("truce-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let cg = tmp.join("work/a");
+        std::fs::create_dir_all(&cg).expect("mkdir");
+        std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
+        let (e, _) = Enforcer::open(tmp.clone(), Scope::new(vec!["/work".into()], None), &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
+        (e, tmp, cg)
+    }
+
     /// Backdate `file` and say whether a later call finds it written since.
     fn backdate(file: std::path::PathBuf) -> impl Fn() -> bool {
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
@@ -256,12 +269,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_decision_older_than_the_lease_in_force_is_refused_before_it_writes() {
-        let tmp = std::env::temp_dir().join(format!("truce-enforce-order-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let cg = tmp.join("work/a");
-        std::fs::create_dir_all(&cg).expect("mkdir");
-        std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
-        let (mut e, _) = Enforcer::open(tmp.clone(), Scope::new(vec!["/work".into()], None), &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
+        let (mut e, tmp, cg) = scratch_enforcer("enforce-order");
         let quota = |m| Setting::CpuMax { millicores: m, period_us: 100_000 };
         let mut newer = decision(2, quota(400));
         newer.lease.start = Timestamp(10);
@@ -280,15 +288,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_renewal_whose_value_is_in_force_writes_nothing() {
-        // A directory stands in for the cgroup (the writes themselves are tested in the VM).
-        let tmp = std::env::temp_dir().join(format!("truce-enforce-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let cg = tmp.join("work/a");
-        std::fs::create_dir_all(&cg).expect("mkdir");
-        std::fs::write(cg.join("cpu.max"), "max 100000\n").expect("cpu.max");
+        let (mut e, tmp, cg) = scratch_enforcer("enforce");
         let vda = DeviceId { major: 254, minor: 0 };
         std::fs::write(cg.join("io.max"), "").expect("io.max");
-        let (mut e, _) = Enforcer::open(tmp.clone(), Scope::new(vec!["/work".into()], None), &tmp.join("journal.jsonl"), Floors::default()).expect("enforcer");
         let quota = Setting::CpuMax { millicores: 300, period_us: 100_000 };
         e.apply(&decision(1, quota.clone()), Timestamp(1)).expect("first write");
         assert_eq!(std::fs::read_to_string(cg.join("cpu.max")).expect("read"), "30000 100000");
