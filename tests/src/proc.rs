@@ -54,48 +54,55 @@ impl Proc {
 
     /// CPU time it has used so far (user + system, all threads), from /proc/PID/stat.
     pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // Fields after the parenthesised command name, which may itself hold spaces.
-        stat_cpu(stat.rsplit_once(')')?.1)
+        let (user, system) = self.stat_ticks()?;
+        Some(ticks_to_duration(user + system))
     }
 
     /// (user, system) CPU time so far, all threads: how much of a daemon's cost is its own code
     /// and how much the kernel's work on its behalf (file reads, map reads, sends).
     pub fn cpu_split(&self) -> Option<(Duration, Duration)> {
+        let (user, system) = self.stat_ticks()?;
+        Some((ticks_to_duration(user), ticks_to_duration(system)))
+    }
+
+    fn stat_ticks(&self) -> Option<(u64, u64)> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        Some((ticks_to_duration(ticks(11)?), ticks_to_duration(ticks(12)?)))
+        // Fields after the parenthesised command name, which may itself hold spaces.
+        stat_ticks(stat.rsplit_once(')')?.1)
     }
 
     /// Context switches so far per live thread, keyed by thread id, with the thread's name:
     /// (voluntary: it blocked, so each is a wake-up to come; involuntary: it was preempted).
     pub fn thread_switches(&self) -> std::collections::BTreeMap<u32, (String, u64, u64)> {
-        let mut out = std::collections::BTreeMap::new();
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return out };
-        for entry in dir.flatten() {
-            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        self.per_thread("status", |status| {
             let field = |prefix: &str| status.lines().find_map(|l| l.strip_prefix(prefix)).map(str::trim);
             let count = |prefix: &str| field(prefix).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             let name = field("Name:").unwrap_or("?").to_string();
-            out.insert(tid, (name, count("voluntary_ctxt_switches:"), count("nonvoluntary_ctxt_switches:")));
-        }
-        out
+            Some((name, count("voluntary_ctxt_switches:"), count("nonvoluntary_ctxt_switches:")))
+        })
     }
 
     /// CPU time per thread so far, keyed by thread id, with the thread's name (`comm`).
     /// Threads that exited are missing; a caller diffing two snapshots sees only live ones.
     pub fn thread_cpu_times(&self) -> std::collections::BTreeMap<u32, (String, Duration)> {
+        self.per_thread("stat", |stat| {
+            let (left, rest) = stat.rsplit_once(')')?;
+            let comm = left.split_once('(').map_or("?", |(_, c)| c).to_string();
+            let (user, system) = stat_ticks(rest)?;
+            Some((comm, ticks_to_duration(user + system)))
+        })
+    }
+
+    /// `parse` of /proc/PID/task/TID/`file` for every live thread, keyed by thread id; threads
+    /// that exit meanwhile or whose file does not parse are left out.
+    fn per_thread<T>(&self, file: &str, parse: impl Fn(&str) -> Option<T>) -> std::collections::BTreeMap<u32, T> {
         let mut out = std::collections::BTreeMap::new();
         let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return out };
         for entry in dir.flatten() {
             let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            let Some((left, rest)) = stat.rsplit_once(')') else { continue };
-            let comm = left.split_once('(').map_or("?", |(_, c)| c).to_string();
-            if let Some(t) = stat_cpu(rest) {
-                out.insert(tid, (comm, t));
+            let Ok(text) = std::fs::read_to_string(entry.path().join(file)) else { continue };
+            if let Some(v) = parse(&text) {
+                out.insert(tid, v);
             }
         }
         out
@@ -174,12 +181,11 @@ impl Drop for Proc {
     }
 }
 
-/// utime + stime from the part of a /proc stat line after the command name's `)`.
-fn stat_cpu(rest: &str) -> Option<Duration> {
+/// (utime, stime) in clock ticks from the part of a /proc stat line after the command name's `)`.
+fn stat_ticks(rest: &str) -> Option<(u64, u64)> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks_to_duration(ticks))
+    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
 }
 
 /// Clock ticks (the USER_HZ of /proc stat lines) as a duration.
@@ -187,4 +193,33 @@ fn ticks_to_duration(ticks: u64) -> Duration {
     // SAFETY: sysconf has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_reads_the_same_cpu_time_whole_split_and_by_thread() {
+        let log = std::env::temp_dir().join(format!("truce-proc-{}.log", std::process::id()));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; exec sleep 30"]);
+        let p = Proc::spawn("burner", cmd, &log, None).expect("spawn");
+        // Burned and asleep: its counters no longer move while they are read.
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).is_ok_and(|s| !s.contains("(sleep)")) {
+            assert!(start.elapsed() < Duration::from_secs(20), "the burner never reached its sleep");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let whole = p.cpu_time().expect("cpu time");
+        let (user, system) = p.cpu_split().expect("split");
+        assert!(whole > Duration::ZERO, "the loop took no CPU time");
+        assert_eq!(whole, user + system);
+        let threads = p.thread_cpu_times();
+        assert_eq!(threads.values().map(|(comm, t)| (comm.as_str(), *t)).collect::<Vec<_>>(), vec![("sleep", whole)]);
+        let switches = p.thread_switches();
+        assert_eq!(switches.values().map(|(name, ..)| name.as_str()).collect::<Vec<_>>(), vec!["sleep"]);
+        p.kill();
+        let _ = std::fs::remove_file(&log);
+    }
 }
