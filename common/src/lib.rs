@@ -7,6 +7,8 @@
 
 pub mod abi;
 #[cfg(feature = "user")]
+pub mod chain;
+#[cfg(feature = "user")]
 pub mod estimate;
 /// The Prometheus `/metrics` endpoint of agent and arbiter.
 #[cfg(feature = "metrics")]

@@ -330,19 +330,7 @@ fn frames(batch: Vec<Outbound>, batch_bids: bool) -> Vec<Message> {
     out
 }
 
-pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
+pub(crate) use truce_common::chain::Chain;
 
 #[cfg(test)]
 mod tests {

@@ -236,17 +236,4 @@ async fn run(conn: quinn::Connection, host: HostId, shared: Arc<Shared>, cancel:
     close(&conn, code, &reason);
 }
 
-/// `{:#}`-style display of an error and its sources, for log fields and close reasons.
-pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
+pub(crate) use truce_common::chain::Chain;
