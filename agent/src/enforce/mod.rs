@@ -48,6 +48,14 @@ pub enum EnforceError {
     Superseded { cgroup: String, lease: LeaseId, newer: LeaseId },
 }
 
+/// What `write_setting` did: the planned write, the slot's value before it, and whether it
+/// wrote (false when the value was already in force).
+struct SettingWrite {
+    planned: PlannedWrite,
+    old: String,
+    wrote: bool,
+}
+
 pub struct Enforcer {
     confine: Confinement,
     floors: Floors,
@@ -96,30 +104,17 @@ impl Enforcer {
             return Err(EnforceError::Superseded { cgroup, lease: d.lease.id, newer: newer.id });
         }
         let dir = self.confine.resolve(&cgroup).map_err(|source| EnforceError::Confinement { cgroup: cgroup.clone(), source })?;
-        // Only memory.high's floor reads the usage; every other decision (and every renewal)
-        // skips the read.
-        let memory_current = matches!(d.setting, Setting::MemoryHigh { .. })
-            .then(|| std::fs::read_to_string(dir.join("memory.current")).ok().and_then(|s| s.trim().parse().ok()))
-            .flatten();
-        let planned = plan(&d.setting, &self.floors, memory_current).map_err(|source| EnforceError::Setting { cgroup: cgroup.clone(), source })?;
-        let file = dir.join(&planned.slot.file);
-        let io_err = |action, source| EnforceError::Io { cgroup: cgroup.clone(), file: planned.slot.file.clone(), action, source };
-        let current = std::fs::read_to_string(&file).map_err(|e| io_err("read", e))?;
-        let old = original_of(&planned.slot, &current);
-        self.journal.record_original(&cgroup, &planned.slot, &old)?;
-        // A renewal finds its value in force, and writing it again is not free: a cpu.max write
-        // refills the quota and unthrottles the group, an io.max write restarts blk-throttle's
-        // slice, so each rewrite would let a cut workload burst past its limit once a period.
-        if in_force(&planned, &old) {
-            tracing::debug!(cgroup = %cgroup, file = %planned.slot, value = %planned.value, decision = d.id.0, lease = d.lease.id.0, "value already in force: lease held, nothing written");
-        } else {
-            std::fs::write(&file, &planned.value).map_err(|e| io_err("write", e))?;
+        let w = self.write_setting(&dir, &cgroup, &d.setting)?;
+        if w.wrote {
             tracing::info!(
-                target: "truce::audit", cgroup = %cgroup, file = %planned.slot, old = %old, new = %planned.value,
-                floored = planned.floored.unwrap_or(""), decision = d.id.0, lease = d.lease.id.0,
+                target: "truce::audit", cgroup = %cgroup, file = %w.planned.slot, old = %w.old, new = %w.planned.value,
+                floored = w.planned.floored.unwrap_or(""), decision = d.id.0, lease = d.lease.id.0,
                 bids = ?d.caused_by.iter().map(|b| b.0).collect::<Vec<_>>(), expiry_ms = d.lease.expiry.0, "cgroup write"
             );
+        } else {
+            tracing::debug!(cgroup = %cgroup, file = %w.planned.slot, value = %w.planned.value, decision = d.id.0, lease = d.lease.id.0, "value already in force: lease held, nothing written");
         }
+        let planned = w.planned;
         self.leases.grant(
             ActiveLease {
                 id: d.lease.id,
@@ -176,18 +171,52 @@ impl Enforcer {
         for a in actions {
             match a {
                 SlotAction::Restore { cgroup, slot } => self.restore(&cgroup, &slot, why),
-                SlotAction::Apply(l) => {
-                    let write = self.confine.resolve(&l.cgroup).ok().and_then(|dir| {
-                        let p = plan(&l.setting, &self.floors, None).ok()?;
-                        std::fs::write(dir.join(&p.slot.file), &p.value).ok().map(|_| p)
-                    });
-                    match write {
-                        Some(p) => tracing::info!(target: "truce::audit", cgroup = %l.cgroup, file = %p.slot, new = %p.value, lease = l.id.0, reason = why, "cgroup write (next lease holds the slot)"),
-                        None => tracing::warn!(cgroup = %l.cgroup, file = %l.slot, lease = l.id.0, "could not apply the next lease on this slot"),
-                    }
-                }
+                SlotAction::Apply(l) => self.apply_holder(&l, why),
             }
         }
+    }
+
+    /// Write the setting of the lease that holds a slot now that another lease on it ended,
+    /// through the same path as a decision: the usage floor, the in-force check, the journal
+    /// and an audit line that names the lease's decision and bids.
+    fn apply_holder(&mut self, l: &ActiveLease, why: &'static str) {
+        let written = self
+            .confine
+            .resolve(&l.cgroup)
+            .map_err(|source| EnforceError::Confinement { cgroup: l.cgroup.clone(), source })
+            .and_then(|dir| self.write_setting(&dir, &l.cgroup, &l.setting));
+        match written {
+            Ok(w) if w.wrote => tracing::info!(
+                target: "truce::audit", cgroup = %l.cgroup, file = %w.planned.slot, old = %w.old, new = %w.planned.value,
+                floored = w.planned.floored.unwrap_or(""), decision = l.decision.0, lease = l.id.0,
+                bids = ?l.bids.iter().map(|b| b.0).collect::<Vec<_>>(), reason = why, "cgroup write (next lease holds the slot)"
+            ),
+            Ok(_) => tracing::debug!(cgroup = %l.cgroup, file = %l.slot, lease = l.id.0, reason = why, "next lease's value already in force"),
+            Err(e) => tracing::warn!(cgroup = %l.cgroup, file = %l.slot, lease = l.id.0, reason = why, cause = %truce_common::chain::Chain(&e), "could not apply the next lease on this slot"),
+        }
+    }
+
+    /// Plan `setting` for the cgroup at `dir` and write it unless its value is already in force,
+    /// journaling the original first. A renewal finds its value in force, and writing it again
+    /// is not free: a cpu.max write refills the quota and unthrottles the group, an io.max write
+    /// restarts blk-throttle's slice, so each rewrite would let a cut workload burst past its
+    /// limit once a period.
+    fn write_setting(&mut self, dir: &std::path::Path, cgroup: &str, setting: &Setting) -> Result<SettingWrite, EnforceError> {
+        // Only memory.high's floor reads the usage; every other setting skips the read.
+        let memory_current = matches!(setting, Setting::MemoryHigh { .. })
+            .then(|| std::fs::read_to_string(dir.join("memory.current")).ok().and_then(|s| s.trim().parse().ok()))
+            .flatten();
+        let planned = plan(setting, &self.floors, memory_current).map_err(|source| EnforceError::Setting { cgroup: cgroup.to_string(), source })?;
+        let file = dir.join(&planned.slot.file);
+        let io_err = |action, source| EnforceError::Io { cgroup: cgroup.to_string(), file: planned.slot.file.clone(), action, source };
+        let current = std::fs::read_to_string(&file).map_err(|e| io_err("read", e))?;
+        let old = original_of(&planned.slot, &current);
+        self.journal.record_original(cgroup, &planned.slot, &old)?;
+        let wrote = !in_force(&planned, &old);
+        if wrote {
+            std::fs::write(&file, &planned.value).map_err(|e| io_err("write", e))?;
+        }
+        Ok(SettingWrite { planned, old, wrote })
     }
 
     /// Write the journaled original back. A vanished cgroup has nothing left to restore.
@@ -283,6 +312,37 @@ pub(crate) mod tests {
         assert_eq!(e.leases().all_ids(), vec![LeaseId(2)]);
         // The newer lease's own renewal still applies.
         e.apply(&newer, Timestamp(13)).expect("renewal of the holder");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    /// The lease that holds a slot after another ended is written like a decision: above the
+    /// usage floor, journaled, and not at all when its value is already in force. (Before, it
+    /// was planned without the usage, so memory.high could land below what the cgroup uses.)
+    #[test]
+    fn the_next_holder_of_a_slot_is_written_above_the_usage_floor_and_only_when_not_in_force() {
+        let (mut e, tmp, cg) = scratch_enforcer("enforce-holder");
+        std::fs::write(cg.join("memory.current"), format!("{}\n", 500u64 << 20)).expect("memory.current");
+        std::fs::write(cg.join("memory.high"), "max\n").expect("memory.high");
+        let d = decision(7, Setting::MemoryHigh { bytes: 10 << 20 });
+        let holder = ActiveLease {
+            id: d.lease.id,
+            cgroup: d.workload.path.clone(),
+            setting: d.setting.clone(),
+            slot: slot_of(&d.setting),
+            start: d.lease.start,
+            expiry: d.lease.expiry,
+            decision: d.id,
+            bids: d.caused_by.clone(),
+            reasons: Vec::new(),
+        };
+        e.act(vec![SlotAction::Apply(holder.clone())], "test");
+        let floor = (500u64 << 20) + Floors::default().memory_margin_bytes;
+        let value: u64 = std::fs::read_to_string(cg.join("memory.high")).expect("read").trim().parse().expect("bytes");
+        assert!(value >= floor, "memory.high {value} below usage plus margin {floor}");
+        assert_eq!(e.journal().original("/work/a", &holder.slot), Some("max"));
+        let written = backdate(cg.join("memory.high"));
+        e.act(vec![SlotAction::Apply(holder)], "test");
+        assert!(!written(), "a value in force was written again");
         let _ = std::fs::remove_dir_all(&tmp);
     }
 
