@@ -3,6 +3,7 @@
 //! reaped on drop, so a failing test leaves nothing running.
 use std::{
     fs,
+    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
 };
@@ -80,28 +81,32 @@ impl Drop for Workload {
     }
 }
 
-/// `sh` that writes its own pid into the cgroup, then runs `script`.
+/// `sh` that writes its own pid into the cgroup, says so on its stdout, then runs `script`.
+///
+/// Returns once the shell has said so, i.e. once its write to cgroup.procs has returned. The
+/// pid shows in cgroup.procs before that (the kernel moves the task, then runs each
+/// controller's attach), and the cpuset controller's attach resets the task's CPUs to the
+/// cgroup's: a test that pinned a burner as soon as it showed could have the pin undone.
 fn spawn_in(cgroup: &TestCgroup, script: &str, args: &[&str]) -> Result<Workload> {
-    let child = Command::new("sh")
+    let mut child = Command::new("sh")
         .arg("-c")
-        .arg(format!("echo $$ > \"$0\" && {script}"))
+        .arg(format!("echo $$ > \"$0\" && echo moved && exec >/dev/null && {script}"))
         .arg(cgroup.procs_file())
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("spawning sh")?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
     let mut workload = Workload { child };
-    // Wait until the move is visible, so no work is charged to the test's own cgroup.
-    // A short workload may already have finished (after moving itself): that is fine too.
-    for _ in 0..200 {
-        if cgroup.procs()?.contains(&workload.pid()) || matches!(workload.child.try_wait(), Ok(Some(_))) {
-            return Ok(workload);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).context("reading the workload's stdout")?;
+    if line.trim() != "moved" {
+        let status = workload.child.wait().context("waiting for the workload")?;
+        bail!("workload {} did not move itself into {} ({status})", workload.pid(), cgroup.path.display());
     }
-    bail!("workload {} never appeared in {}", workload.pid(), cgroup.path.display())
+    Ok(workload)
 }
 
 /// A shell busy loop: one full CPU, in one thread, until dropped.
