@@ -52,6 +52,17 @@ pub struct Args {
     /// antagonist (and under TCG, emulating its disk) costs the victim.
     #[arg(long)]
     pub no_io_hog: bool,
+    /// CPU time in µs the stand-in daemon of the `static-burst` control spins every 500 ms
+    /// (default 25000, about the agent's own under TCG; the agent uses about a twentieth of
+    /// that natively).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=500_000))]
+    pub burst_us: Option<u64>,
+    /// In how many pieces, 1 ms apart (default 4).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub burst_pieces: Option<u64>,
+    /// The stand-in's scheduling policy, normal or batch (default normal).
+    #[arg(long, value_parser = AGENT_POLICIES)]
+    pub burst_policy: Option<String>,
     /// The agent logs JSON at debug level, and each phase with it prints the victim's slowest
     /// requests with the agent's timeline around them, and the probes' kernel run time.
     #[arg(long)]
@@ -133,6 +144,15 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     }
     if args.no_io_hog {
         common += " --no-io-hog";
+    }
+    if let Some(us) = args.burst_us {
+        common += &format!(" --burst-us {us}");
+    }
+    if let Some(n) = args.burst_pieces {
+        common += &format!(" --burst-pieces {n}");
+    }
+    if let Some(p) = &args.burst_policy {
+        common += &format!(" --burst-policy {p}");
     }
     if args.trace {
         common += " --trace";

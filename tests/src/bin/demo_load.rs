@@ -4,7 +4,7 @@
 //! truce-demo-load victim --seconds S [--interval-ms 10] [--work-us 2000] [--latency-file F]
 //! truce-demo-load cpu    --seconds S [--threads N]
 //! truce-demo-load io     --seconds S --device /dev/vda [--span-mib 192]
-//! truce-demo-load burst  --seconds S [--every-ms 500] [--busy-ms 25] [--pieces 4]
+//! truce-demo-load burst  --seconds S [--every-ms 500] [--busy-us 25000] [--pieces 4] [--policy normal|batch]
 //! ```
 //!
 //! `victim` is a latency-sensitive service: a request arrives every interval (open loop, so a
@@ -13,8 +13,9 @@
 //! the last second's p99 in ms to the latency file (the agent's SLO input). `cpu` spins N
 //! threads and counts work units; `io` writes 1 MiB blocks with O_DIRECT. Each prints one JSON
 //! line with what it measured when its time is up (or on SIGTERM). `burst` stands in for a
-//! daemon: every `every-ms` it spins `busy-ms` of CPU time in `pieces` pieces 1 ms of sleep
-//! apart (a daemon's hand-offs between threads), and sleeps otherwise.
+//! daemon: every `every-ms` it spins `busy-us` of CPU time in `pieces` pieces 1 ms of sleep
+//! apart (a daemon's hand-offs between threads), and sleeps otherwise; under SCHED_BATCH (as
+//! the agent runs by default) with `--policy batch`.
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -157,8 +158,19 @@ fn cpu(args: &[String]) -> Result<()> {
 fn burst(args: &[String]) -> Result<()> {
     let seconds: f64 = arg(args, "--seconds", None)?;
     let every = Duration::from_millis(arg(args, "--every-ms", Some(500))?);
-    let busy_ns = arg::<u64>(args, "--busy-ms", Some(25))? * 1_000_000;
+    let busy_ns = arg::<u64>(args, "--busy-us", Some(25_000))? * 1000;
     let pieces = arg::<u64>(args, "--pieces", Some(4))?.max(1);
+    match arg(args, "--policy", Some("normal".to_string()))?.as_str() {
+        "normal" => {}
+        "batch" => {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sched_setscheduler(2) on this thread with a parameter that outlives the call.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+                bail!("SCHED_BATCH: {}", std::io::Error::last_os_error());
+            }
+        }
+        other => bail!("--policy: {other:?} is neither normal nor batch"),
+    }
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let mut next = start;

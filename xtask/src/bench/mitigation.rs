@@ -16,7 +16,10 @@
 //! (the phases after "without truce", default observe,quota,weight,yield; `static` adds a
 //! control with the yield cut's setting written by hand and no agent, `static-observe` the
 //! same with the agent running and no arbiter, `static-burst` with a stand-in daemon
-//! spinning 25 ms every 500 ms instead), `--io-hog on,off`
+//! spinning 25 ms every 500 ms instead), `--burst-us A,B` (the stand-in's CPU a burst in µs,
+//! one boot each: what a daemon's per-period CPU costs the victim), `--burst-pieces A,B` (in how
+//! many pieces, default 4) and `--burst-policy normal,batch` (its scheduling policy, default
+//! normal), one boot each, `--io-hog on,off`
 //! (off leaves the I/O antagonist out; one boot each), `--trace` (each agent phase prints the
 //! victim's slowest requests with the agent's timeline around them, and the probes' kernel
 //! run time), `--arbiter vm,host` (default host: the
@@ -72,6 +75,14 @@ pub fn run(rest: &[String]) -> Result<()> {
     let shares: Vec<Option<f64>> = list(rest, "--forecast-share", |s: &f64| (0.0..=1.0).contains(s), "a share between 0 and 1")?;
     let weights: Vec<Option<u32>> = list(rest, "--system-weight", |w: &u32| (1..=10_000).contains(w), "a cpu.weight from 1 to 10000")?;
     let policies: Vec<Option<String>> = list(rest, "--agent-policy", |p: &String| demo::AGENT_POLICIES.contains(&p.as_str()), "batch or normal")?;
+    let burst_us: Vec<Option<u64>> = list(rest, "--burst-us", |us: &u64| (1..=500_000).contains(us), "µs from 1 to 500000")?;
+    let burst_pieces: Vec<Option<u64>> = list(rest, "--burst-pieces", |n: &u64| (1..=100).contains(n), "a count from 1 to 100")?;
+    let burst_policies: Vec<Option<String>> = list(rest, "--burst-policy", |p: &String| demo::AGENT_POLICIES.contains(&p.as_str()), "batch or normal")?;
+    let bursts: Vec<(Option<u64>, Option<u64>, Option<String>)> = burst_us
+        .iter()
+        .flat_map(|u| burst_pieces.iter().map(move |n| (*u, *n)))
+        .flat_map(|(u, n)| burst_policies.iter().map(move |p| (u, n, p.clone())))
+        .collect();
     let io_hogs: Vec<Option<bool>> = list(rest, "--io-hog", |_: &super::OnOff| true, "on or off")?.into_iter().map(|o| o.map(|super::OnOff(on)| on)).collect();
     // By default every truce cut and the agent-only control; "static" only when asked.
     let cuts = flag(rest, "--cuts", "observe,quota,weight,yield".to_string())?;
@@ -85,8 +96,9 @@ pub fn run(rest: &[String]) -> Result<()> {
                     .iter()
                     .flat_map(|s| weights.iter().map(move |w| (s, w)))
                     .flat_map(|(s, w)| io_hogs.iter().map(move |i| (s, w, i)))
-                    .flat_map(|(s, w, i)| policies.iter().map(move |p| (s, w, i, p)));
-                for (&forecast_share, &system_weight, &io_hog, policy) in knobs {
+                    .flat_map(|(s, w, i)| policies.iter().map(move |p| (s, w, i, p)))
+                    .flat_map(|(s, w, i, p)| bursts.iter().map(move |b| (s, w, i, p, b)));
+                for (&forecast_share, &system_weight, &io_hog, policy, burst) in knobs {
                     let args = demo::Args {
                         seconds: flag(rest, "--seconds", 20)?,
                         rounds: flag(rest, "--rounds", 2)?,
@@ -99,6 +111,9 @@ pub fn run(rest: &[String]) -> Result<()> {
                         system_weight,
                         agent_policy: policy.clone(),
                         no_io_hog: io_hog == Some(false),
+                        burst_us: burst.0,
+                        burst_pieces: burst.1,
+                        burst_policy: burst.2.clone(),
                         trace: rest.iter().any(|a| a == "--trace"),
                     };
                     one_boot(&args, &cuts)?;
@@ -153,7 +168,10 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
     let forecast = args.forecast_share.map_or_else(String::new, |s| format!(", forecast.cpu_share {s}"))
         + &args.system_weight.map_or_else(String::new, |w| format!(", daemons' cpu.weight {w}"))
         + &args.agent_policy.as_ref().map_or_else(String::new, |p| format!(", agent cpu_policy {p}"))
-        + if args.no_io_hog { ", no I/O antagonist" } else { "" };
+        + if args.no_io_hog { ", no I/O antagonist" } else { "" }
+        + &args.burst_us.map_or_else(String::new, |us| format!(", stand-in daemon {us} µs a burst"))
+        + &args.burst_pieces.map_or_else(String::new, |n| format!(" in {n} pieces"))
+        + &args.burst_policy.as_ref().map_or_else(String::new, |p| format!(", stand-in policy {p}"));
     println!("\nbench mitigation ({} rounds of {} s phases, agent period {} ms{forecast}, {})", args.rounds, args.seconds, args.period_ms, if args.host { "this host".to_string() } else { format!("VM, TCG, {} vCPU, arbiter on the {}", args.vcpus, args.arbiter.name()) });
     println!(
         "{:<16} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14} {:>12} {:>16}",

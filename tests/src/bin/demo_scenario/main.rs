@@ -2,7 +2,7 @@
 //! test VM, or on a host with `cargo xtask demo --host`).
 //!
 //! ```text
-//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts observe,quota,weight,yield,static] [--arbiter here|remote] [--forecast-share S] [--system-weight W] [--agent-policy batch|normal] [--no-io-hog] [--trace]
+//! truce-demo-scenario demo     --dir D [--phase-seconds 20] [--rounds 1] [--period-ms 500] [--io-device /dev/vda] [--cuts observe,quota,weight,yield,static] [--arbiter here|remote] [--forecast-share S] [--system-weight W] [--agent-policy batch|normal] [--no-io-hog] [--burst-us U] [--burst-pieces N] [--burst-policy normal|batch] [--trace]
 //! truce-demo-scenario reaction --dir D [--trials 5] [--period-ms 500] [--onset on|off] [--arbiter here|remote] [--trace] [--system-weight W] [--agent-policy batch|normal]
 //! ```
 //!
@@ -270,6 +270,11 @@ fn demo(args: &[String]) -> Result<()> {
     let originals = s.knobs();
     let mut phases = vec![phase(&s, "isolated", seconds, false, None, None)?];
     let cuts: String = arg(args, "--cuts", "quota".to_string())?;
+    let burst = controls::Burst {
+        us: arg(args, "--burst-us", controls::BURST_US)?,
+        pieces: arg(args, "--burst-pieces", 4)?,
+        policy: arg(args, "--burst-policy", "normal".to_string())?,
+    };
     for round in 1..=rounds {
         phases.push(phase(
             &s,
@@ -281,7 +286,7 @@ fn demo(args: &[String]) -> Result<()> {
         )?);
         for cut in cuts.split(',').map(str::trim) {
             if cut == "static" || cut == "static-burst" {
-                phases.push(controls::static_yield(&s, round, seconds, io_device, cut == "static-burst")?);
+                phases.push(controls::static_yield(&s, round, seconds, io_device, (cut == "static-burst").then_some(&burst))?);
                 continue;
             }
             // "observe": the agent runs with no arbiter to answer it, so its probes and
