@@ -130,11 +130,12 @@ fn pinned_burners_wait_for_and_delay_each_other() -> Result<()> {
     let burner_b = cpu_burner(&b)?;
     // The check means something only if the burners share the CPU. In about one 6.1 boot in
     // five one of them ran a whole window alone (the kernel's own run_delay said so, and the
-    // probes agreed with it to the ns). Likely cause: the burner shows in cgroup.procs before
-    // the cpuset controller's attach has run, and that attach resets its CPUs to the
-    // cgroup's, undoing a pin that came in between. So pin both again and take another
-    // window. The probes' and the kernel's counters are both cumulative, so the comparisons
-    // below hold across windows.
+    // probes agreed with it to the ns): the burner showed in cgroup.procs before the cpuset
+    // controller's attach had run, and that attach reset its CPUs to the cgroup's, undoing
+    // the pin. `workloads::spawn_in` now waits for the burner's own write to return, so this
+    // is a guard: if they still did not share, pin both again and take another window. The
+    // probes' and the kernel's counters are both cumulative, so the comparisons below hold
+    // across windows.
     let mut windows = 0;
     loop {
         burner_a.pin(cpu)?;
