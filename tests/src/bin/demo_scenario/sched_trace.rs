@@ -6,7 +6,8 @@
 //!
 //! A request, seen from the kernel: the victim is woken (`sched_wakeup`) and runs until it
 //! sleeps again (`sched_switch` with the victim as `prev` in state S). Everything that ran on
-//! the CPU in between delayed it. One vCPU is assumed: time on other CPUs is counted too.
+//! the CPU in between delayed it. It counts what ran on any CPU, so it records only with one
+//! CPU online (`--vcpus 1`); with more it says so and records nothing.
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -18,6 +19,11 @@ pub struct SchedTrace;
 impl SchedTrace {
     pub fn start() -> Option<SchedTrace> {
         std::env::var_os("TRUCE_SCHED_TRACE")?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus > 1 {
+            println!("  sched trace: needs one CPU (it counts what ran on every CPU), {cpus} here; not recording");
+            return None;
+        }
         let set = |file: &str, value: &str| std::fs::write(Path::new(TRACEFS).join(file), value);
         let armed = set("tracing_on", "0")
             .and_then(|()| set("buffer_size_kb", "65536"))
