@@ -153,6 +153,12 @@ pub fn read_pressure(dir: &Path) -> Result<PsiSignals, CgroupError> {
     pressure_with(|file| read_optional(dir, file))
 }
 
+/// The host's pressure from `dir` (/proc/pressure), where the files are named by resource
+/// alone (`cpu`, `memory`, `io`), not `cpu.pressure` as in a cgroup.
+pub fn read_host_pressure(dir: &Path) -> Result<PsiSignals, CgroupError> {
+    pressure_with(|file| read_optional(dir, file.trim_end_matches(".pressure")))
+}
+
 /// The pressure files from whatever reads a file by name (`None`: the file is absent).
 pub(super) fn pressure_with(mut read_optional: impl FnMut(&'static str) -> Result<Option<String>, CgroupError>) -> Result<PsiSignals, CgroupError> {
     let mut one = |f: &'static str| -> Result<Option<Pressure>, CgroupError> { Ok(read_optional(f)?.and_then(|t| parse_pressure(&t))) };
@@ -177,6 +183,24 @@ mod tests {
         assert_eq!(l.len(), 2);
         assert_eq!(l[0].dev, Some(DeviceId { major: 254, minor: 0 }));
         assert_eq!((l[0].rbytes, l[0].wbytes, l[0].rios, l[0].wios), (4096, 8192, 1, 2));
+    }
+
+    /// /proc/pressure names its files `cpu`, `memory`, `io`; read under the cgroup names the
+    /// host's pressure was never found (every period tried `cpu.pressure` there and got none).
+    #[test]
+    fn the_host_pressure_is_read_under_procs_file_names() {
+        let dir = std::env::temp_dir().join(format!("truce-proc-pressure-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let line = |some: f64| format!("some avg10={some:.2} avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+        std::fs::write(dir.join("cpu"), line(42.5)).expect("cpu");
+        std::fs::write(dir.join("io"), line(7.0)).expect("io");
+        let host = read_host_pressure(&dir).expect("reads");
+        assert_eq!(host.cpu.map(|p| p.some_avg10), Some(42.5));
+        assert_eq!(host.io.map(|p| p.some_avg10), Some(7.0));
+        assert!(host.memory.is_none(), "no memory file: absent, not an error");
+        // The cgroup reader looks for cpu.pressure and finds nothing here.
+        assert!(read_pressure(&dir).expect("reads").cpu.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod pressure_trigger;
 mod walk;
 
 pub use error::CgroupError;
-pub use files::{CgroupCounters, IoStatLine, parse_cpu_stat, parse_flat_keyed, parse_io_stat, parse_pressure, read_counters, read_pressure};
+pub use files::{CgroupCounters, IoStatLine, parse_cpu_stat, parse_flat_keyed, parse_io_stat, parse_pressure, read_counters, read_host_pressure, read_pressure};
 pub use mount::{CgroupHost, Controller, ControllerState, Mode, discover, discover_from};
 pub use naming::{WorkloadKind, classify};
 pub use open_files::{CgroupFiles, MAX_OPEN_CGROUPS};

@@ -1,7 +1,7 @@
 //! Host-wide readings from procfs for one period.
 
 use super::HostReading;
-use crate::cgroupfs::read_pressure;
+use crate::cgroupfs::read_host_pressure;
 use std::io;
 use std::path::Path;
 
@@ -15,7 +15,7 @@ pub fn read_host() -> io::Result<HostReading> {
     let (busy_ticks, cpus) = parse_stat(&std::fs::read_to_string("/proc/stat")?).ok_or_else(|| malformed("/proc/stat"))?;
     let (mem_total_bytes, mem_available_bytes) = parse_meminfo(&std::fs::read_to_string("/proc/meminfo")?).ok_or_else(|| malformed("/proc/meminfo"))?;
     let tps = procfs::ticks_per_second().max(1);
-    let psi = read_pressure(Path::new("/proc/pressure")).unwrap_or_default();
+    let psi = read_host_pressure(Path::new("/proc/pressure")).unwrap_or_default();
     Ok(HostReading { cpus, cpu_busy_ns: busy_ticks.saturating_mul(1_000_000_000 / tps), mem_total_bytes, mem_available_bytes, psi })
 }
 
