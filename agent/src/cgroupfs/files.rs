@@ -113,12 +113,20 @@ pub struct CgroupCounters {
 pub(super) fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, CgroupError> {
     match std::fs::read_to_string(dir.join(file)) {
         Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) => absent_or_error(dir, file, e),
+    }
+}
+
+/// Why `file` in `dir` could not be opened or read: absent (`None`: the controller is off or
+/// the kernel has no such file) unless the cgroup itself vanished, or an error.
+pub(super) fn absent_or_error(dir: &Path, file: &str, e: std::io::Error) -> Result<Option<String>, CgroupError> {
+    match e {
+        e if e.kind() == std::io::ErrorKind::NotFound => {
             if dir.exists() { Ok(None) } else { Err(CgroupError::Vanished { path: dir.to_path_buf() }) }
         }
         // ENODEV/EOPNOTSUPP: the file exists but the controller is off here.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::EOPNOTSUPP)) => Ok(None),
-        Err(e) => Err(CgroupError::read(dir.join(file), e)),
+        e if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::EOPNOTSUPP)) => Ok(None),
+        e => Err(CgroupError::read(dir.join(file), e)),
     }
 }
 

@@ -8,7 +8,7 @@
 //! fails with ENODEV (the cgroup or its controller went away) drops the descriptor; the
 //! cgroup is then reported vanished if its directory is gone, and the file absent otherwise.
 
-use super::files::{counters_with, pressure_with, read_optional};
+use super::files::{absent_or_error, counters_with, pressure_with, read_optional};
 use super::{CgroupCounters, CgroupEntry, CgroupError};
 use std::collections::HashMap;
 use std::fs::File;
@@ -78,8 +78,8 @@ impl OpenCgroup {
                 Ok(f) => {
                     self.files.insert(name, f);
                 }
-                // Absent, vanished or controller off: the path reader says which.
-                Err(_) => return read_optional(&self.dir, name),
+                // Absent, vanished or controller off (tried again next period).
+                Err(e) => return absent_or_error(&self.dir, name, e),
             }
         }
         let Some(file) = self.files.get(name) else { return Ok(None) };
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(files.read(&[entry(2, &b)]).len(), 1);
         assert!(dir_of(&files, 1).is_none(), "the unlisted cgroup's descriptors are closed");
         std::fs::remove_dir_all(&b).expect("remove");
-        // A regular file stays readable after unlink, unlike kernfs: the path reader decides
+        // A regular file stays readable after unlink, unlike kernfs: the failed open decides
         // for files not yet open, so a listed but removed directory is left out once reopened.
         let mut fresh = CgroupFiles::new();
         assert!(fresh.read(&[entry(2, &b)]).is_empty(), "a vanished cgroup is left out");
