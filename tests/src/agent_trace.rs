@@ -5,8 +5,16 @@
 use serde_json::{Map, Value};
 
 /// The messages worth a line in a timeline; the rest of a debug log is noise here.
-const EVENTS: [&str; 7] =
-    ["pressure onset: sampling early", "period", "cgroup write", "lease lapsed", "arbiter connection", "decision not applied", "decisions applied"];
+const EVENTS: [&str; 8] = [
+    "pressure onset: sampling early",
+    "PSI trigger fired on a workload already contended",
+    "period",
+    "cgroup write",
+    "lease lapsed",
+    "arbiter connection",
+    "decision not applied",
+    "decisions applied",
+];
 
 /// Events from `from_ms` to `to_ms` after the onset, as (ms after the onset, message, fields).
 /// `onset_unix_ms` is the onset on the clock the log's timestamps use (both run on one machine).

@@ -167,7 +167,10 @@ impl OnsetWatch {
             if quiet && is_onset(before, self.params.stall, self.params.window) {
                 return f;
             }
-            tracing::trace!(cgroup = %f.cgroup.display(), resource = f.resource, avg10 = before, quiet, "PSI trigger fired on a workload already contended");
+            // Debug, not trace: a firing passed over here is what a slow reaction looks like
+            // from outside (the sample then waits for the period), so a traced run must show it.
+            // At most one line per trigger per window (500 ms).
+            tracing::debug!(cgroup = %f.cgroup.display(), resource = f.resource, avg10 = before, quiet, "PSI trigger fired on a workload already contended");
         }
     }
 
