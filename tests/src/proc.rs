@@ -188,6 +188,21 @@ fn stat_ticks(rest: &str) -> Option<(u64, u64)> {
     Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
 }
 
+/// The host's interrupt, softirq and stolen time so far, all CPUs (/proc/stat's aggregate
+/// line): CPU time a clock on the CPU counts and the scheduler's per-task runtime
+/// (`sum_exec_runtime`, with IRQ and steal time accounting) leaves out.
+pub fn host_irq_and_steal_time() -> Result<Duration> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    irq_and_steal_ticks(&text).map(ticks_to_duration).with_context(|| format!("no aggregate cpu line in /proc/stat: {:?}", text.lines().next()))
+}
+
+/// irq + softirq + steal ticks of /proc/stat's first line (`cpu  user nice system idle iowait
+/// irq softirq steal ...`).
+fn irq_and_steal_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<u64> = stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    Some(fields.get(5)? + fields.get(6)? + fields.get(7)?)
+}
+
 /// Clock ticks (the USER_HZ of /proc stat lines) as a duration.
 fn ticks_to_duration(ticks: u64) -> Duration {
     // SAFETY: sysconf has no memory effects.
@@ -198,6 +213,14 @@ fn ticks_to_duration(ticks: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn irq_softirq_and_steal_are_summed_from_the_aggregate_line() {
+        let stat = "cpu  10 0 20 300 4 5 6 7 0 0\ncpu0 5 0 10 150 2 3 3 4 0 0\n";
+        assert_eq!(irq_and_steal_ticks(stat), Some(18));
+        assert_eq!(irq_and_steal_ticks("cpu0 1 2 3\n"), None);
+        assert!(host_irq_and_steal_time().is_ok(), "this host's /proc/stat parses");
+    }
 
     #[test]
     fn a_process_reads_the_same_cpu_time_whole_split_and_by_thread() {
