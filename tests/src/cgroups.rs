@@ -68,11 +68,6 @@ impl TestCgroup {
         bail!("cpu.stat of {} has no usage_usec", self.path.display())
     }
 
-    /// Pids still in the cgroup.
-    pub fn procs(&self) -> Result<Vec<u32>> {
-        let text = fs::read_to_string(self.procs_file())?;
-        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
-    }
 }
 
 /// rmdir a cgroup, retrying while its last processes are being reaped.
