@@ -1,7 +1,7 @@
 //! The benchmark's controls for the yield cut: its setting written by hand, with no agent or
 //! with a stand-in daemon (`--cuts static,static-burst`; `static-observe` runs the agent and
 //! uses `yield_by_hand` from the agent phases' loop).
-use crate::{Phase, phase};
+use crate::{Phase, arg, phase};
 use anyhow::{Context, Result};
 use std::time::Duration;
 use truce_tests::scenario::{CPU_HOG, IO_HOG, Setup};
@@ -39,9 +39,13 @@ pub struct Burst {
     pub policy: String,
 }
 
-/// The stand-in daemon's CPU a burst, µs: about the agent's own a period under TCG (mitigation
-/// runs 43–44: 15–25 ms).
-pub const BURST_US: u64 = 25_000;
+impl Burst {
+    /// `--burst-us` (default 25,000: about the agent's own CPU a period under TCG, mitigation
+    /// runs 43–44), `--burst-pieces` (default 4) and `--burst-policy` (default normal).
+    pub fn from_args(args: &[String]) -> Result<Burst> {
+        Ok(Burst { us: arg(args, "--burst-us", 25_000)?, pieces: arg(args, "--burst-pieces", 4)?, policy: arg(args, "--burst-policy", "normal".to_string())? })
+    }
+}
 
 /// Both antagonists' `cpu.weight`, written by hand.
 pub fn yield_by_hand(s: &Setup, weight: &str) -> Result<()> {

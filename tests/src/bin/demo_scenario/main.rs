@@ -270,20 +270,9 @@ fn demo(args: &[String]) -> Result<()> {
     let originals = s.knobs();
     let mut phases = vec![phase(&s, "isolated", seconds, false, None, None)?];
     let cuts: String = arg(args, "--cuts", "quota".to_string())?;
-    let burst = controls::Burst {
-        us: arg(args, "--burst-us", controls::BURST_US)?,
-        pieces: arg(args, "--burst-pieces", 4)?,
-        policy: arg(args, "--burst-policy", "normal".to_string())?,
-    };
+    let burst = controls::Burst::from_args(args)?;
     for round in 1..=rounds {
-        phases.push(phase(
-            &s,
-            &format!("without truce #{round}"),
-            seconds,
-            true,
-            io_device,
-            None,
-        )?);
+        phases.push(phase(&s, &format!("without truce #{round}"), seconds, true, io_device, None)?);
         for cut in cuts.split(',').map(str::trim) {
             if cut == "static" || cut == "static-burst" {
                 phases.push(controls::static_yield(&s, round, seconds, io_device, (cut == "static-burst").then_some(&burst))?);
