@@ -133,26 +133,22 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     }
     crate::setup::run(&crate::setup::Args { no_vm: args.host })?;
     let mut common = format!("demo --phase-seconds {} --rounds {} --period-ms {} --cuts {cuts}", args.seconds, args.rounds, args.period_ms);
-    if let Some(share) = args.forecast_share {
-        common += &format!(" --forecast-share {share}");
-    }
-    if let Some(weight) = args.system_weight {
-        common += &format!(" --system-weight {weight}");
-    }
-    if let Some(policy) = &args.agent_policy {
-        common += &format!(" --agent-policy {policy}");
+    // The scenario's own defaults hold for every knob left unset here.
+    let knobs: [(&str, Option<String>); 6] = [
+        ("--forecast-share", args.forecast_share.map(|v| v.to_string())),
+        ("--system-weight", args.system_weight.map(|v| v.to_string())),
+        ("--agent-policy", args.agent_policy.clone()),
+        ("--burst-us", args.burst_us.map(|v| v.to_string())),
+        ("--burst-pieces", args.burst_pieces.map(|v| v.to_string())),
+        ("--burst-policy", args.burst_policy.clone()),
+    ];
+    for (flag, value) in knobs {
+        if let Some(v) = value {
+            common += &format!(" {flag} {v}");
+        }
     }
     if args.no_io_hog {
         common += " --no-io-hog";
-    }
-    if let Some(us) = args.burst_us {
-        common += &format!(" --burst-us {us}");
-    }
-    if let Some(n) = args.burst_pieces {
-        common += &format!(" --burst-pieces {n}");
-    }
-    if let Some(p) = &args.burst_policy {
-        common += &format!(" --burst-policy {p}");
     }
     if args.trace {
         common += " --trace";
