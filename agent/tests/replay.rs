@@ -101,7 +101,7 @@ fn workload(id: u64, name: &str, on_ms: u64, wait_ms: u64, p99_us: u64) -> Workl
             ..CpuSignals::default()
         },
         io: Vec::new(),
-        net: NetSignals::default(),
+        net: Some(NetSignals::default()),
         perf: None,
         psi: PsiSignals::default(),
         files: CgroupFileSignals { memory_current: Some(50 << 20), ..CgroupFileSignals::default() },

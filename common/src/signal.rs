@@ -115,7 +115,9 @@ pub struct WorkloadSample {
     pub name: String,
     pub cpu: CpuSignals,
     pub io: Vec<DeviceIo>,
-    pub net: NetSignals,
+    /// `None` where the network probes do not run (turned off, or refused by the kernel):
+    /// no traffic is not the same as traffic not measured.
+    pub net: Option<NetSignals>,
     pub perf: Option<PerfSignals>,
     pub psi: PsiSignals,
     pub files: CgroupFileSignals,

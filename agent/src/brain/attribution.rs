@@ -74,8 +74,16 @@ pub fn millicores(ns: u64, period_ms: u64) -> f64 {
     ns as f64 / (period_ms.max(1) as f64 * 1000.0)
 }
 
-pub fn io_bytes_per_s(w: &WorkloadSample, period_ms: u64) -> f64 {
-    let bytes: u64 = w.io.iter().map(|d| d.read_bytes + d.write_bytes).sum();
+/// The workload's block I/O over the period, from the block probes, or where they do not run
+/// (turned off, or the kernel refused them) from its own io.stat: the kernel's count of the
+/// same bytes, so an I/O antagonist is still ranked. Where the probes run, their count stays
+/// the one used, so a host's rankings do not change with the setting.
+pub fn io_bytes_per_s(w: &WorkloadSample, period_ms: u64, block_probes: bool) -> f64 {
+    let bytes: u64 = if block_probes {
+        w.io.iter().map(|d| d.read_bytes + d.write_bytes).sum()
+    } else {
+        w.files.io_rbytes.unwrap_or(0) + w.files.io_wbytes.unwrap_or(0)
+    };
     bytes as f64 * 1000.0 / period_ms.max(1) as f64
 }
 
@@ -92,10 +100,11 @@ impl Attribution {
             io_bytes_per_s: HashMap::new(),
             waits: HashMap::new(),
         };
+        let block_probes = crate::probes::measured(&sample.unavailable, crate::probes::BLOCK_SIGNAL);
         for w in &sample.workloads {
             let id = w.workload.id;
             period.cpu_millicores.insert(id, cpu_millicores(w, sample.period_ms));
-            period.io_bytes_per_s.insert(id, io_bytes_per_s(w, sample.period_ms));
+            period.io_bytes_per_s.insert(id, io_bytes_per_s(w, sample.period_ms, block_probes));
             self.names.insert(id, w.name.clone());
         }
         for c in sample.delays.iter().filter(|c| c.victim != c.delayer) {
@@ -288,6 +297,42 @@ mod tests {
         let c = m.cells.iter().find(|c| c.victim == WorkloadId(1) && c.delayer == WorkloadId(2));
         assert_eq!(c.map(|c| c.wait_ns), Some(4_800_000_000));
         assert_eq!(m.window_periods, 10);
+    }
+
+    /// 30 periods of an I/O thrasher (bursts every third period, seen only in its io.stat)
+    /// and a victim whose I/O pressure rises the period after; `probes_off` marks the block
+    /// probes unavailable, as `probes.block = false` does.
+    fn io_thrasher_run(probes_off: bool) -> Vec<InterferenceEstimate> {
+        let (mut est, mut attr) = (Estimator::default(), Attribution::default());
+        let mut last = Vec::new();
+        for t in 0..30u64 {
+            let (burst, prev_burst) = (t % 3 == 0, t > 0 && (t - 1) % 3 == 0);
+            let mut victim = workload(1, "victim", 300, 0);
+            let some_avg10 = if prev_burst { 60.0 } else { 1.0 };
+            victim.psi.io = Some(truce_common::signal::Pressure { some_avg10, some_avg60: some_avg10, some_total_us: 0, full_avg10: Some(some_avg10 / 2.0), full_total_us: Some(0) });
+            let mut thrasher = workload(2, "thrasher", 100, 0);
+            thrasher.files.io_wbytes = Some(if burst { 400_000_000 } else { 1_000_000 });
+            let steady = workload(3, "steady", 300, 0);
+            let mut s = host(t, vec![victim, thrasher, steady], vec![]);
+            if probes_off {
+                s.unavailable.push(truce_common::signal::Unavailable { signal: crate::probes::BLOCK_SIGNAL.into(), reason: "turned off".into() });
+            }
+            let mut e = est.observe(&s);
+            attr.observe(&s, &mut e);
+            last = e;
+        }
+        last
+    }
+
+    #[test]
+    fn without_block_probes_an_io_thrasher_is_ranked_by_its_io_stat_bytes() {
+        let off = io_thrasher_run(true);
+        let top = off[0].antagonists.first().expect("the victim has an antagonist");
+        assert_eq!(top.workload, WorkloadId(2), "{:?}", off[0].antagonists);
+        assert!(top.explanation.contains("I/O"), "{}", top.explanation);
+        // With the probes running, their per-device count is the one used (none here).
+        let on = io_thrasher_run(false);
+        assert!(!on[0].antagonists.iter().any(|a| a.workload == WorkloadId(2) && a.explanation.contains("I/O")), "{:?}", on[0].antagonists);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub fn workload(id: u64, name: &str, on_ms: u64, wait_ms: u64) -> WorkloadSample
             ..CpuSignals::default()
         },
         io: Vec::new(),
-        net: NetSignals::default(),
+        net: Some(NetSignals::default()),
         perf: None,
         psi: PsiSignals::default(),
         files: CgroupFileSignals::default(),

@@ -61,7 +61,7 @@ struct JsonLine<'a> {
 }
 
 pub async fn run(args: &ObserveArgs) -> Result<()> {
-    let mut sampler = Sampler::start(args.perf.into())?;
+    let mut sampler = Sampler::start(args.perf.into(), crate::probes::ProbeGroups::default())?;
     if !args.json {
         eprintln!("{}", sampler.cgroups().summary());
     }

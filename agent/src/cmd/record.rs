@@ -27,7 +27,7 @@ pub struct RecordArgs {
 pub async fn run(args: &RecordArgs) -> Result<()> {
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let mut sampler = Sampler::start(PerfMode::Hardware)?;
+    let mut sampler = Sampler::start(PerfMode::Hardware, crate::probes::ProbeGroups::default())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(args.period);

@@ -53,7 +53,7 @@ pub async fn run(args: &RunArgs) -> Result<()> {
         None => WorkloadConfig::default(),
     };
     // Blocking (it loads the probes), on the runtime's one thread: nothing else runs on it yet.
-    let mut sampler = Sampler::start(PerfMode::Hardware)?;
+    let mut sampler = Sampler::start(PerfMode::Hardware, cfg.probes)?;
     let floors = Floors { cpu_millicores: cfg.cpu_floor_millicores, memory_margin_bytes: cfg.memory_margin_bytes, ..Floors::default() };
     // Under `roots = ["/system.slice"]` the agent's own unit is one of the services below the
     // root: the scope keeps it (and any slice above it) out of what this agent bids for and writes.

@@ -4,7 +4,7 @@
 use super::cpu_cost::CpuSpan;
 use crate::cgroupfs::{self, CgroupFiles, CgroupHost, walk};
 use crate::collect::{Collector, Reading, host};
-use crate::probes::{self, GroupStatus, PerfMode, PerfStatus, ProbeConfig, ProbeHandle};
+use crate::probes::{self, GroupStatus, PerfMode, PerfStatus, ProbeConfig, ProbeGroups, ProbeHandle};
 use anyhow::{Context, Result};
 use std::time::{SystemTime, UNIX_EPOCH};
 use truce_common::model::Timestamp;
@@ -40,14 +40,14 @@ pub fn now() -> Timestamp {
 
 impl Sampler {
     /// Discover cgroup v2 and load the probes (blocking; call before the hot loop).
-    pub fn start(perf: PerfMode) -> Result<Sampler> {
+    pub fn start(perf: PerfMode, groups: ProbeGroups) -> Result<Sampler> {
         let cgroups = cgroupfs::discover().context("cgroup v2 discovery failed")?;
-        let probes = probes::spawn(ProbeConfig { perf, cgroup2_root: Some(cgroups.mount.clone()) })
+        let probes = probes::spawn(ProbeConfig { perf, cgroup2_root: Some(cgroups.mount.clone()), groups })
             .map_err(|e| anyhow::anyhow!("{}", probes::error_chain(&e)))
             .context("loading the eBPF probes failed")?;
         let caps = probes.capabilities().clone();
         let mut unavailable = Vec::new();
-        for (signal, status) in [("block", &caps.block), ("net", &caps.net)] {
+        for (signal, status) in [(probes::BLOCK_SIGNAL, &caps.block), (probes::NET_SIGNAL, &caps.net)] {
             if let GroupStatus::Unavailable { reason } = status {
                 unavailable.push(Unavailable { signal: signal.into(), reason: reason.clone() });
             }

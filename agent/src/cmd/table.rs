@@ -26,10 +26,12 @@ pub struct ObserveRow {
     pub rq_p50_us: Option<f64>,
     pub rq_p99_us: Option<f64>,
     pub switches: u64,
-    pub io_ops: u64,
-    pub io_bytes: u64,
+    /// `None` where the block probes do not run (io.stat still counts bytes: see the report).
+    pub io_ops: Option<u64>,
+    pub io_bytes: Option<u64>,
     pub io_p99_us: Option<f64>,
-    pub net_bytes: u64,
+    /// `None` where the network probes do not run.
+    pub net_bytes: Option<u64>,
     /// `None` without a PMU: shown as n/a, never 0.
     pub cpi: Option<f64>,
     pub psi_cpu_some_avg10: Option<f64>,
@@ -40,6 +42,7 @@ pub struct ObserveRow {
 
 pub fn rows(sample: &HostSample, estimates: &[InterferenceEstimate]) -> Vec<ObserveRow> {
     let period_ns = sample.period_ms.max(1) as f64 * 1e6;
+    let block_probes = crate::probes::measured(&sample.unavailable, crate::probes::BLOCK_SIGNAL);
     let names: HashMap<u64, &str> = sample.workloads.iter().map(|w| (w.workload.id.0, w.name.as_str())).collect();
     let name_of = |id: u64| names.get(&id).map(|s| s.to_string()).unwrap_or_else(|| format!("cg{id}"));
     let mut out: Vec<ObserveRow> = sample
@@ -64,10 +67,10 @@ pub fn rows(sample: &HostSample, estimates: &[InterferenceEstimate]) -> Vec<Obse
                 rq_p50_us: w.cpu.rq_wait_p50_ns.map(|n| n as f64 / 1e3),
                 rq_p99_us: w.cpu.rq_wait_p99_ns.map(|n| n as f64 / 1e3),
                 switches: w.cpu.voluntary_switches + w.cpu.involuntary_switches,
-                io_ops: w.io.iter().map(|d| d.read_ops + d.write_ops).sum(),
-                io_bytes: w.io.iter().map(|d| d.read_bytes + d.write_bytes).sum(),
+                io_ops: block_probes.then(|| w.io.iter().map(|d| d.read_ops + d.write_ops).sum()),
+                io_bytes: block_probes.then(|| w.io.iter().map(|d| d.read_bytes + d.write_bytes).sum()),
                 io_p99_us: w.io.iter().filter_map(|d| d.latency_p99_ns).max().map(|n| n as f64 / 1e3),
-                net_bytes: w.net.rx_bytes + w.net.tx_bytes,
+                net_bytes: w.net.as_ref().map(|n| n.rx_bytes + n.tx_bytes),
                 cpi: w.perf.as_ref().and_then(|p| p.cpi()),
                 psi_cpu_some_avg10: w.psi.cpu.as_ref().map(|p| p.some_avg10),
                 top_delayer,
@@ -133,10 +136,10 @@ pub fn render(sample: &HostSample, rows: &[ObserveRow], limit: usize) -> String 
             opt(r.rq_p50_us, 0),
             opt(r.rq_p99_us, 0),
             r.switches,
-            r.io_ops,
-            bytes(r.io_bytes),
+            r.io_ops.map_or_else(|| "-".into(), |n| n.to_string()),
+            r.io_bytes.map_or_else(|| "-".into(), bytes),
             opt(r.io_p99_us, 0),
-            bytes(r.net_bytes),
+            r.net_bytes.map_or_else(|| "-".into(), bytes),
             opt(r.cpi, 2),
             opt(r.psi_cpu_some_avg10, 1),
             delayer
@@ -183,5 +186,8 @@ mod tests {
         let text = render(&sample, &r, 10);
         assert!(text.contains("n/a"), "{text}");
         assert!(text.contains("burner (100%)"), "{text}");
+        assert_eq!((r[0].io_bytes, r[0].net_bytes), (Some(0), None), "measured: none; not measured: absent");
+        let off = HostSample { unavailable: vec![truce_common::signal::Unavailable { signal: crate::probes::BLOCK_SIGNAL.into(), reason: "turned off".into() }], ..sample };
+        assert_eq!(rows(&off, &[])[0].io_bytes, None, "no block probes: no device bytes, not zero");
     }
 }

@@ -98,6 +98,8 @@ fn build_sample(before: &Reading, now: &Reading) -> HostSample {
 
     let paths: HashMap<u64, &CgroupEntry> = now.cgroups.iter().map(|c| (c.id, c)).collect();
     let sched: HashMap<u64, SchedStats> = sched.into_iter().collect();
+    // A workload absent from the network map sent nothing, but only where the probes ran.
+    let net_measured = crate::probes::measured(&now.unavailable, crate::probes::NET_SIGNAL);
     let net: HashMap<u64, NetStats> = net.into_iter().collect();
     let workloads = active
         .iter()
@@ -116,7 +118,7 @@ fn build_sample(before: &Reading, now: &Reading) -> HostSample {
                 name,
                 cpu: cpu_signals(&s),
                 io,
-                net: net.get(&id).map(net_signals).unwrap_or_default(),
+                net: net_measured.then(|| net.get(&id).map(net_signals).unwrap_or_default()),
                 perf: perf.as_ref().map(|p| p.get(&id).map(perf_signals).unwrap_or_default()),
                 psi: now.files.get(&id).map(|(_, p)| p.clone()).unwrap_or_default(),
                 files,

@@ -58,3 +58,23 @@ fn vanished_cgroups_are_reported() {
     let out = c.observe(reading(1000, p));
     assert_eq!(out.vanished, vec![99]);
 }
+
+#[test]
+fn network_signals_are_zero_without_traffic_but_absent_without_the_probes() {
+    let mut p = ProbeCounters::default();
+    p.sched.insert(10, sched(100, 10));
+    let second = |p: &ProbeCounters| {
+        let mut p = p.clone();
+        p.sched.insert(10, sched(200, 10));
+        p
+    };
+    let mut c = Collector::new();
+    c.observe(reading(1000, p.clone()));
+    let s = c.observe(reading(2000, second(&p))).sample.expect("sample");
+    assert_eq!(s.workloads[0].net, Some(NetSignals::default()), "measured: no traffic");
+    let off = |at| Reading { unavailable: vec![Unavailable { signal: crate::probes::NET_SIGNAL.into(), reason: "turned off".into() }], ..reading(at, ProbeCounters::default()) };
+    let mut c = Collector::new();
+    c.observe(Reading { probes: p.clone(), ..off(1000) });
+    let s = c.observe(Reading { probes: second(&p), ..off(2000) }).sample.expect("sample");
+    assert_eq!(s.workloads[0].net, None, "not measured: absent, never zero");
+}

@@ -47,6 +47,8 @@ struct FileConfig {
     #[serde(default)]
     forecast: FileForecast,
     #[serde(default)]
+    probes: crate::probes::ProbeGroups,
+    #[serde(default)]
     inspect: FileInspect,
     #[serde(default)]
     metrics: FileMetrics,
@@ -170,6 +172,8 @@ pub struct AgentConfig {
     pub cpu_floor_millicores: u64,
     /// `forecast.cpu_share`: the forecaster thread's CPU budget, a share of one CPU (0 to 1).
     pub forecast_cpu_share: f64,
+    /// `probes.block`, `probes.net`: the optional probe groups to attach.
+    pub probes: crate::probes::ProbeGroups,
     /// The host view socket and `/metrics`.
     pub telemetry: crate::inspect::TelemetryConfig,
 }
@@ -270,6 +274,7 @@ impl AgentConfig {
             memory_margin_bytes: f.enforce.memory_margin_bytes,
             cpu_floor_millicores: f.enforce.cpu_floor_millicores,
             forecast_cpu_share: share,
+            probes: f.probes,
         })
     }
 }

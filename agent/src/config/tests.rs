@@ -57,6 +57,17 @@ fn errors_name_the_key() {
 }
 
 #[test]
+fn optional_probe_groups_are_on_unless_turned_off() {
+    assert_eq!(parse(DEFAULT_TOML).expect("default").probes, crate::probes::ProbeGroups { block: true, net: true });
+    let without = DEFAULT_TOML.split("\n[probes]").next().expect("prefix").to_string() + "\n[forecast]\ncpu_share = 0.01\n";
+    assert_eq!(parse(&without).expect("older configs keep working").probes, crate::probes::ProbeGroups::default());
+    let off = DEFAULT_TOML.replace("block = true", "block = false");
+    assert_eq!(parse(&off).expect("block off").probes, crate::probes::ProbeGroups { block: false, net: true });
+    let typo = DEFAULT_TOML.replace("block = true", "blok = false");
+    assert!(parse(&typo).map(|_| ()).expect_err("unknown key").to_string().contains("blok"));
+}
+
+#[test]
 fn endpoint_names_resolve_at_load_in_order() {
     let dir = std::env::temp_dir().join(format!("truce-agent-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

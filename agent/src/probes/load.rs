@@ -28,6 +28,46 @@ pub struct ProbeConfig {
     pub perf: PerfMode,
     /// The cgroup2 mount for the network programs; found in /proc/self/mountinfo when None.
     pub cgroup2_root: Option<PathBuf>,
+    /// Which optional groups to attach (the scheduler group always is).
+    pub groups: ProbeGroups,
+}
+
+/// The optional probe groups an operator may turn off (`[probes]` in the agent's config).
+/// Each runs on every I/O request or packet, in the context of whoever issues or completes
+/// it, so a host may trade its signal for that cost; a group turned off is reported
+/// unavailable with the key that did it, never estimated. Read as is from the config's
+/// `[probes]` table (every key optional, unknown keys refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeGroups {
+    pub block: bool,
+    pub net: bool,
+}
+
+impl Default for ProbeGroups {
+    fn default() -> Self {
+        ProbeGroups { block: true, net: true }
+    }
+}
+
+/// The names a sample's `unavailable` list gives the optional groups.
+pub const BLOCK_SIGNAL: &str = "block";
+pub const NET_SIGNAL: &str = "net";
+
+/// Whether the probes behind `signal` ran, by a sample's (or reading's) `unavailable` list:
+/// where they did not, an absent count is "not measured", not zero.
+pub fn measured(unavailable: &[truce_common::signal::Unavailable], signal: &str) -> bool {
+    !unavailable.iter().any(|u| u.signal == signal)
+}
+
+/// Why a group the config turns off with `key` is not observed (the probes' status and the
+/// start-up checks both say it).
+pub fn turned_off_reason(key: &str) -> String {
+    format!("turned off in the agent's config ({key} = false)")
+}
+
+fn turned_off(key: &str) -> GroupStatus {
+    GroupStatus::Unavailable { reason: turned_off_reason(key) }
 }
 
 /// Whether a group of probes is attached, and if not, why.
@@ -130,13 +170,16 @@ impl Probes {
             probes.attach_btf_tracepoint(program, &kernel_btf)?;
         }
         probes.attach_sched_tick()?;
-        probes.capabilities.block = GroupStatus::from_result(block_layout.and_then(|()| {
-            probes.attach_tracepoint(names::PROG_BLOCK_BIO_QUEUE, "block", "block_bio_queue")?;
-            probes.attach_tracepoint(names::PROG_BLOCK_ISSUE, "block", "block_rq_issue")?;
-            probes.attach_tracepoint(names::PROG_BLOCK_COMPLETE, "block", "block_rq_complete")
-        }));
-        let net = probes.attach_net(config.cgroup2_root.as_deref());
-        probes.capabilities.net = GroupStatus::from_result(net);
+        probes.capabilities.block = if config.groups.block {
+            GroupStatus::from_result(block_layout.and_then(|()| {
+                probes.attach_tracepoint(names::PROG_BLOCK_BIO_QUEUE, "block", "block_bio_queue")?;
+                probes.attach_tracepoint(names::PROG_BLOCK_ISSUE, "block", "block_rq_issue")?;
+                probes.attach_tracepoint(names::PROG_BLOCK_COMPLETE, "block", "block_rq_complete")
+            }))
+        } else {
+            turned_off("probes.block")
+        };
+        probes.capabilities.net = if config.groups.net { GroupStatus::from_result(probes.attach_net(config.cgroup2_root.as_deref())) } else { turned_off("probes.net") };
         Ok(probes)
     }
 

@@ -20,7 +20,7 @@ mod tracefs;
 
 pub use error::ProbeError;
 pub use privilege::{effective_caps, missing as missing_privileges};
-pub use load::{Capabilities, GroupStatus, ProbeConfig, Probes, cgroup2_mount, error_chain};
+pub use load::{BLOCK_SIGNAL, Capabilities, NET_SIGNAL, GroupStatus, ProbeConfig, ProbeGroups, Probes, cgroup2_mount, error_chain, measured, turned_off_reason};
 pub use perf::{PerfMode, PerfStatus, hardware_status};
 pub use snapshot::ProbeSnapshot;
 pub use stats::{ProgramRunStats, RunStatsGuard, RunStatsStatus, counting_by_sysctl, enable_run_stats};

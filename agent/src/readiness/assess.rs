@@ -155,23 +155,31 @@ fn probes(f: &HostFacts, r: &mut Readiness) {
         }
         Some(Ok(caps)) => caps,
     };
+    // The optional groups the config turns off are the operator's choice, not a gap, whether
+    // or not this kernel could run them.
+    let wanted = f.config.as_ref().and_then(|c| c.loaded.as_ref().ok()).map_or_else(Default::default, |l| l.probes);
     let groups = [
-        ("scheduler (CPU, run-queue delay, who delayed whom)", &caps.sched),
-        ("block I/O (bytes, latency per device)", &caps.block),
-        ("network (bytes per cgroup)", &caps.net),
+        ("scheduler (CPU, run-queue delay, who delayed whom)", &caps.sched, None),
+        ("block I/O (bytes, latency per device)", &caps.block, (!wanted.block).then_some("probes.block")),
+        ("network (bytes per cgroup)", &caps.net, (!wanted.net).then_some("probes.net")),
     ];
-    let mut down = Vec::new();
-    for (name, status) in groups {
-        match status {
-            GroupStatus::Attached => r.observes.push(name.to_string()),
-            GroupStatus::Unavailable { reason } => {
+    let (mut down, mut off) = (Vec::new(), Vec::new());
+    for (name, status, turned_off) in groups {
+        match (status, turned_off) {
+            (_, Some(key)) => {
+                r.not_observed.push((name.to_string(), crate::probes::turned_off_reason(key)));
+                off.push(key);
+            }
+            (GroupStatus::Attached, None) => r.observes.push(name.to_string()),
+            (GroupStatus::Unavailable { reason }, None) => {
                 r.not_observed.push((name.to_string(), reason.clone()));
                 down.push(format!("{name}: {reason}"));
             }
         }
     }
     if down.is_empty() {
-        r.checks.push(check("probes", Level::Ok, "scheduler, block I/O and network probes attached", None));
+        let finding = if off.is_empty() { "scheduler, block I/O and network probes attached".to_string() } else { format!("probes attached, except what the config turns off ({})", off.join(", ")) };
+        r.checks.push(check("probes", Level::Ok, finding, None));
     } else {
         r.checks.push(check(
             "probes",

@@ -171,10 +171,30 @@ fn config_problems_block_and_absent_roots_are_a_gap() {
             host: "node-1".into(),
             roots: vec![("/truce.slice".into(), false)],
             certs: vec![("/etc/truce/certs/ca.pem".into(), Ok(())), ("/etc/truce/certs/hosts/node-1.key".into(), Err("No such file".into()))],
+            probes: Default::default(),
         }),
     });
     let r = assess(&f);
     assert_eq!(level_of(&r, "roots"), Level::Gap);
     assert_eq!(level_of(&r, "certificates"), Level::Blocking);
     assert!(report_text(&r).contains("enforces:     cpu, memory, io, pids under /truce.slice"), "{}", report_text(&r));
+}
+
+#[test]
+fn a_probe_group_the_config_turns_off_is_a_choice_not_a_gap() {
+    let mut f = healthy();
+    f.config = Some(ConfigFacts {
+        path: "/etc/truce/agent.toml".into(),
+        loaded: Ok(LoadedConfig { host: "node-1".into(), roots: vec![("/truce.slice".into(), true)], certs: vec![], probes: crate::probes::ProbeGroups { block: false, net: true } }),
+    });
+    let r = assess(&f);
+    assert_eq!(level_of(&r, "probes"), Level::Ok, "{}", report_text(&r));
+    assert!(!r.observes.iter().any(|o| o.starts_with("block")), "{:?}", r.observes);
+    let (_, why) = r.not_observed.iter().find(|(n, _)| n.starts_with("block")).expect("block listed as not observed");
+    assert!(why.contains("probes.block = false"), "{why}");
+    // Turned off and also unsupported here: the config's choice is what the report names.
+    let mut caps = attached();
+    caps.block = GroupStatus::Unavailable { reason: "no tracefs".into() };
+    f.probes = Some(Ok(caps));
+    assert_eq!(level_of(&assess(&f), "probes"), Level::Ok);
 }

@@ -19,6 +19,8 @@ pub struct LoadedConfig {
     pub roots: Vec<(String, bool)>,
     /// The TLS files the client opens, and whether each can be read.
     pub certs: Vec<(PathBuf, Result<(), String>)>,
+    /// The optional probe groups the config asks for (`[probes]`).
+    pub probes: probes::ProbeGroups,
 }
 
 /// Read everything but the probes, which the caller passes: the daemon has them loaded
@@ -62,7 +64,7 @@ fn config_facts(path: &Path, host: Option<&str>, mount: Option<&Path>) -> Config
                 (p, ok)
             })
             .collect();
-        LoadedConfig { host: cfg.host.clone(), roots, certs }
+        LoadedConfig { host: cfg.host.clone(), roots, certs, probes: cfg.probes }
     });
     ConfigFacts { path: path.to_path_buf(), loaded }
 }

@@ -103,8 +103,8 @@ impl SignalSummary {
             memory_bytes: s.files.memory_current,
             io_read_bps: s.files.io_rbytes.or((!s.io.is_empty()).then_some(io_read)).and_then(per_s),
             io_write_bps: s.files.io_wbytes.or((!s.io.is_empty()).then_some(io_write)).and_then(per_s),
-            net_rx_bps: per_s(s.net.rx_bytes),
-            net_tx_bps: per_s(s.net.tx_bytes),
+            net_rx_bps: s.net.as_ref().and_then(|n| per_s(n.rx_bytes)),
+            net_tx_bps: s.net.as_ref().and_then(|n| per_s(n.tx_bytes)),
             psi_cpu_some_avg10: s.psi.cpu.as_ref().map(|p| p.some_avg10),
             psi_memory_some_avg10: s.psi.memory.as_ref().map(|p| p.some_avg10),
             psi_io_some_avg10: s.psi.io.as_ref().map(|p| p.some_avg10),
@@ -124,7 +124,7 @@ mod tests {
             name: "a".into(),
             cpu: CpuSignals { on_cpu_ns: 300, rq_wait_ns: 100, ..Default::default() },
             io: vec![],
-            net: NetSignals { rx_bytes: 2000, tx_bytes: 500, ..Default::default() },
+            net: Some(NetSignals { rx_bytes: 2000, tx_bytes: 500, ..Default::default() }),
             perf: None,
             psi: PsiSignals::default(),
             files: CgroupFileSignals { cpu_usage_us: Some(500_000), ..Default::default() },
@@ -146,5 +146,8 @@ mod tests {
         assert_eq!(s.io_read_bps, None);
         assert_eq!(s.memory_bytes, None);
         assert_eq!(SignalSummary::from_sample(&sample(), 0).cpu_millicores, None);
+        let unmeasured = WorkloadSample { net: None, ..sample() };
+        let s = SignalSummary::from_sample(&unmeasured, 1000);
+        assert_eq!((s.net_rx_bps, s.net_tx_bps), (None, None), "network probes off must not become zero traffic");
     }
 }

@@ -87,7 +87,9 @@ pub fn demand(w: &WorkloadSample, period_ms: u64) -> Vec<(Resource, f64)> {
     for d in &w.io {
         out.push((Resource::Io { dev: d.dev }, per_s(d.read_bytes + d.write_bytes)));
     }
-    out.push((Resource::Net, per_s(w.net.rx_bytes + w.net.tx_bytes)));
+    if let Some(n) = &w.net {
+        out.push((Resource::Net, per_s(n.rx_bytes + n.tx_bytes)));
+    }
     out
 }
 
