@@ -210,6 +210,14 @@ fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// CPU time the calling thread has had, in ns (waits on a run queue do not count).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,9 @@ pub struct Setup {
     pub system_weight: Option<u32>,
     /// The agent's `cpu_policy` ("batch" or "normal"; None: its default).
     pub agent_cpu_policy: Option<String>,
+    /// The agent's probe groups: "sched" turns `probes.block` and `probes.net` off (None or
+    /// "all": its default, every group).
+    pub agent_probes: Option<String>,
 }
 
 impl Setup {
@@ -88,6 +91,7 @@ impl Setup {
             forecast_cpu_share: None,
             system_weight: None,
             agent_cpu_policy: None,
+            agent_probes: None,
         }
     }
 
@@ -168,7 +172,8 @@ impl Setup {
                 endpoint = self.remote.as_ref().map_or_else(|| format!("127.0.0.1:{}", self.port), |r| r.endpoint.to_string()),
                 certs = certs.display(),
                 journal = self.journal().display(),
-            ) + &self.forecast_cpu_share.map_or_else(String::new, |share| format!("\n[forecast]\ncpu_share = {share:?}\n")),
+            ) + &self.forecast_cpu_share.map_or_else(String::new, |share| format!("\n[forecast]\ncpu_share = {share:?}\n"))
+                + if self.agent_probes.as_deref() == Some("sched") { "\n[probes]\nblock = false\nnet = false\n" } else { "" },
         )?;
         std::fs::write(self.dir.join("arbiter.toml"), self.arbiter_toml(&certs))?;
         Ok(())

@@ -44,7 +44,7 @@ async fn real_probes_reach_the_host_view_over_the_socket_and_the_metrics_scrape(
     let (mut telemetry, problems) = Telemetry::start(&cfg, HostId("host-inspect".into()), &cancel).await;
     anyhow::ensure!(problems.is_empty(), "{problems:?}");
     let metrics_addr = telemetry.metrics_addr().context("metrics bound")?;
-    let mut sampler = tokio::task::block_in_place(|| Sampler::start(PerfMode::Off))?;
+    let mut sampler = tokio::task::block_in_place(|| Sampler::start(PerfMode::Off, Default::default()))?;
     let mut brain = Brain::new(BrainParams::default(), 1);
 
     let client_cancel = CancellationToken::new();

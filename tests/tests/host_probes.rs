@@ -4,7 +4,6 @@
 //! skip only when a kernel feature is missing, and print which. They run one at a time
 //! (a mutex), because each measures CPU time and run-queue waits of its own burners.
 use std::{
-    collections::HashSet,
     fs,
     io::Read,
     net::TcpListener,
@@ -16,14 +15,19 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use truce_agent::probes::{self, PerfMode, PerfStatus, ProbeConfig, ProbeError, ProbeSnapshot, error_chain};
-use truce_common::{abi::HIST_BUCKETS, names};
+use truce_agent::probes::{self, PerfMode, PerfStatus, ProbeSnapshot, error_chain};
+use truce_common::abi::HIST_BUCKETS;
 use truce_tests::{
     cgroups::TestCgroupTree,
     probe_reading::{assert_close, frozen_snapshot, load, snapshot},
     proc::host_irq_and_steal_time,
     workloads::{cpu_burner, direct_writer, share_one_cpu, tcp_sender},
 };
+
+/// Loading, naming, turning off and detaching the programs (the rest of this file measures
+/// what they count).
+#[path = "host_probes/lifecycle.rs"]
+mod lifecycle;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -34,22 +38,6 @@ fn privileged() -> MutexGuard<'static, ()> {
         "host_probes needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN) to load eBPF: run it as root, e.g. via `cargo xtask test`"
     );
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[test]
-fn every_map_and_program_name_resolves_after_load() -> Result<()> {
-    let _serial = privileged();
-    let probes = load(PerfMode::Off)?;
-    for name in names::ALL_MAPS {
-        assert!(probes.has_map(name), "map {name} from truce_common::names is missing after load");
-    }
-    for name in names::ALL_PROGRAMS {
-        assert!(probes.has_program(name), "program {name} from truce_common::names is missing after load");
-    }
-    let caps = probes.capabilities();
-    println!("capabilities: {caps:?}");
-    assert!(caps.sched.is_attached());
-    Ok(())
 }
 
 #[test]
@@ -353,35 +341,4 @@ fn perf_is_unavailable_without_a_pmu_and_attributes_through_the_same_path_with_a
     let allowed = (clock - on_cpu).clamp(0.0, unowned);
     assert_close("cpu-clock charged at switches vs on-CPU ns (plus unowned time)", clock, on_cpu + allowed, 0.10, 20e6);
     Ok(())
-}
-
-// The guard only serialises the tests; on a current-thread runtime nothing else in this
-// test can contend for it across the awaits.
-#[allow(clippy::await_holding_lock)]
-#[tokio::test(flavor = "current_thread")]
-async fn handle_snapshots_then_shutdown_detaches_everything() -> Result<()> {
-    let _serial = privileged();
-    let before: HashSet<u32> = loaded_program_ids();
-    let handle = probes::spawn(ProbeConfig::default()).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-    let ours: HashSet<u32> = loaded_program_ids().difference(&before).copied().collect();
-    assert!(ours.len() >= 5, "expected our programs to be loaded, new ids: {ours:?}");
-    let snap = handle.snapshot().await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-    assert!(!snap.sched.is_empty(), "a live system switches tasks all the time");
-    handle.shutdown().await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-    assert!(matches!(handle.snapshot().await, Err(ProbeError::TaskGone)));
-    // The kernel frees detached programs after an RCU grace period, so poll briefly.
-    let mut left: Vec<u32> = Vec::new();
-    for _ in 0..50 {
-        left = loaded_program_ids().intersection(&ours).copied().collect();
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(left.is_empty(), "programs still loaded after shutdown: {left:?}");
-    Ok(())
-}
-
-fn loaded_program_ids() -> HashSet<u32> {
-    aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
 }

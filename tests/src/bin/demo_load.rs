@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use truce_tests::phase_stats::percentile_ms;
+use truce_tests::proc::thread_cpu_ns;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> Result<T> {
     match args.iter().position(|a| a == name) {
@@ -47,13 +48,6 @@ fn install_sigterm() -> Result<()> {
 
 fn stopped(deadline: Instant) -> bool {
     STOP.load(Ordering::Relaxed) || Instant::now() >= deadline
-}
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Spin until this thread has had `ns` of CPU time (waits on a run queue do not count).

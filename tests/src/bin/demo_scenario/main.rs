@@ -263,6 +263,10 @@ fn demo(args: &[String]) -> Result<()> {
     s.forecast_cpu_share = opt_arg(args, "--forecast-share")?;
     s.system_weight = opt_arg(args, "--system-weight")?;
     s.agent_cpu_policy = opt_arg(args, "--agent-policy")?;
+    s.agent_probes = opt_arg(args, "--agent-probes")?;
+    if let Some(p) = s.agent_probes.as_deref().filter(|p| !["all", "sched"].contains(p)) {
+        bail!("--agent-probes: {p:?} is neither all nor sched");
+    }
     s.trace_agent = args.iter().any(|a| a == "--trace");
     s.remote = remote_arbiter(args)?;
     s.prepare()?;
