@@ -48,6 +48,10 @@ pub struct Args {
     /// The agent's `cpu_policy`, batch or normal (default: the agent's own, batch).
     #[arg(long, value_parser = AGENT_POLICIES)]
     pub agent_policy: Option<String>,
+    /// The agent's probe groups: all (its default) or sched (`probes.block` and `probes.net`
+    /// off), to tell what the block and network programs cost the victim.
+    #[arg(long, value_parser = AGENT_PROBES)]
+    pub agent_probes: Option<String>,
     /// Leave the I/O antagonist out: the CPU antagonist alone, to tell what the I/O
     /// antagonist (and under TCG, emulating its disk) costs the victim.
     #[arg(long)]
@@ -71,6 +75,9 @@ pub struct Args {
 
 /// The agent's `cpu_policy` values (`--agent-policy` here and in the benchmarks).
 pub const AGENT_POLICIES: [&str; 2] = ["batch", "normal"];
+
+/// The agent's probe groups (`--agent-probes` here and in the benchmarks).
+pub const AGENT_PROBES: [&str; 2] = ["all", "sched"];
 
 /// Where the arbiter runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,10 +141,11 @@ pub fn run_scenario(args: &Args, cuts: &str) -> Result<serde_json::Value> {
     crate::setup::run(&crate::setup::Args { no_vm: args.host })?;
     let mut common = format!("demo --phase-seconds {} --rounds {} --period-ms {} --cuts {cuts}", args.seconds, args.rounds, args.period_ms);
     // The scenario's own defaults hold for every knob left unset here.
-    let knobs: [(&str, Option<String>); 6] = [
+    let knobs: [(&str, Option<String>); 7] = [
         ("--forecast-share", args.forecast_share.map(|v| v.to_string())),
         ("--system-weight", args.system_weight.map(|v| v.to_string())),
         ("--agent-policy", args.agent_policy.clone()),
+        ("--agent-probes", args.agent_probes.clone()),
         ("--burst-us", args.burst_us.map(|v| v.to_string())),
         ("--burst-pieces", args.burst_pieces.map(|v| v.to_string())),
         ("--burst-policy", args.burst_policy.clone()),

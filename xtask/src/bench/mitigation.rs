@@ -12,7 +12,8 @@
 //! 1,2: one boot each, printed one after the other), `--forecast-share A,B` (the agent's
 //! `forecast.cpu_share`, one boot each; 0 turns forecasting off), `--system-weight A,B` (the
 //! `cpu.weight` of the daemons' cgroup against the workloads' 100, one boot each),
-//! `--agent-policy batch,normal` (the agent's `cpu_policy`, one boot each), `--cuts`
+//! `--agent-policy batch,normal` (the agent's `cpu_policy`, one boot each), `--agent-probes
+//! all,sched` (sched turns the agent's block and network probes off, one boot each), `--cuts`
 //! (the phases after "without truce", default observe,quota,weight,yield; `static` adds a
 //! control with the yield cut's setting written by hand and no agent, `static-observe` the
 //! same with the agent running and no arbiter, `static-burst` with a stand-in daemon
@@ -75,6 +76,7 @@ pub fn run(rest: &[String]) -> Result<()> {
     let shares: Vec<Option<f64>> = list(rest, "--forecast-share", |s: &f64| (0.0..=1.0).contains(s), "a share between 0 and 1")?;
     let weights: Vec<Option<u32>> = list(rest, "--system-weight", |w: &u32| (1..=10_000).contains(w), "a cpu.weight from 1 to 10000")?;
     let policies: Vec<Option<String>> = list(rest, "--agent-policy", |p: &String| demo::AGENT_POLICIES.contains(&p.as_str()), "batch or normal")?;
+    let probe_sets: Vec<Option<String>> = list(rest, "--agent-probes", |p: &String| demo::AGENT_PROBES.contains(&p.as_str()), "all or sched")?;
     let burst_us: Vec<Option<u64>> = list(rest, "--burst-us", |us: &u64| (1..=500_000).contains(us), "µs from 1 to 500000")?;
     let burst_pieces: Vec<Option<u64>> = list(rest, "--burst-pieces", |n: &u64| (1..=100).contains(n), "a count from 1 to 100")?;
     let burst_policies: Vec<Option<String>> = list(rest, "--burst-policy", |p: &String| demo::AGENT_POLICIES.contains(&p.as_str()), "batch or normal")?;
@@ -97,8 +99,9 @@ pub fn run(rest: &[String]) -> Result<()> {
                     .flat_map(|s| weights.iter().map(move |w| (s, w)))
                     .flat_map(|(s, w)| io_hogs.iter().map(move |i| (s, w, i)))
                     .flat_map(|(s, w, i)| policies.iter().map(move |p| (s, w, i, p)))
-                    .flat_map(|(s, w, i, p)| bursts.iter().map(move |b| (s, w, i, p, b)));
-                for (&forecast_share, &system_weight, &io_hog, policy, burst) in knobs {
+                    .flat_map(|(s, w, i, p)| probe_sets.iter().map(move |g| (s, w, i, p, g)))
+                    .flat_map(|(s, w, i, p, g)| bursts.iter().map(move |b| (s, w, i, p, g, b)));
+                for (&forecast_share, &system_weight, &io_hog, policy, probes, burst) in knobs {
                     let args = demo::Args {
                         seconds: flag(rest, "--seconds", 20)?,
                         rounds: flag(rest, "--rounds", 2)?,
@@ -110,6 +113,7 @@ pub fn run(rest: &[String]) -> Result<()> {
                         forecast_share,
                         system_weight,
                         agent_policy: policy.clone(),
+                        agent_probes: probes.clone(),
                         no_io_hog: io_hog == Some(false),
                         burst_us: burst.0,
                         burst_pieces: burst.1,
@@ -168,6 +172,7 @@ fn one_boot(args: &demo::Args, cuts: &str) -> Result<()> {
     let forecast = args.forecast_share.map_or_else(String::new, |s| format!(", forecast.cpu_share {s}"))
         + &args.system_weight.map_or_else(String::new, |w| format!(", daemons' cpu.weight {w}"))
         + &args.agent_policy.as_ref().map_or_else(String::new, |p| format!(", agent cpu_policy {p}"))
+        + &args.agent_probes.as_ref().map_or_else(String::new, |p| format!(", agent probes {p}"))
         + if args.no_io_hog { ", no I/O antagonist" } else { "" }
         + &args.burst_us.map_or_else(String::new, |us| format!(", stand-in daemon {us} µs a burst"))
         + &args.burst_pieces.map_or_else(String::new, |n| format!(" in {n} pieces"))
