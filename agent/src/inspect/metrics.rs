@@ -211,7 +211,7 @@ impl Collector for AgentCollector {
         counters(e, "truce_agent_forecast_refits_deferred", "Costly forecast refits that waited for the forecaster's CPU budget (forecast.cpu_share)", [(vec![], f.forecast_refits_deferred)])?;
         counters(e, "truce_agent_forecast_periods_recorded", "Periods the forecaster only recorded, without forecasting, its CPU budget spent (forecast.cpu_share)", [(vec![], f.forecast_periods_recorded)])?;
         gauges(e, "truce_agent_arbiter_connected", "1 while a session to an arbiter is open", f.arbiter_connected.map(|c| (vec![], f64::from(u8::from(c)))))?;
-        counters(e, "truce_agent_probe_errors", "Failures counted inside the eBPF probes, by kind", f.probe_errors.iter().map(|(p, n)| (vec![("probe", p.as_str())], *n)))?;
+        counters(e, "truce_agent_probe_errors", "Failures counted inside the eBPF probes, by kind, and runs the kernel skipped (skipped_<program>)", f.probe_errors.iter().map(|(p, n)| (vec![("probe", p.as_str())], *n)))?;
         gauges(e, "truce_agent_probe_run_stats_available", "1 when the kernel counts probe run time (BPF stats on)", [(vec![], f64::from(u8::from(f.run_stats.is_some())))])?;
         let stats = f.run_stats.as_deref().unwrap_or_default();
         counters(e, "truce_agent_probe_run_time_seconds", "Time the kernel spent in each probe program (only while BPF stats are on)", stats.iter().map(|s| (vec![("program", s.program.as_str())], s.run_time_ns as f64 / 1e9)))?;

@@ -28,7 +28,8 @@ pub struct ProbeSnapshot {
     pub net: HashMap<u64, NetStats>,
     /// None when perf counters are unavailable (see `Capabilities::perf`): never zeros.
     pub perf: Option<HashMap<u64, PerfStats>>,
-    /// (probe error name, count) for every non-zero error slot.
+    /// (probe error name, count) for every non-zero error slot, then the kernel's skipped
+    /// runs of each program that had any (`skipped_<program>`, see `skipped_runs_label`).
     pub errors: Vec<(String, u64)>,
 }
 
@@ -148,6 +149,7 @@ impl Probes {
                 out.push((label, total));
             }
         }
+        out.extend(self.skipped_runs());
         Ok(out)
     }
 
