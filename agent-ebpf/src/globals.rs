@@ -22,7 +22,7 @@ static OFFSETS: TracepointOffsets = TracepointOffsets {
     block_complete_sector: 0,
     block_bio_dev: 0,
     block_bio_sector: 0,
-    _pad: 0,
+    block_bio_nr_sector: 0,
 };
 
 /// Kernel struct field offsets read from the kernel's BTF at load time.

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
 };
 use truce_common::abi::{
-    BlockKey, BlockStats, CpuSched, DelayKey, DelayStats, InflightKey, InflightRq, NetStats, PerfStats,
+    BioOrigin, BlockKey, BlockStats, CpuSched, DelayKey, DelayStats, InflightKey, InflightRq, NetStats, PerfStats,
     SchedStats, probe_error,
 };
 
@@ -36,10 +36,11 @@ pub static BLOCK_STATS: PerCpuHashMap<BlockKey, BlockStats> =
 pub static BLOCK_INFLIGHT: LruHashMap<InflightKey, InflightRq> =
     LruHashMap::with_max_entries(16_384, 0);
 
-/// (device, sector) of a queued bio -> cgroup id of the task that queued it, consumed at
-/// block_rq_issue. LRU: bios merged into a larger request leave entries nobody consumes.
+/// (device, sector) of a queued bio -> cgroup id of the task that queued it and the bio's
+/// end, consumed at block_rq_issue. LRU: bios merged into a larger request leave entries
+/// nobody consumes.
 #[map]
-pub static BLOCK_BIO_ORIGIN: LruHashMap<InflightKey, u64> = LruHashMap::with_max_entries(16_384, 0);
+pub static BLOCK_BIO_ORIGIN: LruHashMap<InflightKey, BioOrigin> = LruHashMap::with_max_entries(16_384, 0);
 
 /// cgroup id -> network counters from the cgroup_skb programs.
 #[map]

@@ -159,6 +159,18 @@ pub struct InflightKey {
 }
 const _: () = assert!(core::mem::size_of::<InflightKey>() == 16);
 
+/// Who queued a bio, and where it ends, keyed by its (device, start sector) until a request
+/// starting there is issued. The end carries the cgroup over to the rest of a bio the
+/// block layer split into several requests (see the block_rq_issue program).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BioOrigin {
+    pub cgroup_id: u64,
+    /// First sector after the bio.
+    pub end_sector: u64,
+}
+const _: () = assert!(core::mem::size_of::<BioOrigin>() == 16);
+
 /// Operation kinds in [`InflightRq::op`].
 pub const BLOCK_OP_READ: u32 = 0;
 pub const BLOCK_OP_WRITE: u32 = 1;
@@ -264,7 +276,8 @@ pub struct TracepointOffsets {
     pub block_complete_sector: u32,
     pub block_bio_dev: u32,
     pub block_bio_sector: u32,
-    pub _pad: u32,
+    /// Was padding; the layout is unchanged.
+    pub block_bio_nr_sector: u32,
 }
 const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 64);
 
@@ -290,6 +303,8 @@ mod pod {
     unsafe impl aya::Pod for InflightKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for InflightRq {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for BioOrigin {}
     // SAFETY: as above.
     unsafe impl aya::Pod for NetStats {}
     // SAFETY: as above.

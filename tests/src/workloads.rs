@@ -147,6 +147,14 @@ pub fn direct_writer(cgroup: &TestCgroup, file: &Path, mib: u32) -> Result<Workl
     spawn_in(cgroup, "exec dd if=/dev/zero \"$1\" bs=1M \"$2\" oflag=direct conv=fsync status=none", &[&of, &count])
 }
 
+/// dd writing 4 KiB blocks of zeros to `file` with O_DIRECT until stopped (up to 1 GiB): a
+/// neighbour that keeps the device's queue busy, so other writers' requests are requeued
+/// and dispatched by whoever runs the queue next.
+pub fn small_direct_writer(cgroup: &TestCgroup, file: &Path) -> Result<Workload> {
+    let of = format!("of={}", file.display());
+    spawn_in(cgroup, "exec dd if=/dev/zero \"$1\" bs=4k count=262144 oflag=direct status=none", &[&of])
+}
+
 /// bash sending `bytes` zero bytes to 127.0.0.1:`port` over TCP.
 pub fn tcp_sender(cgroup: &TestCgroup, port: u16, bytes: u64) -> Result<Workload> {
     let script = "exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1 && head -c $2 /dev/zero >&3' bash \"$1\" \"$2\"";

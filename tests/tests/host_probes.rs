@@ -21,7 +21,7 @@ use truce_tests::{
     cgroups::TestCgroupTree,
     probe_reading::{assert_close, frozen_snapshot, load, snapshot},
     proc::host_irq_and_steal_time,
-    workloads::{cpu_burner, direct_writer, share_one_cpu, tcp_sender},
+    workloads::{Workload, cpu_burner, direct_writer, share_one_cpu, small_direct_writer, tcp_sender},
 };
 
 /// Loading, naming, turning off and detaching the programs (the rest of this file measures
@@ -209,10 +209,13 @@ fn block_backed_dir() -> Option<PathBuf> {
     (nix::sys::stat::major(dev) != 0).then_some(dir)
 }
 
-/// Regression: with the cgroup of `current` at block_rq_issue, mq-deadline's kworker
-/// dispatches left ~18 % of the writer's bytes charged to the root cgroup.
+/// Regressions: with the cgroup of `current` at block_rq_issue, mq-deadline's kworker
+/// dispatches left ~18 % of the writer's bytes charged to the root cgroup; and with two
+/// 4 KiB O_DIRECT neighbours keeping the virtio queue full, the writer's requeued requests
+/// (and the rest of its split 1 MiB bios) went to whoever dispatched them: 12-31 % short in
+/// 6 of 11 runs on the host (session 15), 0.0 % in 6 of 6 after the fix.
 #[test]
-fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatches_them() -> Result<()> {
+fn direct_writer_bytes_are_its_cgroups_even_when_a_kworker_or_a_neighbour_dispatches_them() -> Result<()> {
     let _serial = privileged();
     let probes = load(PerfMode::Off)?;
     if let probes::GroupStatus::Unavailable { reason } = &probes.capabilities().block {
@@ -225,10 +228,16 @@ fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatch
     };
     let mut tree = TestCgroupTree::new("io")?;
     let cg = tree.child("writer")?;
+    let neighbour = tree.child("neighbour")?;
     let file = dir.join(format!("truce-direct-{}.bin", std::process::id()));
+    let neighbour_files: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("truce-direct-{}-n{i}.bin", std::process::id()))).collect();
+    let neighbours = neighbour_files.iter().map(|f| small_direct_writer(&neighbour, f)).collect::<Result<Vec<_>>>()?;
     const MIB: u32 = 64;
     let result = direct_writer(&cg, &file, MIB)?.wait_success();
-    let _ = fs::remove_file(&file);
+    neighbours.into_iter().for_each(Workload::stop);
+    for f in neighbour_files.iter().chain([&file]) {
+        let _ = fs::remove_file(f);
+    }
     result?;
     let snap = snapshot(&probes)?;
     let written: u64 = snap.block.iter().filter(|(k, _)| k.cgroup_id == cg.id).map(|(_, v)| v.write_bytes).sum();
@@ -243,10 +252,17 @@ fn direct_writer_bytes_are_attributed_to_its_cgroup_even_when_a_kworker_dispatch
     // charged: each such request's bytes (about the writer's average request) may be missing,
     // and the probe says so. CI on a busy host once saw one: 65,552,384 of 67,108,864 bytes,
     // 2.3 % short, with 512 KiB charged to the root. The regression this guards was 18 %.
-    let unmatched_name = truce_common::abi::probe_error::NAMES[truce_common::abi::probe_error::BLOCK_UNMATCHED_COMPLETION as usize];
-    let unmatched: u64 = snap.errors.iter().filter(|(k, _)| k == unmatched_name).map(|(_, n)| *n).sum();
+    // A completion the kernel never ran the probe for (an interrupt landing while another
+    // block program ran on that CPU, see the agent's `probes::skipped`) is the same loss,
+    // counted by the kernel instead, for every cgroup's requests: mostly the neighbours'
+    // 4 KiB ones, so the writer is allowed its share of them, rounded up.
+    let count = |name: &str| snap.errors.iter().filter(|(k, _)| k == name).map(|(_, n)| *n).sum::<u64>();
+    let unmatched = count(truce_common::abi::probe_error::NAMES[truce_common::abi::probe_error::BLOCK_UNMATCHED_COMPLETION as usize]);
+    let skipped = count(&probes::skipped_runs_label("block_rq_complete"));
+    let all_ops: u64 = snap.block.values().map(|v| v.write_ops + v.read_ops + v.other_ops).sum();
+    let skipped_writer = (skipped as f64 * ops as f64 / all_ops.max(1) as f64).ceil();
     let per_request = written as f64 / ops.max(1) as f64;
-    assert_close("O_DIRECT bytes charged to the writer", written as f64, expected as f64, 0.02, unmatched as f64 * per_request);
+    assert_close("O_DIRECT bytes charged to the writer", written as f64, expected as f64, 0.02, (unmatched as f64 + skipped_writer) * per_request);
     assert_eq!(hist, ops, "latency histogram counts every request");
     assert_eq!(HIST_BUCKETS, 32);
     // An O_DIRECT write whose completion is not there yet blocks the writer until the

@@ -121,6 +121,7 @@ pub fn block_offsets(root: &Path, off: &mut TracepointOffsets) -> Result<(), Pro
     let ev = "block/block_bio_queue";
     off.block_bio_dev = require(ev, &bio, "dev", &[4])?.offset;
     off.block_bio_sector = require(ev, &bio, "sector", &[8])?.offset;
+    off.block_bio_nr_sector = require(ev, &bio, "nr_sector", &[4])?.offset;
     Ok(())
 }
 
