@@ -2,7 +2,7 @@
 //! `truce_common::names::globals`). They live in .rodata, so the verifier sees them as
 //! constants and prunes disabled branches.
 
-use truce_common::abi::{KernelOffsets, TracepointOffsets};
+use truce_common::abi::{BlockKernelOffsets, KernelOffsets, TracepointOffsets};
 
 /// Tracepoint field offsets read from tracefs `format` files at load time.
 #[unsafe(no_mangle)]
@@ -38,6 +38,17 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     _pad: 0,
 };
 
+/// Kernel struct field offsets of the BTF-typed block_rq_complete, from the kernel's BTF.
+#[unsafe(no_mangle)]
+static BLOCK_KERNEL_OFFSETS: BlockKernelOffsets = BlockKernelOffsets {
+    request_sector: 0,
+    request_q: 0,
+    queue_disk: 0,
+    disk_major: 0,
+    disk_first_minor: 0,
+    _pad: [0; 3],
+};
+
 /// Bit mask of the perf event arrays that hold opened counters
 /// (`truce_common::abi::perf_slot`); 0 when there is no PMU.
 #[unsafe(no_mangle)]
@@ -63,4 +74,11 @@ pub fn perf_enabled() -> u32 {
 pub fn kernel_offset(field: impl FnOnce(&'static KernelOffsets) -> &'static u32) -> u32 {
     // SAFETY: as for `offsets`; the reference points into a valid static.
     unsafe { core::ptr::read_volatile(field(&KERNEL_OFFSETS)) }
+}
+
+/// One field of `BLOCK_KERNEL_OFFSETS`, loaded like [`kernel_offset`].
+#[inline(always)]
+pub fn block_kernel_offset(field: impl FnOnce(&'static BlockKernelOffsets) -> &'static u32) -> u32 {
+    // SAFETY: as for `offsets`; the reference points into a valid static.
+    unsafe { core::ptr::read_volatile(field(&BLOCK_KERNEL_OFFSETS)) }
 }

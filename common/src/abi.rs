@@ -123,6 +123,27 @@ pub struct KernelOffsets {
 }
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
 
+/// Byte offsets of the kernel fields the BTF-typed block_rq_complete reads (see agent-ebpf
+/// `block_rq_complete_btf`), from the kernel's BTF. Apart from [`KernelOffsets`] because a
+/// kernel without them (request_queue.disk arrived in 5.15) loses only that program: the
+/// classic tracepoint takes its place.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockKernelOffsets {
+    /// request.__sector (sector_t, u64).
+    pub request_sector: u32,
+    /// request.q (struct request_queue *).
+    pub request_q: u32,
+    /// request_queue.disk (struct gendisk *).
+    pub queue_disk: u32,
+    /// gendisk.major (int).
+    pub disk_major: u32,
+    /// gendisk.first_minor (int).
+    pub disk_first_minor: u32,
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(core::mem::size_of::<BlockKernelOffsets>() == 32);
+
 /// Block I/O counters per issuing cgroup and device.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -293,6 +314,8 @@ mod pod {
     unsafe impl aya::Pod for DelayStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for BlockKernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for CpuSched {}
     // SAFETY: as above.

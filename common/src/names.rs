@@ -42,6 +42,9 @@ pub const PROG_SCHED_TICK: &str = "sched_tick";
 pub const PROG_BLOCK_BIO_QUEUE: &str = "block_bio_queue";
 pub const PROG_BLOCK_ISSUE: &str = "block_rq_issue";
 pub const PROG_BLOCK_COMPLETE: &str = "block_rq_complete";
+/// The BTF-typed block_rq_complete, attached instead of the classic one where the kernel's
+/// BTF has the fields it reads.
+pub const PROG_BLOCK_COMPLETE_BTF: &str = "block_rq_complete_btf";
 pub const PROG_NET_INGRESS: &str = "net_ingress";
 pub const PROG_NET_EGRESS: &str = "net_egress";
 
@@ -72,6 +75,7 @@ pub const ALL_PROGRAMS: &[&str] = &[
     PROG_BLOCK_BIO_QUEUE,
     PROG_BLOCK_ISSUE,
     PROG_BLOCK_COMPLETE,
+    PROG_BLOCK_COMPLETE_BTF,
     PROG_NET_INGRESS,
     PROG_NET_EGRESS,
 ];
@@ -82,6 +86,8 @@ pub mod globals {
     pub const OFFSETS: &str = "OFFSETS";
     /// [`crate::abi::KernelOffsets`] read from the kernel's BTF.
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
+    /// [`crate::abi::BlockKernelOffsets`] read from the kernel's BTF (zeros when absent).
+    pub const BLOCK_KERNEL_OFFSETS: &str = "BLOCK_KERNEL_OFFSETS";
     /// Bit mask (`crate::abi::perf_slot`) of the perf event arrays that hold opened
     /// counters; 0 when there is no PMU, so the programs never read an empty array.
     pub const PERF_ENABLED: &str = "PERF_ENABLED";

@@ -6,7 +6,7 @@ use std::{fs, thread, time::Duration};
 use truce_agent::probes::{PerfMode, ProbeConfig, ProbeSnapshot, Probes, error_chain};
 
 pub fn load(perf: PerfMode) -> Result<Probes> {
-    Probes::load(&ProbeConfig { perf, cgroup2_root: None, groups: Default::default() }).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))
+    Probes::load(&ProbeConfig { perf, cgroup2_root: None, groups: Default::default(), block_completion: Default::default() }).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))
 }
 
 pub fn snapshot(probes: &Probes) -> Result<ProbeSnapshot> {

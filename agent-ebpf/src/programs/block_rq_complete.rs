@@ -1,5 +1,10 @@
 //! tracepoint/block/block_rq_complete: charge a finished request to the cgroup recorded at
 //! issue, per device, with its issue-to-completion latency.
+//!
+//! The classic tracepoint is the fallback for kernels whose BTF lacks the fields of
+//! `block_rq_complete_btf`, which is attached instead where it can be: a classic tracepoint
+//! program does not run while another one (block_rq_issue, block_bio_queue) runs on that
+//! CPU, and completions come in interrupts (see the agent's `probes::skipped`).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use truce_common::abi::{
@@ -35,6 +40,13 @@ fn try_block_rq_complete(ctx: &TracePointContext) -> Result<(), u32> {
     let off = offsets();
     let dev: u32 = read_field(ctx, off.block_complete_dev)?;
     let sector: u64 = read_field(ctx, off.block_complete_sector)?;
+    charge_completion(dev, sector)
+}
+
+/// Charge the request issued at (`dev`, `sector`) and forget it: what both variants of
+/// the program do with the tracepoint's `dev` and `sector`.
+#[inline(always)]
+pub fn charge_completion(dev: u32, sector: u64) -> Result<(), u32> {
     let key = InflightKey { dev, _pad: 0, sector };
     // SAFETY: the value is copied out before the entry is removed below.
     let Some(rq) = (unsafe { BLOCK_INFLIGHT.get(&key) }).copied() else {

@@ -3,6 +3,7 @@
 
 mod block_bio_queue;
 mod block_rq_complete;
+mod block_rq_complete_btf;
 mod block_rq_issue;
 mod net;
 mod net_egress;

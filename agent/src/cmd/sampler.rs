@@ -42,7 +42,7 @@ impl Sampler {
     /// Discover cgroup v2 and load the probes (blocking; call before the hot loop).
     pub fn start(perf: PerfMode, groups: ProbeGroups) -> Result<Sampler> {
         let cgroups = cgroupfs::discover().context("cgroup v2 discovery failed")?;
-        let probes = probes::spawn(ProbeConfig { perf, cgroup2_root: Some(cgroups.mount.clone()), groups })
+        let probes = probes::spawn(ProbeConfig { perf, cgroup2_root: Some(cgroups.mount.clone()), groups, block_completion: Default::default() })
             .map_err(|e| anyhow::anyhow!("{}", probes::error_chain(&e)))
             .context("loading the eBPF probes failed")?;
         let caps = probes.capabilities().clone();

@@ -7,7 +7,7 @@
 //! workspace does not link.
 use std::path::{Path, PathBuf};
 
-use truce_common::abi::KernelOffsets;
+use truce_common::abi::{BlockKernelOffsets, KernelOffsets};
 
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -225,6 +225,18 @@ impl Btf {
             cgroup_kn: self.offset_of("cgroup.kn", 8)?,
             kernfs_node_id: self.offset_of("kernfs_node.id", 8)?,
             _pad: 0,
+        })
+    }
+
+    /// The offsets the BTF-typed block completion reads (see [`BlockKernelOffsets`]).
+    pub fn block_kernel_offsets(&self) -> Result<BlockKernelOffsets, BtfError> {
+        Ok(BlockKernelOffsets {
+            request_sector: self.offset_of("request.__sector", 8)?,
+            request_q: self.offset_of("request.q", 8)?,
+            queue_disk: self.offset_of("request_queue.disk", 8)?,
+            disk_major: self.offset_of("gendisk.major", 4)?,
+            disk_first_minor: self.offset_of("gendisk.first_minor", 4)?,
+            _pad: [0; 3],
         })
     }
 }

@@ -10,7 +10,7 @@ use aya::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
-use truce_common::{abi::TracepointOffsets, names};
+use truce_common::{abi::{BlockKernelOffsets, TracepointOffsets}, names};
 
 use super::{
     ProbeError,
@@ -30,6 +30,20 @@ pub struct ProbeConfig {
     pub cgroup2_root: Option<PathBuf>,
     /// Which optional groups to attach (the scheduler group always is).
     pub groups: ProbeGroups,
+    /// Which block completion program to prefer; tests force the fallback to compare.
+    pub block_completion: BlockCompletion,
+}
+
+/// The two programs that can see block completions (agent-ebpf `block_rq_complete*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BlockCompletion {
+    /// The BTF-typed tracepoint, where the kernel's BTF has its fields (5.15+) and the
+    /// kernel takes it; the classic one otherwise.
+    #[default]
+    Typed,
+    /// The classic tracepoint, which the kernel skips while another block program runs on
+    /// that CPU (counted as `skipped_block_rq_complete`).
+    Classic,
 }
 
 /// The optional probe groups an operator may turn off (`[probes]` in the agent's config).
@@ -110,6 +124,8 @@ pub struct Probes {
     /// Last reported scheduler totals, so snapshots never step back (see `batch`).
     pub(super) floor: Mutex<Floor>,
     capabilities: Capabilities,
+    /// The block completion program attached, when the block group is.
+    block_completion: Option<BlockCompletion>,
     _counters: Vec<CounterSet>,
 }
 
@@ -127,9 +143,11 @@ impl Probes {
         // The scheduler programs read task_struct fields at offsets from the kernel's BTF,
         // and are BTF-typed tracepoints, which aya resolves in the same BTF.
         let vmlinux = Path::new(btf::VMLINUX_BTF);
-        let kernel_offsets = btf::Btf::from_file(vmlinux)
-            .and_then(|b| b.kernel_offsets())
-            .map_err(|source| ProbeError::Btf { source })?;
+        let vmlinux_btf = btf::Btf::from_file(vmlinux).map_err(|source| ProbeError::Btf { source })?;
+        let kernel_offsets = vmlinux_btf.kernel_offsets().map_err(|source| ProbeError::Btf { source })?;
+        // Without these only the BTF-typed block completion is lost (the classic one stands in).
+        let block_kernel_offsets = vmlinux_btf.block_kernel_offsets();
+        drop(vmlinux_btf);
         let kernel_btf = Btf::from_sys_fs()
             .map_err(|source| ProbeError::KernelBtf { source: Box::new(source) })?;
         // Only the block probes read tracepoint records; the scheduler ones need no tracefs.
@@ -141,6 +159,7 @@ impl Probes {
         let ebpf = EbpfLoader::new()
             .override_global(names::globals::OFFSETS, &offsets, true)
             .override_global(names::globals::KERNEL_OFFSETS, &kernel_offsets, true)
+            .override_global(names::globals::BLOCK_KERNEL_OFFSETS, &block_kernel_offsets.as_ref().ok().copied().unwrap_or_default(), true)
             .override_global(names::globals::PERF_ENABLED, &mask, true)
             .load(PROBES_OBJECT)
             .map_err(|source| ProbeError::Load { source: Box::new(source) })?;
@@ -154,6 +173,7 @@ impl Probes {
                 net: GroupStatus::Attached,
                 perf: perf_status,
             },
+            block_completion: None,
             _counters: Vec::new(),
         };
         for set in &counters {
@@ -174,7 +194,8 @@ impl Probes {
             GroupStatus::from_result(block_layout.and_then(|()| {
                 probes.attach_tracepoint(names::PROG_BLOCK_BIO_QUEUE, "block", "block_bio_queue")?;
                 probes.attach_tracepoint(names::PROG_BLOCK_ISSUE, "block", "block_rq_issue")?;
-                probes.attach_tracepoint(names::PROG_BLOCK_COMPLETE, "block", "block_rq_complete")
+                probes.block_completion = Some(probes.attach_block_complete(config.block_completion, block_kernel_offsets, &kernel_btf)?);
+                Ok(())
             }))
         } else {
             turned_off("probes.block")
@@ -185,6 +206,11 @@ impl Probes {
 
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// The block completion program attached; None when the block group is not.
+    pub fn block_completion(&self) -> Option<BlockCompletion> {
+        self.block_completion
     }
 
     /// True when the loaded object has a map with this name.
@@ -205,11 +231,33 @@ impl Probes {
     }
 
     fn attach_btf_tracepoint(&mut self, program: &'static str, kernel_btf: &Btf) -> Result<(), ProbeError> {
+        // The scheduler programs are named after their tracepoints.
+        self.attach_btf_tracepoint_to(program, program, kernel_btf)
+    }
+
+    fn attach_btf_tracepoint_to(&mut self, program: &'static str, tracepoint: &str, kernel_btf: &Btf) -> Result<(), ProbeError> {
         let prog: &mut BtfTracePoint = program_of(&mut self.ebpf, program)?;
-        // The program names are the kernel tracepoint names.
-        prog.load(program, kernel_btf).map_err(ProbeError::program(program, "load"))?;
+        prog.load(tracepoint, kernel_btf).map_err(ProbeError::program(program, "load"))?;
         prog.attach().map_err(ProbeError::program(program, "attach"))?;
         Ok(())
+    }
+
+    /// The BTF-typed block completion where the kernel's BTF has its fields and the kernel
+    /// takes it; the classic tracepoint otherwise, which the kernel skips while another
+    /// block program runs on that CPU (see `skipped`).
+    fn attach_block_complete(&mut self, prefer: BlockCompletion, offsets: Result<BlockKernelOffsets, btf::BtfError>, kernel_btf: &Btf) -> Result<BlockCompletion, ProbeError> {
+        if prefer == BlockCompletion::Typed {
+            let typed = match offsets {
+                Ok(_) => self.attach_btf_tracepoint_to(names::PROG_BLOCK_COMPLETE_BTF, "block_rq_complete", kernel_btf).map_err(|e| error_chain(&e)),
+                Err(e) => Err(e.to_string()),
+            };
+            match typed {
+                Ok(()) => return Ok(BlockCompletion::Typed),
+                Err(reason) => tracing::warn!(%reason, "block completions through the classic tracepoint, which misses those that interrupt another block probe"),
+            }
+        }
+        self.attach_tracepoint(names::PROG_BLOCK_COMPLETE, "block", "block_rq_complete")?;
+        Ok(BlockCompletion::Classic)
     }
 
     /// The 10 Hz per-CPU clock that charges long-running tasks between switches (see

@@ -56,7 +56,7 @@ fn optional_groups_turned_off_are_reported_unavailable_and_never_loaded() -> Res
     let _serial = privileged();
     let count_new = |groups: ProbeGroups| -> Result<(usize, Capabilities)> {
         let before = loaded_program_ids();
-        let probes = Probes::load(&ProbeConfig { perf: PerfMode::Off, cgroup2_root: None, groups }).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))?;
+        let probes = Probes::load(&ProbeConfig { perf: PerfMode::Off, cgroup2_root: None, groups, block_completion: Default::default() }).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))?;
         let new = loaded_program_ids().difference(&before).count();
         Ok((new, probes.capabilities().clone()))
     };
