@@ -113,6 +113,15 @@ pub struct Capabilities {
     pub block: GroupStatus,
     pub net: GroupStatus,
     pub perf: PerfStatus,
+    /// Which program sees block completions; None when the block group is not attached.
+    pub block_completion: Option<CompletionProbe>,
+}
+
+/// The block completion program attached, and why the classic one if it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompletionProbe {
+    Typed,
+    Classic { reason: String },
 }
 
 /// The loaded programs, their maps, and the perf counter fds they read. Dropping it
@@ -124,8 +133,6 @@ pub struct Probes {
     /// Last reported scheduler totals, so snapshots never step back (see `batch`).
     pub(super) floor: Mutex<Floor>,
     capabilities: Capabilities,
-    /// The block completion program attached, when the block group is.
-    block_completion: Option<BlockCompletion>,
     _counters: Vec<CounterSet>,
 }
 
@@ -172,8 +179,8 @@ impl Probes {
                 block: GroupStatus::Attached,
                 net: GroupStatus::Attached,
                 perf: perf_status,
+                block_completion: None,
             },
-            block_completion: None,
             _counters: Vec::new(),
         };
         for set in &counters {
@@ -194,7 +201,7 @@ impl Probes {
             GroupStatus::from_result(block_layout.and_then(|()| {
                 probes.attach_tracepoint(names::PROG_BLOCK_BIO_QUEUE, "block", "block_bio_queue")?;
                 probes.attach_tracepoint(names::PROG_BLOCK_ISSUE, "block", "block_rq_issue")?;
-                probes.block_completion = Some(probes.attach_block_complete(config.block_completion, block_kernel_offsets, &kernel_btf)?);
+                probes.capabilities.block_completion = Some(probes.attach_block_complete(config.block_completion, block_kernel_offsets, &kernel_btf)?);
                 Ok(())
             }))
         } else {
@@ -210,7 +217,10 @@ impl Probes {
 
     /// The block completion program attached; None when the block group is not.
     pub fn block_completion(&self) -> Option<BlockCompletion> {
-        self.block_completion
+        self.capabilities.block_completion.as_ref().map(|c| match c {
+            CompletionProbe::Typed => BlockCompletion::Typed,
+            CompletionProbe::Classic { .. } => BlockCompletion::Classic,
+        })
     }
 
     /// True when the loaded object has a map with this name.
@@ -245,19 +255,21 @@ impl Probes {
     /// The BTF-typed block completion where the kernel's BTF has its fields and the kernel
     /// takes it; the classic tracepoint otherwise, which the kernel skips while another
     /// block program runs on that CPU (see `skipped`).
-    fn attach_block_complete(&mut self, prefer: BlockCompletion, offsets: Result<BlockKernelOffsets, btf::BtfError>, kernel_btf: &Btf) -> Result<BlockCompletion, ProbeError> {
-        if prefer == BlockCompletion::Typed {
-            let typed = match offsets {
-                Ok(_) => self.attach_btf_tracepoint_to(names::PROG_BLOCK_COMPLETE_BTF, "block_rq_complete", kernel_btf).map_err(|e| error_chain(&e)),
-                Err(e) => Err(e.to_string()),
-            };
-            match typed {
-                Ok(()) => return Ok(BlockCompletion::Typed),
-                Err(reason) => tracing::warn!(%reason, "block completions through the classic tracepoint, which misses those that interrupt another block probe"),
+    fn attach_block_complete(&mut self, prefer: BlockCompletion, offsets: Result<BlockKernelOffsets, btf::BtfError>, kernel_btf: &Btf) -> Result<CompletionProbe, ProbeError> {
+        let reason = match prefer {
+            BlockCompletion::Classic => "asked for by the probe configuration".to_string(),
+            BlockCompletion::Typed => {
+                let typed = match offsets {
+                    Ok(_) => self.attach_btf_tracepoint_to(names::PROG_BLOCK_COMPLETE_BTF, "block_rq_complete", kernel_btf).map_err(|e| error_chain(&e)),
+                    Err(e) => Err(e.to_string()),
+                };
+                let Err(reason) = typed else { return Ok(CompletionProbe::Typed) };
+                tracing::warn!(%reason, "block completions through the classic tracepoint, which misses those that interrupt another block probe");
+                reason
             }
-        }
+        };
         self.attach_tracepoint(names::PROG_BLOCK_COMPLETE, "block", "block_rq_complete")?;
-        Ok(BlockCompletion::Classic)
+        Ok(CompletionProbe::Classic { reason })
     }
 
     /// The 10 Hz per-CPU clock that charges long-running tasks between switches (see

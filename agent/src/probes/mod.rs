@@ -21,7 +21,7 @@ mod tracefs;
 
 pub use error::ProbeError;
 pub use privilege::{effective_caps, missing as missing_privileges};
-pub use load::{BLOCK_SIGNAL, BlockCompletion, Capabilities, NET_SIGNAL, GroupStatus, ProbeConfig, ProbeGroups, Probes, cgroup2_mount, error_chain, measured, turned_off_reason};
+pub use load::{BLOCK_SIGNAL, BlockCompletion, Capabilities, CompletionProbe, NET_SIGNAL, GroupStatus, ProbeConfig, ProbeGroups, Probes, cgroup2_mount, error_chain, measured, turned_off_reason};
 pub use perf::{PerfMode, PerfStatus, hardware_status};
 pub use skipped::skipped_runs_label;
 pub use snapshot::ProbeSnapshot;

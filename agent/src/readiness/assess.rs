@@ -1,7 +1,7 @@
 //! The verdicts: a pure function of [`HostFacts`].
 use super::{Check, HostFacts, Level, Readiness};
 use crate::cgroupfs::{Controller, ControllerState, Mode};
-use crate::probes::{GroupStatus, PerfStatus, missing_privileges};
+use crate::probes::{CompletionProbe, GroupStatus, PerfStatus, missing_privileges};
 
 /// tp_btf/sched_switch reads prev_state, an argument since 5.18: older kernels refuse the attach.
 pub const MIN_KERNEL: (u32, u32) = (5, 18);
@@ -186,6 +186,14 @@ fn probes(f: &HostFacts, r: &mut Readiness) {
             Level::Gap,
             format!("not attached: {}", down.join("; ")),
             Some("block I/O needs tracefs and the block tracepoints (CONFIG_BLK_DEV_IO_TRACE is not required); network needs cgroup2 and CONFIG_CGROUP_BPF"),
+        ));
+    }
+    if let (Some(CompletionProbe::Classic { reason }), true) = (&caps.block_completion, wanted.block) {
+        r.checks.push(check(
+            "block completions",
+            Level::Gap,
+            format!("seen by the classic tracepoint ({reason}): the kernel skips a completion that interrupts another block probe, and that request is charged to nobody (counted as skipped_block_rq_complete)"),
+            Some("a kernel whose BTF has request_queue.disk (5.15+) takes the BTF-typed completion probe"),
         ));
     }
 }

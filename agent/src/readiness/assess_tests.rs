@@ -1,6 +1,6 @@
 use super::*;
 use crate::cgroupfs::{CgroupHost, Controller, ControllerState, Mode};
-use crate::probes::{Capabilities, GroupStatus, PerfStatus};
+use crate::probes::{Capabilities, CompletionProbe, GroupStatus, PerfStatus};
 use crate::readiness::gather::{ConfigFacts, LoadedConfig};
 use crate::readiness::{Level, report_text};
 use std::path::PathBuf;
@@ -22,6 +22,7 @@ fn attached() -> Capabilities {
         block: GroupStatus::Attached,
         net: GroupStatus::Attached,
         perf: PerfStatus::Available { counters: vec!["cycles", "instructions", "llc_misses"], software_clock: false },
+        block_completion: Some(CompletionProbe::Typed),
     }
 }
 
@@ -197,4 +198,18 @@ fn a_probe_group_the_config_turns_off_is_a_choice_not_a_gap() {
     caps.block = GroupStatus::Unavailable { reason: "no tracefs".into() };
     f.probes = Some(Ok(caps));
     assert_eq!(level_of(&assess(&f), "probes"), Level::Ok);
+}
+
+#[test]
+fn the_classic_block_completion_is_a_gap_that_names_why() {
+    let mut facts = healthy();
+    let reason = "BTF: `request_queue` has no member `disk`".to_string();
+    facts.probes = Some(Ok(Capabilities { block_completion: Some(CompletionProbe::Classic { reason: reason.clone() }), ..attached() }));
+    let r = assess(&facts);
+    let check = r.checks.iter().find(|c| c.name == "block completions").expect("a block completions check");
+    assert_eq!(check.level, Level::Gap);
+    assert!(check.finding.contains(&reason) && check.finding.contains("skipped_block_rq_complete"), "{}", check.finding);
+    assert!(r.can_run());
+    // With the typed probe there is nothing to say.
+    assert!(!assess(&healthy()).checks.iter().any(|c| c.name == "block completions"));
 }
