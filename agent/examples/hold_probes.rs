@@ -12,7 +12,7 @@ fn main() -> Result<()> {
     signals.add(Signal::SIGINT);
     signals.thread_block().context("blocking SIGTERM/SIGINT")?;
 
-    let probes = Probes::load(&ProbeConfig { perf: PerfMode::Hardware, cgroup2_root: None, groups: Default::default(), block_completion: Default::default() })
+    let probes = Probes::load(&ProbeConfig { perf: PerfMode::Hardware, ..Default::default() })
         .map_err(|e| anyhow::anyhow!("{}", truce_agent::probes::error_chain(&e)))?;
     eprintln!("hold_probes: {:?}", probes.capabilities());
     println!("attached");

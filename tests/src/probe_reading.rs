@@ -6,7 +6,12 @@ use std::{fs, thread, time::Duration};
 use truce_agent::probes::{PerfMode, ProbeConfig, ProbeSnapshot, Probes, error_chain};
 
 pub fn load(perf: PerfMode) -> Result<Probes> {
-    Probes::load(&ProbeConfig { perf, cgroup2_root: None, groups: Default::default(), block_completion: Default::default() }).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))
+    load_with(&ProbeConfig { perf, ..Default::default() })
+}
+
+/// [`load`] with every setting of the loader.
+pub fn load_with(config: &ProbeConfig) -> Result<Probes> {
+    Probes::load(config).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))
 }
 
 pub fn snapshot(probes: &Probes) -> Result<ProbeSnapshot> {

@@ -42,7 +42,7 @@ fn check(args: &DoctorArgs) -> Readiness {
     // check already names better.
     let loaded = privileged.then(|| {
         let cgroup2_root = crate::cgroupfs::discover().ok().map(|h| h.mount);
-        Probes::load(&ProbeConfig { perf: PerfMode::Hardware, cgroup2_root, groups: Default::default(), block_completion: Default::default() })
+        Probes::load(&ProbeConfig { perf: PerfMode::Hardware, cgroup2_root, ..Default::default() })
             .map(|p| p.capabilities().clone())
             .map_err(|e| probes::error_chain(&e))
     });

@@ -3,11 +3,11 @@
 use super::privileged;
 use anyhow::{Context, Result};
 use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
-use truce_agent::probes::{self, BlockCompletion, GroupStatus, PerfMode, ProbeConfig, Probes, error_chain};
+use truce_agent::probes::{self, BlockCompletion, GroupStatus, PerfMode, ProbeConfig};
 use truce_common::{abi::HIST_BUCKETS, names};
 use truce_tests::{
     cgroups::TestCgroupTree,
-    probe_reading::{assert_close, snapshot},
+    probe_reading::{assert_close, load_with, snapshot},
     workloads::{Workload, direct_writer, small_direct_writer},
 };
 
@@ -39,7 +39,7 @@ fn the_classic_completion_probe_charges_the_direct_writer_too() -> Result<()> {
 fn direct_writer_beside_neighbours(completion: BlockCompletion) -> Result<()> {
     let _serial = privileged();
     let config = ProbeConfig { perf: PerfMode::Off, block_completion: completion, ..Default::default() };
-    let probes = Probes::load(&config).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))?;
+    let probes = load_with(&config)?;
     if let GroupStatus::Unavailable { reason } = &probes.capabilities().block {
         println!("SKIP: block I/O probes unavailable on this kernel: {reason}");
         return Ok(());

@@ -4,9 +4,9 @@ use super::privileged;
 use anyhow::Result;
 use std::collections::HashSet;
 use std::time::Duration;
-use truce_agent::probes::{self, Capabilities, GroupStatus, PerfMode, ProbeConfig, ProbeError, ProbeGroups, Probes, error_chain};
+use truce_agent::probes::{self, Capabilities, GroupStatus, PerfMode, ProbeConfig, ProbeError, ProbeGroups, error_chain};
 use truce_common::names;
-use truce_tests::probe_reading::load;
+use truce_tests::probe_reading::{load, load_with};
 
 #[test]
 fn every_map_and_program_name_resolves_after_load() -> Result<()> {
@@ -56,7 +56,7 @@ fn optional_groups_turned_off_are_reported_unavailable_and_never_loaded() -> Res
     let _serial = privileged();
     let count_new = |groups: ProbeGroups| -> Result<(usize, Capabilities)> {
         let before = loaded_program_ids();
-        let probes = Probes::load(&ProbeConfig { perf: PerfMode::Off, cgroup2_root: None, groups, block_completion: Default::default() }).map_err(|e| anyhow::anyhow!("loading probes: {}", error_chain(&e)))?;
+        let probes = load_with(&ProbeConfig { perf: PerfMode::Off, groups, ..Default::default() })?;
         let new = loaded_program_ids().difference(&before).count();
         Ok((new, probes.capabilities().clone()))
     };
