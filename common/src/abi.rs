@@ -125,8 +125,8 @@ const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
 
 /// Byte offsets of the kernel fields the BTF-typed block_rq_complete reads (see agent-ebpf
 /// `block_rq_complete_btf`), from the kernel's BTF. Apart from [`KernelOffsets`] because a
-/// kernel without them (request_queue.disk arrived in 5.15) loses only that program: the
-/// classic tracepoint takes its place.
+/// BTF without them (not seen on any kernel the agent loads on, 5.18+) loses only that
+/// program: the classic tracepoint takes its place.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockKernelOffsets {

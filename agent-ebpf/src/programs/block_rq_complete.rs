@@ -1,8 +1,9 @@
 //! tracepoint/block/block_rq_complete: charge a finished request to the cgroup recorded at
 //! issue, per device, with its issue-to-completion latency.
 //!
-//! The classic tracepoint is the fallback for kernels whose BTF lacks the fields of
-//! `block_rq_complete_btf`, which is attached instead where it can be: a classic tracepoint
+//! The classic tracepoint is the fallback for a kernel that refuses
+//! `block_rq_complete_btf` or whose BTF lacks its fields; the typed one is attached
+//! instead wherever it can be: a classic tracepoint
 //! program does not run while another one (block_rq_issue, block_bio_queue) runs on that
 //! CPU, and completions come in interrupts (see the agent's `probes::skipped`).
 

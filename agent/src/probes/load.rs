@@ -37,8 +37,9 @@ pub struct ProbeConfig {
 /// The two programs that can see block completions (agent-ebpf `block_rq_complete*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BlockCompletion {
-    /// The BTF-typed tracepoint, where the kernel's BTF has its fields (5.15+) and the
-    /// kernel takes it; the classic one otherwise.
+    /// The BTF-typed tracepoint, where the kernel's BTF has its fields and the kernel takes
+    /// it (every kernel tested; the scheduler probes already need 5.18); the classic one
+    /// otherwise.
     #[default]
     Typed,
     /// The classic tracepoint, which the kernel skips while another block program runs on

@@ -193,7 +193,7 @@ fn probes(f: &HostFacts, r: &mut Readiness) {
             "block completions",
             Level::Gap,
             format!("seen by the classic tracepoint ({reason}): the kernel skips a completion that interrupts another block probe, and that request is charged to nobody (counted as skipped_block_rq_complete)"),
-            Some("a kernel whose BTF has request_queue.disk (5.15+) takes the BTF-typed completion probe"),
+            Some("the reason above says what the kernel refused; its BTF needs request.__sector, request.q, request_queue.disk and gendisk.major/first_minor for the BTF-typed completion probe"),
         ));
     }
 }

@@ -30,7 +30,8 @@ fn direct_writer_bytes_are_its_cgroups_even_when_a_kworker_or_a_neighbour_dispat
     direct_writer_beside_neighbours(BlockCompletion::Typed)
 }
 
-/// The same with the classic completion program, the fallback for kernels before 5.15.
+/// The same with the classic completion program, the fallback where the kernel refuses the
+/// typed one.
 #[test]
 fn the_classic_completion_probe_charges_the_direct_writer_too() -> Result<()> {
     direct_writer_beside_neighbours(BlockCompletion::Classic)
@@ -44,8 +45,8 @@ fn direct_writer_beside_neighbours(completion: BlockCompletion) -> Result<()> {
         println!("SKIP: block I/O probes unavailable on this kernel: {reason}");
         return Ok(());
     }
-    // Every kernel CI runs has the BTF fields the typed program reads (5.15+): falling back
-    // there would be a bug, not a kernel's limit.
+    // Every kernel the scheduler probes load on (5.18+) has the BTF fields the typed program
+    // reads: falling back there would be a bug, not a kernel's limit.
     let attached = probes.block_completion();
     println!("block completions through {attached:?}");
     assert_eq!(attached, Some(completion), "asked for {completion:?}");
